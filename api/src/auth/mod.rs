@@ -1,0 +1,12 @@
+//! Who the caller is ([`Caller`], an extractor) and what it may do ([`Scope`]).
+//!
+//! Authentication happens in the extractor; authorization is one line in each handler:
+//! `caller.require(Scope::Manage)?`.
+
+mod caller;
+mod scopes;
+pub mod token;
+
+pub use caller::Caller;
+pub use scopes::{Scope, grants};
+pub use token::{Claims, TokenError, Tokens};

@@ -1,0 +1,273 @@
+//! The embedded store: blobs as files under one directory, served and received by the server
+//! itself through URLs it signs ([`crate::signing`]).
+//!
+//! Layout under the root: `sha512/<digest>` (verified), `incoming/` (PUTs in flight),
+//! `staging/<key>` (complete PUTs), `verifying/` (objects taken out of the PUT path while they
+//! are hashed). A staged file is renamed into `verifying/` before hashing, so a second PUT can
+//! only create a new staged file, never change the bytes being verified.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+
+use super::{BlobStore, Sha512Counter, StoreError, Verification, mismatch};
+use crate::auth::token::unix_now;
+use crate::signing::UrlSigner;
+use tooltool_proto::Digest;
+
+/// Why a PUT to the embedded store was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// More bytes than the URL was signed for.
+    #[error("the body is larger than the declared size of {0} bytes")]
+    TooLarge(u64),
+    /// The client's stream failed.
+    #[error("the upload was interrupted: {0}")]
+    Interrupted(String),
+    /// Writing failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Blobs under a local directory.
+#[derive(Debug)]
+pub struct LocalStore {
+    root: PathBuf,
+    region: String,
+    signer: UrlSigner,
+    base_url: String,
+}
+
+impl LocalStore {
+    /// Opens (creating) the store at `root`. `base_url` is the server's public URL.
+    pub fn new(root: impl Into<PathBuf>, region: &str, signer: UrlSigner, base_url: &str) -> std::io::Result<Self> {
+        let root = root.into();
+        for dir in ["sha512", "incoming", "staging", "verifying"] {
+            std::fs::create_dir_all(root.join(dir))?;
+        }
+        Ok(Self { root, region: region.to_owned(), signer, base_url: base_url.trim_end_matches('/').to_owned() })
+    }
+
+    /// The URL signer (shared with the blob routes).
+    pub fn signer(&self) -> &UrlSigner {
+        &self.signer
+    }
+
+    /// Where a verified blob lives.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("sha512").join(digest.as_str())
+    }
+
+    fn staged_path(&self, key: &str) -> PathBuf {
+        self.root.join("staging").join(key)
+    }
+
+    /// Whether `key` has the shape this store hands out (`<digest>.<hex>`), so that it can
+    /// never name a path outside `staging/`.
+    pub fn valid_staging_key(key: &str) -> bool {
+        (1..=200).contains(&key.len())
+            && !key.starts_with('.')
+            && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f' | b'.'))
+    }
+
+    /// Writes a PUT body to `staging/<key>`: streamed into `incoming/`, refused past `limit`
+    /// bytes, synced, then renamed into place whole.
+    pub async fn receive<S, E>(&self, key: &str, limit: u64, mut body: S) -> Result<u64, ReceiveError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let tmp = self.root.join("incoming").join(format!("{key}.{}", uuid::Uuid::new_v4().simple()));
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| StoreError::msg("create incoming file", e))?;
+            let mut written = 0u64;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| ReceiveError::Interrupted(e.to_string()))?;
+                written += chunk.len() as u64;
+                if written > limit {
+                    return Err(ReceiveError::TooLarge(limit));
+                }
+                file.write_all(&chunk).await.map_err(|e| StoreError::msg("write incoming file", e))?;
+            }
+            file.sync_all().await.map_err(|e| StoreError::msg("sync incoming file", e))?;
+            Ok(written)
+        }
+        .await;
+        match result {
+            Ok(n) => {
+                tokio::fs::rename(&tmp, self.staged_path(key)).await.map_err(|e| StoreError::msg("stage upload", e))?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
+
+    fn signed_url(&self, method: &str, path: &str, ttl: Duration, size: Option<u64>) -> String {
+        let expires = unix_now() + ttl.as_secs();
+        let sig = self.signer.sign(method, path, expires, size);
+        let size = size.map(|s| format!("&size={s}")).unwrap_or_default();
+        format!("{}{path}?expires={expires}{size}&signature={sig}", self.base_url)
+    }
+
+    /// Removes leftovers in `incoming/` older than `age` (interrupted PUTs).
+    pub fn sweep_incoming(&self, age: Duration) {
+        let Ok(entries) = std::fs::read_dir(self.root.join("incoming")) else { return };
+        for entry in entries.flatten() {
+            let old = entry.metadata().and_then(|m| m.modified()).map(|t| t.elapsed().unwrap_or_default() > age);
+            if old.unwrap_or(false) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(Digest, u64)> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut counter = Sha512Counter::default();
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(counter.finish());
+        }
+        counter.update(&buf[..n]);
+    }
+}
+
+async fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match tokio::fs::remove_file(path).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::msg("remove file", e)),
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalStore {
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn download_url(&self, digest: &Digest, ttl: Duration) -> Result<String, StoreError> {
+        Ok(self.signed_url("GET", &format!("/_blobs/sha512/{digest}"), ttl, None))
+    }
+
+    async fn upload_url(&self, staging_key: &str, size: u64, ttl: Duration) -> Result<String, StoreError> {
+        Ok(self.signed_url("PUT", &format!("/_blobs/staging/{staging_key}"), ttl, Some(size)))
+    }
+
+    async fn verify_and_publish(&self, staging_key: &str, digest: &Digest, size: u64) -> Result<Verification, StoreError> {
+        let work = self.root.join("verifying").join(format!("{staging_key}.{}", uuid::Uuid::new_v4().simple()));
+        match tokio::fs::rename(self.staged_path(staging_key), &work).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verification::NotStaged),
+            Err(e) => return Err(StoreError::msg("take staged file", e)),
+        }
+        let hashed = work.clone();
+        let (got, got_size) = tokio::task::spawn_blocking(move || hash_file(&hashed))
+            .await
+            .map_err(|e| StoreError::msg("hash task", e))?
+            .map_err(|e| StoreError::msg("hash staged file", e))?;
+        if let Some(why) = mismatch(digest, size, &got, got_size) {
+            remove_if_present(&work).await?;
+            return Ok(Verification::Mismatch(why));
+        }
+        let dest = self.blob_path(digest);
+        if tokio::fs::try_exists(&dest).await.unwrap_or(false) {
+            // Already published by a concurrent verification of identical bytes: keep it.
+            remove_if_present(&work).await?;
+        } else {
+            tokio::fs::rename(&work, &dest).await.map_err(|e| StoreError::msg("publish blob", e))?;
+        }
+        Ok(Verification::Published)
+    }
+
+    async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError> {
+        if !Self::valid_staging_key(staging_key) {
+            return Ok(());
+        }
+        remove_if_present(&self.staged_path(staging_key)).await
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError> {
+        remove_if_present(&self.blob_path(digest)).await
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let probe = self.root.join("incoming").join(format!(".heartbeat.{}", uuid::Uuid::new_v4().simple()));
+        tokio::fs::write(&probe, b"ok").await.map_err(|e| StoreError::msg("write probe", e))?;
+        remove_if_present(&probe).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path) -> LocalStore {
+        LocalStore::new(dir, "local", UrlSigner::new(b"k"), "http://127.0.0.1:1").unwrap()
+    }
+
+    fn digest_of(data: &[u8]) -> Digest {
+        let mut c = Sha512Counter::default();
+        c.update(data);
+        c.finish().0
+    }
+
+    async fn put(s: &LocalStore, key: &str, data: &'static [u8]) -> Result<u64, ReceiveError> {
+        let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(data))]);
+        s.receive(key, data.len() as u64, stream).await
+    }
+
+    #[tokio::test]
+    async fn verified_bytes_are_published_and_staging_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let d = digest_of(b"hello");
+        let key = format!("{d}.01");
+        put(&s, &key, b"hello").await.unwrap();
+        assert_eq!(s.verify_and_publish(&key, &d, 5).await.unwrap(), Verification::Published);
+        assert_eq!(std::fs::read(s.blob_path(&d)).unwrap(), b"hello");
+        assert_eq!(s.verify_and_publish(&key, &d, 5).await.unwrap(), Verification::NotStaged);
+    }
+
+    #[tokio::test]
+    async fn mismatched_bytes_are_deleted_and_never_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let d = digest_of(b"hello");
+        let key = format!("{d}.02");
+        put(&s, &key, b"jello").await.unwrap();
+        let v = s.verify_and_publish(&key, &d, 5).await.unwrap();
+        assert!(matches!(v, Verification::Mismatch(ref m) if m.contains("digest")), "{v:?}");
+        assert!(!s.blob_path(&d).exists());
+        assert!(!s.staged_path(&key).exists());
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_signed_size_is_refused_and_not_staged() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from_static(b"toolong"))]);
+        let err = s.receive("ab.01", 3, stream).await.unwrap_err();
+        assert!(matches!(err, ReceiveError::TooLarge(3)));
+        assert!(!s.staged_path("ab.01").exists());
+        assert_eq!(std::fs::read_dir(dir.path().join("incoming")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn staging_keys_cannot_name_other_paths() {
+        assert!(LocalStore::valid_staging_key("abc.0f"));
+        for bad in ["", "..", "../x", "a/b", ".abc", "ABC", "a b"] {
+            assert!(!LocalStore::valid_staging_key(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The S3 store: presigned GET/PUT URLs, and verification that publishes exactly the bytes it
+//! hashed by pinning the server-side copy to the staged object's ETag
+//! (`x-amz-copy-source-if-match`): if a second PUT replaced the staged object while it was being
+//! hashed, the copy fails with 412 and nothing is published.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use super::{BlobStore, Sha512Counter, StoreError, Verification, mismatch};
+use crate::settings::S3Settings;
+use tooltool_proto::Digest;
+
+/// Largest object a single CopyObject may copy.
+const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
+/// Part size for larger copies.
+const COPY_PART: u64 = 512 * 1024 * 1024;
+
+/// Blobs in one S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    region: String,
+}
+
+fn status_of<E, R: HttpStatus>(e: &SdkError<E, R>) -> Option<u16> {
+    e.raw_response().map(|r| r.status_u16())
+}
+
+/// The status of a raw HTTP response, whatever its type.
+trait HttpStatus {
+    fn status_u16(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn status_u16(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn sdk_err<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(what: &str, e: SdkError<E, R>) -> StoreError {
+    StoreError::msg(what, DisplayErrorContext(e))
+}
+
+impl S3Store {
+    /// Builds the client from settings (static keys if given, else the AWS default chain).
+    pub async fn new(s: &S3Settings) -> anyhow::Result<Self> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new(s.region.clone()));
+        if let (Some(id), Some(secret)) = (&s.access_key_id, &s.secret_access_key) {
+            loader = loader.credentials_provider(Credentials::new(id, secret.expose(), None, None, "tooltool-settings"));
+        }
+        let sdk = loader.load().await;
+        // Presigned PUTs must not carry an SDK-computed checksum of an empty body.
+        let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(s.force_path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(ep) = &s.endpoint {
+            conf = conf.endpoint_url(ep);
+        }
+        Ok(Self { client: Client::from_conf(conf.build()), bucket: s.bucket.clone(), region: s.region.clone() })
+    }
+
+    fn presign_config(ttl: Duration) -> Result<PresigningConfig, StoreError> {
+        PresigningConfig::expires_in(ttl).map_err(|e| StoreError::msg("presigning config", e))
+    }
+
+    /// Server-side copy of `src` to `dest`, only while `src` still has `etag`. `Ok(false)`
+    /// when it changed.
+    async fn copy_if_match(&self, src: &str, dest: &str, etag: &str, size: u64) -> Result<bool, StoreError> {
+        let source = format!("{}/{src}", self.bucket);
+        if size <= MAX_SINGLE_COPY {
+            let res = self
+                .client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(dest)
+                .copy_source(&source)
+                .copy_source_if_match(etag)
+                .send()
+                .await;
+            return match res {
+                Ok(_) => Ok(true),
+                Err(e) if status_of(&e) == Some(412) => Ok(false),
+                Err(e) => Err(sdk_err("copy staged object", e)),
+            };
+        }
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(dest)
+            .send()
+            .await
+            .map_err(|e| sdk_err("start multipart copy", e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let part_size = COPY_PART.max(size.div_ceil(10_000));
+        let mut parts = Vec::new();
+        let mut outcome = Ok(true);
+        for (i, start) in (0..size).step_by(part_size as usize).enumerate() {
+            let end = (start + part_size).min(size) - 1;
+            let res = self
+                .client
+                .upload_part_copy()
+                .bucket(&self.bucket)
+                .key(dest)
+                .upload_id(&upload_id)
+                .part_number(i as i32 + 1)
+                .copy_source(&source)
+                .copy_source_range(format!("bytes={start}-{end}"))
+                .copy_source_if_match(etag)
+                .send()
+                .await;
+            match res {
+                Ok(out) => parts.push(
+                    CompletedPart::builder()
+                        .part_number(i as i32 + 1)
+                        .set_e_tag(out.copy_part_result().and_then(|r| r.e_tag()).map(str::to_owned))
+                        .build(),
+                ),
+                Err(e) if status_of(&e) == Some(412) => {
+                    outcome = Ok(false);
+                    break;
+                }
+                Err(e) => {
+                    outcome = Err(sdk_err("copy part", e));
+                    break;
+                }
+            }
+        }
+        if !matches!(outcome, Ok(true)) {
+            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(dest).upload_id(&upload_id).send().await;
+            return outcome;
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(dest)
+            .upload_id(&upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .map_err(|e| sdk_err("complete multipart copy", e))?;
+        Ok(true)
+    }
+
+    async fn delete_key(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_err("delete object", e))
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Store {
+    fn region(&self) -> &str {
+        &self.region
+    }
+
+    async fn download_url(&self, digest: &Digest, ttl: Duration) -> Result<String, StoreError> {
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(format!("sha512/{digest}"))
+            .presigned(Self::presign_config(ttl)?)
+            .await
+            .map_err(|e| sdk_err("presign GET", e))?;
+        Ok(req.uri().to_owned())
+    }
+
+    async fn upload_url(&self, staging_key: &str, _size: u64, ttl: Duration) -> Result<String, StoreError> {
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(format!("staging/{staging_key}"))
+            .presigned(Self::presign_config(ttl)?)
+            .await
+            .map_err(|e| sdk_err("presign PUT", e))?;
+        Ok(req.uri().to_owned())
+    }
+
+    async fn verify_and_publish(&self, staging_key: &str, digest: &Digest, size: u64) -> Result<Verification, StoreError> {
+        let key = format!("staging/{staging_key}");
+        let obj = match self.client.get_object().bucket(&self.bucket).key(&key).send().await {
+            Ok(obj) => obj,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || status_of(&e) == Some(404) => {
+                return Ok(Verification::NotStaged);
+            }
+            Err(e) => return Err(sdk_err("read staged object", e)),
+        };
+        let etag = obj.e_tag().map(str::to_owned).ok_or_else(|| StoreError::msg("read staged object", "no ETag"))?;
+        let mut body = obj.body;
+        let mut counter = Sha512Counter::default();
+        while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::msg("stream staged object", e))? {
+            counter.update(&chunk);
+            if counter.len() > size {
+                break;
+            }
+        }
+        let (got, got_size) = counter.finish();
+        if let Some(why) = mismatch(digest, size, &got, got_size) {
+            self.delete_key(&key).await?;
+            return Ok(Verification::Mismatch(why));
+        }
+        if !self.copy_if_match(&key, &format!("sha512/{digest}"), &etag, size).await? {
+            return Ok(Verification::Changed);
+        }
+        if let Err(e) = self.delete_key(&key).await {
+            tracing::warn!(error = %e, "could not remove a verified staged object; the sweeper will retry");
+        }
+        Ok(Verification::Published)
+    }
+
+    async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError> {
+        self.delete_key(&format!("staging/{staging_key}")).await
+    }
+
+    async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError> {
+        self.delete_key(&format!("sha512/{digest}")).await
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| sdk_err("head bucket", e))
+    }
+}

@@ -1,0 +1,37 @@
+//! The sweeper: staged uploads never completed are removed once their URL expired more than
+//! the grace period ago.
+
+use std::time::Duration;
+
+use crate::auth::token::unix_now;
+use crate::state::AppState;
+
+/// Removes expired staged uploads once; returns how many pending uploads were closed.
+pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
+    let cutoff = unix_now() as i64 - state.settings.staging_grace.as_secs() as i64;
+    let expired = state.db.expired_pending(cutoff).await?;
+    for p in &expired {
+        if let Some(store) = state.blobs.get(&p.region) {
+            store.delete_staged(&p.staging_key).await?;
+        }
+        state.db.delete_pending(p.id).await?;
+    }
+    if let Some(local) = &state.local {
+        local.sweep_incoming(state.settings.staging_grace);
+    }
+    if !expired.is_empty() {
+        tracing::info!(count = expired.len(), "removed expired staged uploads");
+    }
+    Ok(expired.len())
+}
+
+/// Sweeps every `interval` for as long as the server runs.
+pub async fn run(state: actix_web::web::Data<AppState>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        if let Err(e) = sweep_once(&state).await {
+            tracing::error!(error = %e, "staging sweep failed");
+        }
+    }
+}

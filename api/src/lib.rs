@@ -1,0 +1,163 @@
+//! tooltool-api: a content-addressed artifact store that speaks the tooltool protocol.
+//!
+//! [`Application::build`] assembles the server from [`Settings`]: it binds its listener (port 0
+//! in tests), connects the metadata store and the blob store, and exposes the bound port and a
+//! [`Application::run_until_stopped`] future.
+
+pub mod auth;
+pub mod blobs;
+pub mod cleanup;
+pub mod db;
+pub mod error;
+pub mod routes;
+pub mod settings;
+pub mod signing;
+pub mod state;
+pub mod telemetry;
+pub mod verify;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use anyhow::{Context, bail};
+
+use crate::auth::Tokens;
+use crate::blobs::{BlobStores, LocalStore, S3Store};
+use crate::db::{Backend, Db};
+pub use crate::settings::Settings;
+use crate::settings::BlobSettings;
+use crate::signing::{UrlSigner, derive_key};
+use crate::state::AppState;
+
+/// How often expired staged uploads are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// A built, bound, not yet running server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Binds, connects and assembles the server. On SQLite the schema is migrated here (a
+    /// single process owns the file); on PostgreSQL it must already be (`tooltool-api
+    /// migrate`, the Procfile's release step), so that replicas never race to migrate.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .with_context(|| format!("cannot listen on {}:{} (HOST, PORT)", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}:{port}", url_host(&settings.host)));
+        let db = open_db(&settings).await?;
+        if db.backend() == Backend::Sqlite {
+            db.migrate().await?;
+        } else {
+            db.check_migrated().await?;
+        }
+        let secret = load_secret(&settings)?;
+        let tokens = tokens(&settings, &secret);
+        let (blobs, local) = match &settings.blobs {
+            BlobSettings::Local { region } => {
+                let signer = UrlSigner::new(&derive_key(&secret, "tooltool/url/v1"));
+                let store = LocalStore::new(settings.data_dir.join("blobs"), region, signer, &public_url)
+                    .with_context(|| format!("cannot create the blob directory under {}", settings.data_dir.display()))?;
+                let store = Arc::new(store);
+                (BlobStores::single(store.clone()), Some(store))
+            }
+            BlobSettings::S3(s3) => (BlobStores::single(Arc::new(S3Store::new(s3).await?)), None),
+        };
+        let workers = settings.workers;
+        let state = web::Data::new(AppState::new(settings, db, blobs, local, tokens));
+        tokio::spawn(cleanup::run(state.clone(), SWEEP_INTERVAL));
+        let app_state = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(actix_web::middleware::from_fn(telemetry::log_request))
+                .configure(routes::configure)
+        });
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
+        tracing::info!(port, public_url, "tooltool-api listening");
+        Ok(Self { port, server, state })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state (tests use its token service).
+    pub fn state(&self) -> &web::Data<AppState> {
+        &self.state
+    }
+
+    /// Serves until the server is stopped (SIGTERM/SIGINT stop it gracefully).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// `[::1]` for IPv6 hosts, the host itself otherwise.
+fn url_host(host: &str) -> String {
+    if host.contains(':') { format!("[{host}]") } else { host.to_owned() }
+}
+
+/// Connects the metadata store (creating the data directory for SQLite).
+pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
+    if settings.is_sqlite() {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("cannot create TOOLTOOL_DATA_DIR {}", settings.data_dir.display()))?;
+    }
+    Db::connect(&settings.database_url).await
+}
+
+/// The token service of these settings.
+pub fn tokens(settings: &Settings, secret: &[u8]) -> Tokens {
+    Tokens::new(&derive_key(secret, "tooltool/jwt/v1"), &settings.jwt_issuer, &settings.jwt_audience)
+}
+
+/// The master secret: `TOOLTOOL_SECRET_KEY`, or on the embedded default a key generated once
+/// into `<data dir>/secret.key` (mode 0600). PostgreSQL deployments run several replicas, which
+/// must share one key, so there it has to be configured.
+pub fn load_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    if let Some(key) = &settings.secret_key {
+        return Ok(key.expose().as_bytes().to_vec());
+    }
+    if !settings.is_sqlite() {
+        bail!("TOOLTOOL_SECRET_KEY must be set when DATABASE_URL is PostgreSQL: every replica must share it");
+    }
+    let path = settings.data_dir.join("secret.key");
+    read_or_create_secret(&path).with_context(|| format!("cannot read or create {}", path.display()))
+}
+
+fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    use rand::RngCore;
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut key = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut key);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    match opts.open(path) {
+        Ok(mut f) => {
+            f.write_all(hex::encode(key).as_bytes())?;
+            f.sync_all()?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e.into()),
+    }
+    let text = std::fs::read_to_string(path)?;
+    anyhow::ensure!(text.trim().len() >= 32, "the secret key file is too short");
+    Ok(text.trim().as_bytes().to_vec())
+}

@@ -1,0 +1,93 @@
+//! The embedded store's own signed URLs: `GET`/`HEAD /_blobs/sha512/<digest>` serves a verified
+//! blob, `PUT /_blobs/staging/<key>` receives an upload. Both check the signature and expiry;
+//! neither is part of the public protocol, they are what its signed URLs point at.
+
+use actix_files::NamedFile;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use crate::auth::token::unix_now;
+use crate::blobs::{LocalStore, ReceiveError};
+use crate::error::ApiError;
+use crate::state::AppState;
+use tooltool_proto::Digest;
+
+/// The query of a signed URL.
+#[derive(Debug, Deserialize)]
+pub struct Signed {
+    expires: u64,
+    #[serde(default)]
+    size: Option<u64>,
+    signature: String,
+}
+
+fn refused(why: &str) -> ApiError {
+    tracing::debug!(reason = why, "signed URL refused");
+    ApiError::new(StatusCode::FORBIDDEN, "invalid-signature", format!("This URL is not valid: {why}"))
+}
+
+fn check(local: &LocalStore, method: &str, req: &HttpRequest, q: &Signed) -> Result<(), ApiError> {
+    if !local.signer().verify(method, req.path(), q.expires, q.size, &q.signature) {
+        return Err(refused("bad signature"));
+    }
+    if unix_now() > q.expires {
+        return Err(refused("it has expired"));
+    }
+    Ok(())
+}
+
+fn local_store(state: &AppState) -> Result<&LocalStore, ApiError> {
+    state.local.as_deref().ok_or_else(|| ApiError::not_found("The requested URL was not found on the server"))
+}
+
+/// Streams a verified blob (with Range support).
+pub async fn get(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<Signed>,
+) -> Result<HttpResponse, ApiError> {
+    let local = local_store(&state)?;
+    let digest = Digest::parse(&path)?;
+    check(local, "GET", &req, &query)?;
+    let file = NamedFile::open_async(local.blob_path(&digest))
+        .await
+        .map_err(|_| ApiError::not_found("No stored file has this digest"))?
+        .set_content_type(mime::APPLICATION_OCTET_STREAM)
+        .set_content_disposition(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(digest.to_string())],
+        });
+    Ok(file.into_response(&req))
+}
+
+/// Receives an upload into staging; answers exactly 200 on success.
+pub async fn put(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<Signed>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let local = local_store(&state)?;
+    check(local, "PUT", &req, &query)?;
+    if !LocalStore::valid_staging_key(&path) {
+        return Err(refused("bad key"));
+    }
+    let limit = query.size.ok_or_else(|| refused("no size"))?;
+    match local.receive(&path, limit, body).await {
+        Ok(n) => {
+            tracing::info!(bytes = n, "upload staged");
+            Ok(HttpResponse::Ok().finish())
+        }
+        Err(ReceiveError::TooLarge(n)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("The body is larger than the declared size of {n} bytes"),
+        )),
+        Err(ReceiveError::Interrupted(why)) => Err(ApiError::bad_request("upload-interrupted", why)),
+        Err(ReceiveError::Store(e)) => Err(e.into()),
+    }
+}

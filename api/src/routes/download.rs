@@ -1,0 +1,31 @@
+//! `GET`/`HEAD /sha512/<digest>`: a 302 to a short-lived signed URL of a verified copy.
+
+use actix_web::http::header::{CACHE_CONTROL, LOCATION};
+use actix_web::{HttpResponse, web};
+
+use super::RegionQuery;
+use crate::auth::{Caller, Scope};
+use crate::error::ApiError;
+use crate::state::AppState;
+use tooltool_proto::Digest;
+
+/// Digest → file → permission → signed URL → 302.
+#[tracing::instrument(name = "download", skip_all, fields(digest = %path))]
+pub async fn download(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    path: web::Path<String>,
+    query: web::Query<RegionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let digest = Digest::parse(&path)?;
+    let caller = caller?;
+    let file = state.db.file(&digest).await?.filter(|f| !f.instances.is_empty());
+    let file = file.ok_or_else(|| ApiError::not_found("No stored file has this digest"))?;
+    caller.require(Scope::download(file.visibility))?;
+    let store = state
+        .blobs
+        .for_download(&file.instances, query.region.as_deref())
+        .ok_or_else(|| ApiError::not_found("No configured region holds a copy of this file"))?;
+    let url = store.download_url(&digest, state.settings.download_url_ttl).await?;
+    Ok(HttpResponse::Found().insert_header((LOCATION, url)).insert_header((CACHE_CONTROL, "no-store")).finish())
+}

@@ -1,0 +1,70 @@
+//! Files: `GET /file/sha512/<digest>`, `PATCH` (manage), and `GET /file?q=`.
+
+use actix_web::{HttpResponse, web};
+
+use super::{SearchQuery, read_json};
+use crate::auth::{Caller, Scope};
+use crate::error::ApiError;
+use crate::state::AppState;
+use tooltool_proto::{Digest, FileInfo, PatchOp, Wrapped};
+
+fn unknown() -> ApiError {
+    ApiError::not_found("No file has this digest")
+}
+
+/// One file, not wrapped.
+pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let digest = Digest::parse(&path)?;
+    let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
+    Ok(HttpResponse::Ok().json(file.info()))
+}
+
+/// Applies the operations in order: `set_visibility`, `delete_instances`.
+#[tracing::instrument(name = "patch_file", skip_all, fields(digest = %path))]
+pub async fn patch(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    path: web::Path<String>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let digest = Digest::parse(&path)?;
+    let caller = caller?;
+    caller.require_authenticated()?;
+    caller.require(Scope::Manage)?;
+    let ops: Vec<PatchOp> = read_json(body, state.settings.max_body_bytes).await?;
+    if ops.is_empty() {
+        return Err(ApiError::bad_request("no-operations", "The body must list at least one operation"));
+    }
+    let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
+    for op in ops {
+        match op {
+            PatchOp::SetVisibility { visibility } => state.db.set_visibility(file.id, visibility).await?,
+            PatchOp::DeleteInstances => {
+                for region in state.db.remove_instances(file.id).await? {
+                    let Some(store) = state.blobs.get(&region) else { continue };
+                    // The instance is already gone from the database, so nothing can download
+                    // the blob; a failed delete leaves an orphan to log, not an error to report.
+                    if let Err(e) = store.delete_blob(&digest).await {
+                        tracing::warn!(region, error = %e, "could not delete a blob whose instance was removed");
+                    }
+                }
+            }
+        }
+        tracing::info!(caller = caller.id(), op = ?op_name(&op), "file changed");
+    }
+    let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
+    Ok(HttpResponse::Ok().json(file.info()))
+}
+
+fn op_name(op: &PatchOp) -> &'static str {
+    match op {
+        PatchOp::SetVisibility { .. } => "set_visibility",
+        PatchOp::DeleteInstances => "delete_instances",
+    }
+}
+
+/// Files whose name in any batch contains the text, or whose digest starts with it.
+pub async fn search(state: web::Data<AppState>, query: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
+    let files: Vec<FileInfo> = state.db.search_files(&query.q).await?.iter().map(|f| f.info()).collect();
+    Ok(HttpResponse::Ok().json(Wrapped { result: files }))
+}

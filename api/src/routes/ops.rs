@@ -1,0 +1,67 @@
+//! Dockerflow operations routes: `__lbheartbeat__`, `__heartbeat__`, `__version__`.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::state::AppState;
+use tooltool_proto::VersionInfo;
+
+/// How long each heartbeat check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// 200 as long as the process serves.
+pub async fn lbheartbeat() -> HttpResponse {
+    HttpResponse::Ok().json(json!({}))
+}
+
+/// 200 when the database and every blob store answer in time, else 503 naming the failure.
+pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
+    let db = tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await;
+    let database = match db {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "heartbeat: database check failed");
+            "error"
+        }
+        Err(_) => "timeout",
+    };
+    let mut blob_store = "ok";
+    for store in state.blobs.all() {
+        match tokio::time::timeout(CHECK_TIMEOUT, store.check()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(region = store.region(), error = %e, "heartbeat: blob store check failed");
+                blob_store = "error";
+            }
+            Err(_) => blob_store = "timeout",
+        }
+    }
+    let healthy = database == "ok" && blob_store == "ok";
+    let body = json!({
+        "status": if healthy { "ok" } else { "error" },
+        "checks": { "database": database, "blob_store": blob_store },
+    });
+    if healthy { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+/// What is running.
+pub async fn version() -> HttpResponse {
+    HttpResponse::Ok().json(version_info())
+}
+
+/// The version document.
+pub fn version_info() -> VersionInfo {
+    VersionInfo {
+        source: env!("CARGO_PKG_REPOSITORY").to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        commit: option_env!("TOOLTOOL_GIT_COMMIT").unwrap_or("unknown").to_owned(),
+        build: format!(
+            "{}-{}-{}",
+            std::env::consts::ARCH,
+            std::env::consts::OS,
+            if cfg!(debug_assertions) { "debug" } else { "release" }
+        ),
+    }
+}

@@ -1,0 +1,143 @@
+//! Upload batches: `POST /upload` (declare files, get upload URLs), `GET|POST
+//! /upload/complete/sha512/<digest>` (verify and publish), and the batch history.
+
+use std::collections::{BTreeSet, HashMap};
+
+use actix_web::{HttpResponse, web};
+
+use super::{RegionQuery, SearchQuery, read_json};
+use crate::auth::token::unix_now;
+use crate::auth::{Caller, Scope};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::verify::{self, Outcome};
+use tooltool_proto::{Digest, UploadFile, UploadRequest, Wrapped};
+
+/// Seconds a client is told to wait before asking again about an upload.
+const RETRY_AFTER_SECS: u64 = 2;
+
+/// Validates the batch, checks upload scopes, records it, and signs an upload URL for every
+/// file without a verified copy.
+#[tracing::instrument(name = "upload", skip_all)]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    query: web::Query<RegionQuery>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let caller = caller?;
+    let req: UploadRequest = read_json(body, state.settings.max_body_bytes).await?;
+    if req.author.is_some() {
+        return Err(ApiError::bad_request("author-not-allowed", "The author must not be given: it is the authenticated caller"));
+    }
+    if req.message.trim().is_empty() {
+        return Err(ApiError::bad_request("empty-message", "The message must not be empty"));
+    }
+    if req.files.is_empty() {
+        return Err(ApiError::bad_request("no-files", "The batch must name at least one file"));
+    }
+    for visibility in req.files.values().map(|f| f.visibility).collect::<BTreeSet<_>>() {
+        caller.require(Scope::upload(visibility))?;
+    }
+    check_consistent(&req)?;
+    let ttl = state.settings.upload_url_ttl;
+    let store = state.blobs.for_upload(query.region.as_deref());
+    let now = unix_now() as i64;
+    let author = caller.id().unwrap_or("anonymous");
+    let created = state.db.create_batch(author, &req.message, &req.files, store.region(), now, now + ttl.as_secs() as i64).await?;
+    let mut batch = created.batch;
+    for file in batch.files.values_mut() {
+        if let Some(key) = created.uploads.get(&file.digest) {
+            file.put_url = Some(with_explicit_port(&store.upload_url(key, file.size, ttl).await?));
+        }
+    }
+    tracing::info!(batch = batch.id, author, files = batch.files.len(), "upload batch recorded");
+    Ok(HttpResponse::Ok().json(Wrapped { result: batch }))
+}
+
+/// A digest named twice in one batch must be declared the same way; sizes must fit 63 bits.
+fn check_consistent(req: &UploadRequest) -> Result<(), ApiError> {
+    let mut seen: HashMap<&Digest, &UploadFile> = HashMap::new();
+    for (name, f) in &req.files {
+        if f.size > i64::MAX as u64 {
+            return Err(ApiError::bad_request("invalid-size", format!("{name}: size {} is too large", f.size)));
+        }
+        if let Some(prev) = seen.insert(&f.digest, f)
+            && (prev.size != f.size || prev.visibility != f.visibility)
+        {
+            return Err(ApiError::bad_request(
+                "inconsistent-batch",
+                format!("{name}: the same digest is declared with another size or visibility in this batch"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Verifies the staged bytes of a declared file and publishes them.
+#[tracing::instrument(name = "upload_complete", skip_all, fields(digest = %path))]
+pub async fn complete(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let digest = Digest::parse(&path)?;
+    let file = state.db.file(&digest).await?;
+    let file = file.ok_or_else(|| ApiError::not_found("No upload batch ever declared a file with this digest"))?;
+    if !file.instances.is_empty() {
+        return Ok(HttpResponse::Ok().json(file.info()));
+    }
+    match verify::complete(&state, &file).await? {
+        Outcome::Verified(file) => Ok(HttpResponse::Ok().json(file.info())),
+        Outcome::Rejected(why) => Err(ApiError::bad_request("upload-mismatch", format!("{why}; the uploaded bytes were discarded"))),
+        Outcome::NotReady => Err(ApiError::retry_later(
+            "The upload has not been received or is still being verified; ask again later",
+            RETRY_AFTER_SECS,
+        )),
+    }
+}
+
+/// `GET /upload?q=`: batches whose author or message contains the text.
+pub async fn search(state: web::Data<AppState>, query: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
+    let batches = state.db.search_batches(&query.q).await?;
+    Ok(HttpResponse::Ok().json(Wrapped { result: batches }))
+}
+
+/// `GET /upload/<id>`: one batch, not wrapped.
+pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::not_found("No upload batch has this id");
+    let id: i64 = path.parse().map_err(|_| not_found())?;
+    let batch = state.db.batch(id).await?.ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(batch))
+}
+
+/// Makes the port of a URL explicit (`https://h/x` → `https://h:443/x`): the original client
+/// assumes 443 when a `put_url` names no port.
+pub fn with_explicit_port(u: &str) -> String {
+    let Some((scheme, rest)) = u.split_once("://") else { return u.to_owned() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let has_port = match host.rfind(']') {
+        Some(i) => host[i..].contains(':'),
+        None => host.contains(':'),
+    };
+    let port = match scheme {
+        _ if has_port => return u.to_owned(),
+        "https" => 443,
+        "http" => 80,
+        _ => return u.to_owned(),
+    };
+    format!("{scheme}://{authority}:{port}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_explicit_port as p;
+
+    #[test]
+    fn put_urls_get_an_explicit_port() {
+        assert_eq!(p("https://b.s3.amazonaws.com/k?X=1"), "https://b.s3.amazonaws.com:443/k?X=1");
+        assert_eq!(p("http://h/k"), "http://h:80/k");
+        assert_eq!(p("http://127.0.0.1:9000/b/k?x=y"), "http://127.0.0.1:9000/b/k?x=y");
+        assert_eq!(p("http://[::1]/k"), "http://[::1]:80/k");
+        assert_eq!(p("http://[::1]:5/k"), "http://[::1]:5/k");
+        assert_eq!(p("https://h?x=a:b"), "https://h:443?x=a:b");
+    }
+}

@@ -1,0 +1,308 @@
+//! Configuration, read once from the environment at start.
+//!
+//! Every variable is listed with its default in the README. A malformed value is an error that
+//! names the variable; secrets are wrapped in [`Secret`] so `Debug` never prints them.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use tooltool_proto::DEFAULT_SCOPE_PREFIX;
+
+/// A value that must never be printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself; call only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where blobs live.
+#[derive(Debug, Clone)]
+pub enum BlobSettings {
+    /// Files under `<data dir>/blobs`, served and received by the server itself.
+    Local {
+        /// The region name recorded for instances in this store.
+        region: String,
+    },
+    /// An S3 (or S3-compatible) bucket, reached with aws-sdk-s3 and presigned URLs.
+    S3(S3Settings),
+}
+
+/// The S3 bucket of one region.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// Bucket name (`TOOLTOOL_S3_BUCKET`).
+    pub bucket: String,
+    /// AWS region, also the instance region name (`TOOLTOOL_S3_REGION`).
+    pub region: String,
+    /// Endpoint override for S3-compatible stores (`TOOLTOOL_S3_ENDPOINT`).
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`TOOLTOOL_S3_FORCE_PATH_STYLE`).
+    pub force_path_style: bool,
+    /// Static access key; without it the AWS default credential chain is used.
+    pub access_key_id: Option<String>,
+    /// Static secret key, paired with `access_key_id`.
+    pub secret_access_key: Option<Secret>,
+}
+
+/// Everything the server reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listen address (`HOST`).
+    pub host: String,
+    /// Listen port (`PORT`); 0 picks a free one.
+    pub port: u16,
+    /// Embedded store and default SQLite file (`TOOLTOOL_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Metadata database (`DATABASE_URL`): `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Base of the URLs the server signs for itself (`TOOLTOOL_PUBLIC_URL`); derived from the
+    /// bound address when unset.
+    pub public_url: Option<String>,
+    /// Sentry DSN (`SENTRY_DSN`).
+    pub sentry_dsn: Option<Secret>,
+    /// Master secret from which token and URL signing keys are derived
+    /// (`TOOLTOOL_SECRET_KEY`); generated under the data directory when unset on SQLite.
+    pub secret_key: Option<Secret>,
+    /// JWT `iss` (`TOOLTOOL_JWT_ISSUER`).
+    pub jwt_issuer: String,
+    /// JWT `aud` (`TOOLTOOL_JWT_AUDIENCE`).
+    pub jwt_audience: String,
+    /// Scope prefix (`TOOLTOOL_SCOPE_PREFIX`).
+    pub scope_prefix: String,
+    /// Whether anonymous callers may download public files
+    /// (`TOOLTOOL_ANONYMOUS_PUBLIC_DOWNLOAD`).
+    pub anonymous_public_download: bool,
+    /// Lifetime of download URLs (`TOOLTOOL_DOWNLOAD_URL_TTL`).
+    pub download_url_ttl: Duration,
+    /// Lifetime of upload URLs (`TOOLTOOL_UPLOAD_URL_TTL`).
+    pub upload_url_ttl: Duration,
+    /// How long after its URL expired a never-completed staged upload is removed
+    /// (`TOOLTOOL_STAGING_GRACE`).
+    pub staging_grace: Duration,
+    /// How long `upload/complete` waits for a verification before answering 409
+    /// (`TOOLTOOL_VERIFY_WAIT`).
+    pub verify_wait: Duration,
+    /// Largest accepted JSON request body in bytes (`TOOLTOOL_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// HTTP worker threads (`TOOLTOOL_WORKERS`); 0 means one per core.
+    pub workers: usize,
+    /// Where blobs are stored.
+    pub blobs: BlobSettings,
+}
+
+impl Settings {
+    /// The embedded default: SQLite and local blobs under `data_dir`.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            database_url: sqlite_url(&data_dir),
+            data_dir,
+            public_url: None,
+            sentry_dsn: None,
+            secret_key: None,
+            jwt_issuer: "tooltool".into(),
+            jwt_audience: "tooltool".into(),
+            scope_prefix: DEFAULT_SCOPE_PREFIX.into(),
+            anonymous_public_download: true,
+            download_url_ttl: Duration::from_secs(60),
+            upload_url_ttl: Duration::from_secs(3600),
+            staging_grace: Duration::from_secs(24 * 3600),
+            verify_wait: Duration::from_secs(20),
+            max_body_bytes: 1024 * 1024,
+            workers: 0,
+            blobs: BlobSettings::Local {
+                region: "local".into(),
+            },
+        }
+    }
+
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads the settings through `get`, which returns a variable's value if set.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let data_dir = PathBuf::from(get("TOOLTOOL_DATA_DIR").unwrap_or_else(|| "tooltool-data".into()));
+        let mut s = Self::embedded(data_dir);
+        if let Some(v) = get("HOST") {
+            s.host = v;
+        }
+        if let Some(v) = get("PORT") {
+            s.port = parse_var("PORT", &v)?;
+        }
+        if let Some(v) = get("DATABASE_URL") {
+            if !(v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://")) {
+                bail!("DATABASE_URL must start with sqlite:, postgres:// or postgresql://");
+            }
+            s.database_url = v;
+        }
+        s.public_url = get("TOOLTOOL_PUBLIC_URL")
+            .map(|v| {
+                url::Url::parse(&v)
+                    .with_context(|| format!("TOOLTOOL_PUBLIC_URL is not a URL: {v:?}"))
+                    .map(|_| v.trim_end_matches('/').to_owned())
+            })
+            .transpose()?;
+        s.sentry_dsn = get("SENTRY_DSN").map(Secret::new);
+        s.secret_key = get("TOOLTOOL_SECRET_KEY").map(Secret::new);
+        if let Some(k) = &s.secret_key
+            && k.expose().len() < 32
+        {
+            bail!("TOOLTOOL_SECRET_KEY must be at least 32 characters long");
+        }
+        if let Some(v) = get("TOOLTOOL_JWT_ISSUER") {
+            s.jwt_issuer = v;
+        }
+        if let Some(v) = get("TOOLTOOL_JWT_AUDIENCE") {
+            s.jwt_audience = v;
+        }
+        if let Some(v) = get("TOOLTOOL_SCOPE_PREFIX") {
+            s.scope_prefix = v.trim_end_matches('/').to_owned();
+        }
+        if let Some(v) = get("TOOLTOOL_ANONYMOUS_PUBLIC_DOWNLOAD") {
+            s.anonymous_public_download = parse_bool("TOOLTOOL_ANONYMOUS_PUBLIC_DOWNLOAD", &v)?;
+        }
+        for (name, field) in [
+            ("TOOLTOOL_DOWNLOAD_URL_TTL", &mut s.download_url_ttl),
+            ("TOOLTOOL_UPLOAD_URL_TTL", &mut s.upload_url_ttl),
+            ("TOOLTOOL_STAGING_GRACE", &mut s.staging_grace),
+            ("TOOLTOOL_VERIFY_WAIT", &mut s.verify_wait),
+        ] {
+            if let Some(v) = get(name) {
+                *field = parse_duration(name, &v)?;
+            }
+        }
+        if let Some(v) = get("TOOLTOOL_MAX_BODY_BYTES") {
+            s.max_body_bytes = parse_var("TOOLTOOL_MAX_BODY_BYTES", &v)?;
+        }
+        if let Some(v) = get("TOOLTOOL_WORKERS") {
+            s.workers = parse_var("TOOLTOOL_WORKERS", &v)?;
+        }
+        if let Some(bucket) = get("TOOLTOOL_S3_BUCKET") {
+            s.blobs = BlobSettings::S3(S3Settings {
+                bucket,
+                region: get("TOOLTOOL_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+                endpoint: get("TOOLTOOL_S3_ENDPOINT"),
+                force_path_style: get("TOOLTOOL_S3_FORCE_PATH_STYLE")
+                    .map(|v| parse_bool("TOOLTOOL_S3_FORCE_PATH_STYLE", &v))
+                    .transpose()?
+                    .unwrap_or(false),
+                access_key_id: get("TOOLTOOL_S3_ACCESS_KEY_ID"),
+                secret_access_key: get("TOOLTOOL_S3_SECRET_ACCESS_KEY").map(Secret::new),
+            });
+        } else if let Some(region) = get("TOOLTOOL_REGION") {
+            s.blobs = BlobSettings::Local { region };
+        }
+        Ok(s)
+    }
+
+    /// Whether the metadata store is SQLite (a single-process deployment).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+/// The default SQLite URL for a data directory (created if missing).
+pub fn sqlite_url(data_dir: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", data_dir.join("tooltool.db").display())
+}
+
+fn parse_var<T: std::str::FromStr>(name: &str, v: &str) -> anyhow::Result<T>
+where
+    T::Err: fmt::Display,
+{
+    v.parse().map_err(|e| anyhow::anyhow!("{name} has an invalid value {v:?}: {e}"))
+}
+
+fn parse_bool(name: &str, v: &str) -> anyhow::Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => bail!("{name} must be true or false, not {v:?}"),
+    }
+}
+
+/// Parses `60`, `60s`, `15m`, `1h`, `1y`… (plain numbers are seconds).
+pub fn parse_duration(name: &str, v: &str) -> anyhow::Result<Duration> {
+    if let Ok(secs) = v.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(v).map_err(|e| anyhow::anyhow!("{name} has an invalid duration {v:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn no_configuration_gives_the_embedded_default() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.host, "127.0.0.1");
+        assert_eq!(s.port, 8080);
+        assert!(s.is_sqlite());
+        assert_eq!(s.database_url, "sqlite://tooltool-data/tooltool.db?mode=rwc");
+        assert!(matches!(s.blobs, BlobSettings::Local { .. }));
+        assert_eq!(s.download_url_ttl, Duration::from_secs(60));
+        assert!(s.anonymous_public_download);
+    }
+
+    #[test]
+    fn malformed_variables_name_themselves() {
+        let err = from(&[("PORT", "eighty")]).unwrap_err().to_string();
+        assert!(err.contains("PORT"), "{err}");
+        let err = from(&[("TOOLTOOL_DOWNLOAD_URL_TTL", "soon")]).unwrap_err().to_string();
+        assert!(err.contains("TOOLTOOL_DOWNLOAD_URL_TTL"), "{err}");
+        let err = from(&[("DATABASE_URL", "mysql://x")]).unwrap_err().to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+        let err = from(&[("TOOLTOOL_SECRET_KEY", "short")]).unwrap_err().to_string();
+        assert!(err.contains("TOOLTOOL_SECRET_KEY"), "{err}");
+    }
+
+    #[test]
+    fn s3_settings_come_from_the_environment() {
+        let s = from(&[
+            ("TOOLTOOL_S3_BUCKET", "b"),
+            ("TOOLTOOL_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("TOOLTOOL_S3_FORCE_PATH_STYLE", "true"),
+            ("TOOLTOOL_DOWNLOAD_URL_TTL", "2m"),
+        ])
+        .unwrap();
+        let BlobSettings::S3(s3) = &s.blobs else { panic!("expected S3") };
+        assert_eq!(s3.bucket, "b");
+        assert_eq!(s3.region, "us-east-1");
+        assert!(s3.force_path_style);
+        assert_eq!(s.download_url_ttl, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn secrets_are_not_printed_by_debug() {
+        let s = from(&[("TOOLTOOL_SECRET_KEY", "0123456789abcdef0123456789abcdef-hidden")]).unwrap();
+        assert!(!format!("{s:?}").contains("hidden"));
+    }
+}

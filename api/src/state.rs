@@ -1,0 +1,40 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use crate::auth::{Scope, Tokens};
+use crate::blobs::{BlobStores, LocalStore};
+use crate::db::Db;
+use crate::settings::Settings;
+use crate::verify::InFlight;
+
+/// Shared application state.
+#[derive(Debug)]
+pub struct AppState {
+    /// The settings the server started with.
+    pub settings: Settings,
+    /// Metadata.
+    pub db: Db,
+    /// Blob stores by region.
+    pub blobs: BlobStores,
+    /// The embedded store, when it is the one configured (its routes need it).
+    pub local: Option<Arc<LocalStore>>,
+    /// Token verification.
+    pub tokens: Tokens,
+    /// The scope prefix.
+    pub scope_prefix: Arc<str>,
+    /// What an anonymous caller holds.
+    pub anonymous_scopes: Vec<String>,
+    /// Verifications running in this process.
+    pub verifications: InFlight,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(settings: Settings, db: Db, blobs: BlobStores, local: Option<Arc<LocalStore>>, tokens: Tokens) -> Self {
+        let prefix: Arc<str> = settings.scope_prefix.as_str().into();
+        let anonymous_scopes =
+            if settings.anonymous_public_download { vec![Scope::DownloadPublic.full(&prefix)] } else { Vec::new() };
+        Self { settings, db, blobs, local, tokens, scope_prefix: prefix, anonymous_scopes, verifications: InFlight::default() }
+    }
+}

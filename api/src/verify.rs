@@ -1,0 +1,98 @@
+//! Upload verification: take each staged upload of a file, let its store hash and publish it,
+//! and record the verified instance only after the blob is in place.
+//!
+//! Verification runs in a task of its own, so a caller that hangs up does not abort it half
+//! way; the request waits for it up to `verify_wait`, then answers 409 while it goes on. One
+//! verification per digest runs at a time in a process; across replicas the stores' own
+//! atomic steps (rename, ETag-pinned copy) keep concurrent ones safe.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use actix_web::web;
+
+use crate::auth::token::unix_now;
+use crate::blobs::Verification;
+use crate::db::StoredFile;
+use crate::error::ApiError;
+use crate::state::AppState;
+use tooltool_proto::Digest;
+
+/// What `upload/complete` found.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Published; the file as it now is.
+    Verified(StoredFile),
+    /// The staged bytes did not match; why.
+    Rejected(String),
+    /// Nothing staged yet, or a verification still running.
+    NotReady,
+}
+
+/// The digests being verified in this process.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight(Arc<Mutex<HashSet<Digest>>>);
+
+/// Removes its digest from [`InFlight`] when dropped.
+struct Claim {
+    set: InFlight,
+    digest: Digest,
+}
+
+impl InFlight {
+    fn claim(&self, digest: &Digest) -> Option<Claim> {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        set.insert(digest.clone()).then(|| Claim { set: self.clone(), digest: digest.clone() })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.set.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.digest);
+    }
+}
+
+/// Verifies the staged uploads of `file`, waiting up to the configured time.
+pub async fn complete(state: &web::Data<AppState>, file: &StoredFile) -> Result<Outcome, ApiError> {
+    let Some(claim) = state.verifications.claim(&file.digest) else {
+        return Ok(Outcome::NotReady);
+    };
+    let (task_state, task_file) = (state.clone(), file.clone());
+    let task = tokio::spawn(async move {
+        let _claim = claim;
+        verify_pending(&task_state, &task_file).await
+    });
+    match tokio::time::timeout(state.settings.verify_wait, task).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => Err(ApiError::internal(format_args!("verification task failed: {e}"))),
+        Err(_) => Ok(Outcome::NotReady),
+    }
+}
+
+async fn verify_pending(state: &AppState, file: &StoredFile) -> Result<Outcome, ApiError> {
+    let mut rejected = None;
+    for pending in state.db.pending_uploads(file.id).await? {
+        let Some(store) = state.blobs.get(&pending.region) else { continue };
+        match store.verify_and_publish(&pending.staging_key, &file.digest, file.size).await? {
+            Verification::Published => {
+                let closed = state.db.mark_verified(file.id, store.region(), unix_now() as i64).await?;
+                for other in closed.iter().filter(|p| p.staging_key != pending.staging_key) {
+                    if let Some(s) = state.blobs.get(&other.region)
+                        && let Err(e) = s.delete_staged(&other.staging_key).await
+                    {
+                        tracing::warn!(error = %e, "could not remove a superseded staged upload");
+                    }
+                }
+                tracing::info!(digest = %file.digest, region = store.region(), bytes = file.size, "upload verified");
+                let verified = state.db.file(&file.digest).await?;
+                return verified.map(Outcome::Verified).ok_or_else(|| ApiError::internal("verified file vanished"));
+            }
+            Verification::Mismatch(why) => {
+                tracing::warn!(digest = %file.digest, reason = %why, "upload rejected");
+                rejected = Some(why);
+            }
+            Verification::NotStaged | Verification::Changed => {}
+        }
+    }
+    Ok(rejected.map_or(Outcome::NotReady, Outcome::Rejected))
+}

@@ -1,0 +1,171 @@
+//! Request and response bodies of the routes in PROTOCOL.md.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Algorithm, Digest, FileName, Visibility};
+
+/// `{"result": ...}`, the wrapper of `POST /upload` and the search answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wrapped<T> {
+    /// The wrapped value.
+    pub result: T,
+}
+
+/// The answer of `GET /upload?q=` and `GET /file?q=`.
+pub type ResultList<T> = Wrapped<Vec<T>>;
+
+/// Body of `POST /upload`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadRequest {
+    /// Why these files are uploaded; must not be empty.
+    pub message: String,
+    /// The files, by name.
+    pub files: BTreeMap<FileName, UploadFile>,
+    /// Refused when present: the author is the authenticated caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<serde_json::Value>,
+}
+
+/// One file of an upload batch, as declared by the uploader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadFile {
+    /// Size in bytes.
+    pub size: u64,
+    /// The sha512 digest of the content.
+    pub digest: Digest,
+    /// Always `sha512`.
+    pub algorithm: Algorithm,
+    /// Who may download it.
+    pub visibility: Visibility,
+}
+
+/// An upload batch, as the server records and returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The batch id.
+    pub id: i64,
+    /// Who uploaded it (the authenticated caller).
+    pub author: String,
+    /// The uploader's message.
+    pub message: String,
+    /// When, as RFC 3339 UTC (`2026-11-22T10:00:00Z`).
+    pub uploaded: String,
+    /// The files, by the name they had in this batch.
+    pub files: BTreeMap<String, BatchFile>,
+}
+
+/// One file of a recorded batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchFile {
+    /// Size in bytes.
+    pub size: u64,
+    /// The sha512 digest.
+    pub digest: Digest,
+    /// Always `sha512`.
+    pub algorithm: Algorithm,
+    /// Who may download it.
+    pub visibility: Visibility,
+    /// Where to `PUT` the bytes; absent when the server already has a verified copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub put_url: Option<String>,
+}
+
+/// A stored file: the answer of `GET /file/sha512/<digest>`, `PATCH` and upload completion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// The sha512 digest.
+    pub digest: Digest,
+    /// Always `sha512`.
+    pub algorithm: Algorithm,
+    /// Who may download it.
+    pub visibility: Visibility,
+    /// Whether any verified stored copy exists.
+    pub has_instances: bool,
+    /// The regions that hold a verified copy.
+    pub instances: Vec<String>,
+}
+
+/// One operation of `PATCH /file/sha512/<digest>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum PatchOp {
+    /// Change who may download the file.
+    SetVisibility {
+        /// The new visibility.
+        visibility: Visibility,
+    },
+    /// Remove every stored copy; the file record stays.
+    DeleteInstances,
+}
+
+/// `GET /__version__`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// Where the source lives.
+    pub source: String,
+    /// The crate version.
+    pub version: String,
+    /// The git commit it was built from, or `unknown`.
+    pub commit: String,
+    /// Build identifier (the target triple and profile).
+    pub build: String,
+}
+
+/// Who the caller is and what it may do (`GET /__permissions__`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Permissions {
+    /// The caller's id, or `anonymous`.
+    pub client_id: String,
+    /// The scopes the caller holds.
+    pub scopes: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_ops_use_the_op_tag() {
+        let ops: Vec<PatchOp> = serde_json::from_str(
+            r#"[{"op":"set_visibility","visibility":"public"},{"op":"delete_instances"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ops,
+            vec![
+                PatchOp::SetVisibility { visibility: Visibility::Public },
+                PatchOp::DeleteInstances
+            ]
+        );
+        assert!(serde_json::from_str::<Vec<PatchOp>>(r#"[{"op":"explode"}]"#).is_err());
+    }
+
+    #[test]
+    fn upload_request_refuses_a_bad_digest_and_a_negative_size() {
+        let good = format!(
+            r#"{{"message":"m","files":{{"a":{{"size":5368709120,"digest":"{}","algorithm":"sha512","visibility":"public"}}}}}}"#,
+            "a".repeat(128)
+        );
+        let req: UploadRequest = serde_json::from_str(&good).unwrap();
+        assert_eq!(req.files.values().next().unwrap().size, 5 * 1024 * 1024 * 1024);
+        assert!(serde_json::from_str::<UploadRequest>(&good.replace("5368709120", "-1")).is_err());
+        assert!(serde_json::from_str::<UploadRequest>(&good.replace(&"a".repeat(128), "abc")).is_err());
+    }
+
+    #[test]
+    fn batch_file_omits_put_url_when_absent() {
+        let f = BatchFile {
+            size: 1,
+            digest: Digest::parse(&"b".repeat(128)).unwrap(),
+            algorithm: Algorithm::Sha512,
+            visibility: Visibility::Public,
+            put_url: None,
+        };
+        let v = serde_json::to_value(&f).unwrap();
+        assert!(v.get("put_url").is_none());
+    }
+}

@@ -1,0 +1,196 @@
+//! The manifest (`manifest.tt`): a JSON list of file records, written with two-space
+//! indentation and members in the order the original client writes them.
+
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Algorithm, Digest, FileName, Visibility};
+
+/// One record of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// A plain file name, relative to the directory the manifest is fetched into.
+    pub filename: FileName,
+    /// Size in bytes; `null` means no size check.
+    pub size: Option<u64>,
+    /// Always `sha512`.
+    pub algorithm: Algorithm,
+    /// The sha512 digest.
+    pub digest: Digest,
+    /// Whether `fetch` unpacks the archive; written only when true.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unpack: bool,
+    /// A free-form version string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Visibility used on upload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<Visibility>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Why a manifest could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The manifest path.
+        path: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The file is not a valid manifest.
+    #[error("{path}: not a valid manifest: {source}")]
+    Invalid {
+        /// The manifest path.
+        path: String,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// Two records share a file name.
+    #[error("{path}: the file name {name:?} appears more than once")]
+    Duplicate {
+        /// The manifest path.
+        path: String,
+        /// The repeated name.
+        name: String,
+    },
+}
+
+/// A whole manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// The records, in file order.
+    pub entries: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    /// Parses manifest text. `path` only names the source in errors.
+    pub fn from_json(text: &str, path: &str) -> Result<Self, ManifestError> {
+        let entries: Vec<ManifestEntry> =
+            serde_json::from_str(text).map_err(|source| ManifestError::Invalid {
+                path: path.to_owned(),
+                source,
+            })?;
+        let mut seen = std::collections::HashSet::new();
+        for e in &entries {
+            if !seen.insert(e.filename.as_str()) {
+                return Err(ManifestError::Duplicate {
+                    path: path.to_owned(),
+                    name: e.filename.to_string(),
+                });
+            }
+        }
+        Ok(Self { entries })
+    }
+
+    /// Reads a manifest file.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::from_json(&text, &shown)
+    }
+
+    /// The manifest as text: two-space indentation, trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(&self.entries).expect("manifest serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Writes the manifest atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), ManifestError> {
+        let io_err = |source| ManifestError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("manifest"),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, self.to_json()).map_err(io_err)?;
+        std::fs::rename(&tmp, path).map_err(io_err)
+    }
+
+    /// The record with this file name.
+    pub fn get(&self, name: &str) -> Option<&ManifestEntry> {
+        self.entries.iter().find(|e| e.filename.as_str() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest() -> Digest {
+        Digest::parse(&"c".repeat(128)).unwrap()
+    }
+
+    #[test]
+    fn manifest_is_written_with_two_spaces_in_protocol_order() {
+        let m = Manifest {
+            entries: vec![
+                ManifestEntry {
+                    filename: FileName::parse("gcc.tar.xz").unwrap(),
+                    size: Some(123),
+                    algorithm: Algorithm::Sha512,
+                    digest: digest(),
+                    unpack: true,
+                    version: None,
+                    visibility: Some(Visibility::Internal),
+                },
+                ManifestEntry {
+                    filename: FileName::parse("a.txt").unwrap(),
+                    size: None,
+                    algorithm: Algorithm::Sha512,
+                    digest: digest(),
+                    unpack: false,
+                    version: Some("1.0".into()),
+                    visibility: None,
+                },
+            ],
+        };
+        let d = "c".repeat(128);
+        let expected = format!(
+            "[\n  {{\n    \"filename\": \"gcc.tar.xz\",\n    \"size\": 123,\n    \"algorithm\": \"sha512\",\n    \"digest\": \"{d}\",\n    \"unpack\": true,\n    \"visibility\": \"internal\"\n  }},\n  {{\n    \"filename\": \"a.txt\",\n    \"size\": null,\n    \"algorithm\": \"sha512\",\n    \"digest\": \"{d}\",\n    \"version\": \"1.0\"\n  }}\n]\n"
+        );
+        assert_eq!(m.to_json(), expected);
+        assert_eq!(Manifest::from_json(&expected, "m").unwrap(), m);
+    }
+
+    #[test]
+    fn manifest_ignores_unknown_members_and_refuses_paths() {
+        let d = "c".repeat(128);
+        let ok = format!(
+            r#"[{{"filename":"x","size":1,"algorithm":"sha512","digest":"{d}","setup":"x.sh"}}]"#
+        );
+        assert_eq!(Manifest::from_json(&ok, "m").unwrap().entries.len(), 1);
+        let bad = ok.replace("\"x\"", "\"../x\"");
+        assert!(matches!(
+            Manifest::from_json(&bad, "m"),
+            Err(ManifestError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn manifest_refuses_duplicate_names() {
+        let d = "c".repeat(128);
+        let rec = format!(r#"{{"filename":"x","size":1,"algorithm":"sha512","digest":"{d}"}}"#);
+        let text = format!("[{rec},{rec}]");
+        assert!(matches!(
+            Manifest::from_json(&text, "m"),
+            Err(ManifestError::Duplicate { .. })
+        ));
+    }
+}

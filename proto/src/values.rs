@@ -1,0 +1,238 @@
+//! Validated values: a [`Digest`] is always 128 lowercase hex characters, a [`FileName`] is
+//! always a plain name, a [`Visibility`] is one of two words.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a string was refused as one of the validated values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidValue {
+    /// Not exactly 128 lowercase hex characters.
+    #[error("Invalid sha512 digest")]
+    Digest,
+    /// Anything but `public` or `internal`.
+    #[error("Invalid visibility: expected \"public\" or \"internal\"")]
+    Visibility,
+    /// Anything but `sha512`.
+    #[error("Invalid algorithm: only \"sha512\" is supported")]
+    Algorithm,
+    /// Empty, `.`, `..`, or containing `/`, `\` or a NUL byte.
+    #[error("Invalid file name {0:?}: a file name must not be empty, \".\" or \"..\", nor contain \"/\" or \"\\\"")]
+    FileName(String),
+}
+
+/// A sha512 digest: exactly 128 lowercase hexadecimal characters.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(String);
+
+impl Digest {
+    /// Length of a sha512 digest in hex characters.
+    pub const LEN: usize = 128;
+
+    /// Validates `s` as a digest.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        if s.len() == Self::LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidValue::Digest)
+        }
+    }
+
+    /// Builds a digest from the 64 raw bytes of a sha512 hash.
+    pub fn from_bytes(bytes: &[u8; 64]) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(Self::LEN);
+        for b in bytes {
+            s.push(HEX[(b >> 4) as usize] as char);
+            s.push(HEX[(b & 0xf) as usize] as char);
+        }
+        Self(s)
+    }
+
+    /// The digest as hex text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", &self.0[..16])
+    }
+}
+
+impl FromStr for Digest {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// Who may download a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Visibility {
+    /// Anyone with `download/public` (anonymous callers too, unless switched off).
+    Public,
+    /// Only callers with `download/internal`.
+    Internal,
+}
+
+impl Visibility {
+    /// The wire name: `public` or `internal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for Visibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Visibility {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "public" => Ok(Visibility::Public),
+            "internal" => Ok(Visibility::Internal),
+            _ => Err(InvalidValue::Visibility),
+        }
+    }
+}
+
+/// The digest algorithm; the protocol knows only sha512.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Algorithm {
+    /// SHA-512.
+    #[default]
+    Sha512,
+}
+
+impl Algorithm {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        "sha512"
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sha512" => Ok(Algorithm::Sha512),
+            _ => Err(InvalidValue::Algorithm),
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A plain file name: not empty, not `.` or `..`, no `/`, `\` or NUL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileName(String);
+
+impl FileName {
+    /// Validates `s` as a plain file name.
+    pub fn parse(s: &str) -> Result<Self, InvalidValue> {
+        if s.is_empty() || s == "." || s == ".." || s.contains(['/', '\\', '\0']) {
+            Err(InvalidValue::FileName(s.to_owned()))
+        } else {
+            Ok(Self(s.to_owned()))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for FileName {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// Serde through `FromStr`/`Display`, so a bad value fails deserialization with the
+/// validation message.
+macro_rules! serde_via_str {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+serde_via_str!(Digest, Visibility, Algorithm, FileName);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_accepts_exactly_128_lowercase_hex() {
+        assert!(Digest::parse(&"a".repeat(128)).is_ok());
+        assert!(Digest::parse(&"0123456789abcdef".repeat(8)).is_ok());
+        assert_eq!(Digest::parse(&"A".repeat(128)), Err(InvalidValue::Digest));
+        assert_eq!(Digest::parse(&"a".repeat(127)), Err(InvalidValue::Digest));
+        assert_eq!(Digest::parse(&"a".repeat(129)), Err(InvalidValue::Digest));
+        assert_eq!(Digest::parse(&"g".repeat(128)), Err(InvalidValue::Digest));
+        assert_eq!(Digest::parse("invalid"), Err(InvalidValue::Digest));
+        assert_eq!(Digest::parse(""), Err(InvalidValue::Digest));
+    }
+
+    #[test]
+    fn digest_from_bytes_is_lowercase_hex() {
+        let d = Digest::from_bytes(&[0xab; 64]);
+        assert_eq!(d.as_str(), "ab".repeat(64));
+    }
+
+    #[test]
+    fn file_name_refuses_paths_and_dots() {
+        for bad in ["", ".", "..", "a/b", "a\\b", "/etc/passwd", "a\0b"] {
+            assert!(FileName::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+        for good in ["gcc.tar.xz", "..hidden", "a.b", "x..y"] {
+            assert_eq!(FileName::parse(good).unwrap().as_str(), good);
+        }
+    }
+
+    #[test]
+    fn visibility_round_trips_through_json() {
+        let v: Visibility = serde_json::from_str("\"internal\"").unwrap();
+        assert_eq!(v, Visibility::Internal);
+        assert_eq!(serde_json::to_string(&Visibility::Public).unwrap(), "\"public\"");
+        let err = serde_json::from_str::<Visibility>("\"secret\"").unwrap_err();
+        assert!(err.to_string().contains("Invalid visibility"), "{err}");
+    }
+}
