@@ -151,11 +151,7 @@ impl Db {
         let mut conn = self.write.acquire().await?;
         conn.ensure_migrations_table().await?;
         let applied = conn.list_applied_migrations().await?;
-        let missing = self
-            .migrator()
-            .iter()
-            .filter(|m| !applied.iter().any(|a| a.version == m.version))
-            .count();
+        let missing = self.migrator().iter().filter(|m| !applied.iter().any(|a| a.version == m.version)).count();
         anyhow::ensure!(missing == 0, "the database lacks {missing} migration(s): run `tooltool-api migrate` first");
         Ok(())
     }
@@ -231,24 +227,28 @@ impl Db {
             }
             ids.insert(f.digest.clone(), (id, instances > 0));
             if instances == 0 {
-                let key = format!("{}.{}", f.digest, uuid::Uuid::new_v4().simple());
-                sqlx::query("INSERT INTO pending_uploads (file_id, region, staging_key, expires) VALUES ($1, $2, $3, $4)")
-                    .bind(id)
-                    .bind(region)
-                    .bind(&key)
-                    .bind(upload_expires)
-                    .execute(&mut *tx)
-                    .await?;
+                // A random key, unrelated to the digest: short enough for any store's object names.
+                let key = uuid::Uuid::new_v4().simple().to_string();
+                sqlx::query(
+                    "INSERT INTO pending_uploads (file_id, region, staging_key, expires) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(region)
+                .bind(&key)
+                .bind(upload_expires)
+                .execute(&mut *tx)
+                .await?;
                 uploads.insert(f.digest.clone(), key);
             }
         }
-        let batch_id: i64 = sqlx::query("INSERT INTO batches (author, message, uploaded) VALUES ($1, $2, $3) RETURNING id")
-            .bind(author)
-            .bind(message)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+        let batch_id: i64 =
+            sqlx::query("INSERT INTO batches (author, message, uploaded) VALUES ($1, $2, $3) RETURNING id")
+                .bind(author)
+                .bind(message)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
         for (name, f) in files {
             sqlx::query("INSERT INTO batch_files (batch_id, file_id, filename) VALUES ($1, $2, $3)")
                 .bind(batch_id)
@@ -358,10 +358,12 @@ impl Db {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let rows = sqlx::query("DELETE FROM pending_uploads WHERE file_id = $1 RETURNING id, file_id, region, staging_key, expires")
-            .bind(file_id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = sqlx::query(
+            "DELETE FROM pending_uploads WHERE file_id = $1 RETURNING id, file_id, region, staging_key, expires",
+        )
+        .bind(file_id)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
         rows.iter().map(pending_from_row).collect()
     }

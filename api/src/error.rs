@@ -128,8 +128,7 @@ impl From<crate::blobs::StoreError> for ApiError {
 
 /// Parses a JSON body, answering the protocol's 400 for anything malformed.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request("invalid-json", format!("Invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid-json", format!("Invalid JSON body: {e}")))
 }
 
 #[cfg(test)]

@@ -28,8 +28,8 @@ use anyhow::{Context, bail};
 use crate::auth::Tokens;
 use crate::blobs::{BlobStores, LocalStore, S3Store};
 use crate::db::{Backend, Db};
-pub use crate::settings::Settings;
 use crate::settings::BlobSettings;
+pub use crate::settings::Settings;
 use crate::signing::{UrlSigner, derive_key};
 use crate::state::AppState;
 
@@ -51,7 +51,8 @@ impl Application {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{} (HOST, PORT)", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
-        let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{}:{port}", url_host(&settings.host)));
+        let public_url =
+            settings.public_url.clone().unwrap_or_else(|| format!("http://{}:{port}", url_host(&settings.host)));
         let db = open_db(&settings).await?;
         if db.backend() == Backend::Sqlite {
             db.migrate().await?;
@@ -64,7 +65,9 @@ impl Application {
             BlobSettings::Local { region } => {
                 let signer = UrlSigner::new(&derive_key(&secret, "tooltool/url/v1"));
                 let store = LocalStore::new(settings.data_dir.join("blobs"), region, signer, &public_url)
-                    .with_context(|| format!("cannot create the blob directory under {}", settings.data_dir.display()))?;
+                    .with_context(|| {
+                        format!("cannot create the blob directory under {}", settings.data_dir.display())
+                    })?;
                 let store = Arc::new(store);
                 (BlobStores::single(store.clone()), Some(store))
             }

@@ -129,9 +129,7 @@ impl Settings {
             verify_wait: Duration::from_secs(20),
             max_body_bytes: 1024 * 1024,
             workers: 0,
-            blobs: BlobSettings::Local {
-                region: "local".into(),
-            },
+            blobs: BlobSettings::Local { region: "local".into() },
         }
     }
 

@@ -35,6 +35,15 @@ impl AppState {
         let prefix: Arc<str> = settings.scope_prefix.as_str().into();
         let anonymous_scopes =
             if settings.anonymous_public_download { vec![Scope::DownloadPublic.full(&prefix)] } else { Vec::new() };
-        Self { settings, db, blobs, local, tokens, scope_prefix: prefix, anonymous_scopes, verifications: InFlight::default() }
+        Self {
+            settings,
+            db,
+            blobs,
+            local,
+            tokens,
+            scope_prefix: prefix,
+            anonymous_scopes,
+            verifications: InFlight::default(),
+        }
     }
 }

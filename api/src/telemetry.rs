@@ -9,9 +9,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::{EnvFilter, Layer};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::settings::Secret;
 
@@ -34,7 +34,8 @@ pub fn init_tracing() {
 
 /// Starts Sentry; the guard flushes on drop. Request headers are never sent.
 pub fn init_sentry(dsn: &Secret) -> anyhow::Result<sentry::ClientInitGuard> {
-    let dsn: sentry::types::Dsn = dsn.expose().parse().map_err(|e| anyhow::anyhow!("SENTRY_DSN is not a valid DSN: {e}"))?;
+    let dsn: sentry::types::Dsn =
+        dsn.expose().parse().map_err(|e| anyhow::anyhow!("SENTRY_DSN is not a valid DSN: {e}"))?;
     let mut options = sentry::ClientOptions::default();
     options.dsn = Some(dsn);
     options.release = sentry::release_name!();
@@ -51,7 +52,10 @@ pub fn init_sentry(dsn: &Secret) -> anyhow::Result<sentry::ClientInitGuard> {
 }
 
 /// Logs one line per request: method, path (no query), status, duration.
-pub async fn log_request(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
+pub async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();

@@ -130,17 +130,10 @@ mod tests {
 
     #[test]
     fn patch_ops_use_the_op_tag() {
-        let ops: Vec<PatchOp> = serde_json::from_str(
-            r#"[{"op":"set_visibility","visibility":"public"},{"op":"delete_instances"}]"#,
-        )
-        .unwrap();
-        assert_eq!(
-            ops,
-            vec![
-                PatchOp::SetVisibility { visibility: Visibility::Public },
-                PatchOp::DeleteInstances
-            ]
-        );
+        let ops: Vec<PatchOp> =
+            serde_json::from_str(r#"[{"op":"set_visibility","visibility":"public"},{"op":"delete_instances"}]"#)
+                .unwrap();
+        assert_eq!(ops, vec![PatchOp::SetVisibility { visibility: Visibility::Public }, PatchOp::DeleteInstances]);
         assert!(serde_json::from_str::<Vec<PatchOp>>(r#"[{"op":"explode"}]"#).is_err());
     }
 

@@ -11,8 +11,7 @@ mod problem;
 mod values;
 
 pub use body::{
-    Batch, BatchFile, FileInfo, PatchOp, Permissions, ResultList, UploadFile, UploadRequest,
-    VersionInfo, Wrapped,
+    Batch, BatchFile, FileInfo, PatchOp, Permissions, ResultList, UploadFile, UploadRequest, VersionInfo, Wrapped,
 };
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
 pub use problem::Problem;

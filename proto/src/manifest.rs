@@ -74,17 +74,11 @@ impl Manifest {
     /// Parses manifest text. `path` only names the source in errors.
     pub fn from_json(text: &str, path: &str) -> Result<Self, ManifestError> {
         let entries: Vec<ManifestEntry> =
-            serde_json::from_str(text).map_err(|source| ManifestError::Invalid {
-                path: path.to_owned(),
-                source,
-            })?;
+            serde_json::from_str(text).map_err(|source| ManifestError::Invalid { path: path.to_owned(), source })?;
         let mut seen = std::collections::HashSet::new();
         for e in &entries {
             if !seen.insert(e.filename.as_str()) {
-                return Err(ManifestError::Duplicate {
-                    path: path.to_owned(),
-                    name: e.filename.to_string(),
-                });
+                return Err(ManifestError::Duplicate { path: path.to_owned(), name: e.filename.to_string() });
             }
         }
         Ok(Self { entries })
@@ -93,10 +87,7 @@ impl Manifest {
     /// Reads a manifest file.
     pub fn load(path: &Path) -> Result<Self, ManifestError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
-            path: shown.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io { path: shown.clone(), source })?;
         Self::from_json(&text, &shown)
     }
 
@@ -109,10 +100,7 @@ impl Manifest {
 
     /// Writes the manifest atomically (temporary file, then rename).
     pub fn save(&self, path: &Path) -> Result<(), ManifestError> {
-        let io_err = |source| ManifestError::Io {
-            path: path.display().to_string(),
-            source,
-        };
+        let io_err = |source| ManifestError::Io { path: path.display().to_string(), source };
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let tmp = dir.join(format!(
             ".{}.tmp-{}",
@@ -172,15 +160,10 @@ mod tests {
     #[test]
     fn manifest_ignores_unknown_members_and_refuses_paths() {
         let d = "c".repeat(128);
-        let ok = format!(
-            r#"[{{"filename":"x","size":1,"algorithm":"sha512","digest":"{d}","setup":"x.sh"}}]"#
-        );
+        let ok = format!(r#"[{{"filename":"x","size":1,"algorithm":"sha512","digest":"{d}","setup":"x.sh"}}]"#);
         assert_eq!(Manifest::from_json(&ok, "m").unwrap().entries.len(), 1);
         let bad = ok.replace("\"x\"", "\"../x\"");
-        assert!(matches!(
-            Manifest::from_json(&bad, "m"),
-            Err(ManifestError::Invalid { .. })
-        ));
+        assert!(matches!(Manifest::from_json(&bad, "m"), Err(ManifestError::Invalid { .. })));
     }
 
     #[test]
@@ -188,9 +171,6 @@ mod tests {
         let d = "c".repeat(128);
         let rec = format!(r#"{{"filename":"x","size":1,"algorithm":"sha512","digest":"{d}"}}"#);
         let text = format!("[{rec},{rec}]");
-        assert!(matches!(
-            Manifest::from_json(&text, "m"),
-            Err(ManifestError::Duplicate { .. })
-        ));
+        assert!(matches!(Manifest::from_json(&text, "m"), Err(ManifestError::Duplicate { .. })));
     }
 }

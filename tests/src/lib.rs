@@ -17,7 +17,7 @@ use tooltool::{ApiClient, Credentials};
 use tooltool_api::settings::{BlobSettings, S3Settings, Secret};
 use tooltool_api::state::AppState;
 use tooltool_api::{Application, Settings};
-use tooltool_proto::{Digest, DEFAULT_SCOPE_PREFIX};
+use tooltool_proto::{DEFAULT_SCOPE_PREFIX, Digest};
 
 pub use tooltool;
 pub use tooltool_api;
@@ -81,7 +81,7 @@ impl S3Env {
             endpoint: required_env("TOOLTOOL_TEST_S3_ENDPOINT"),
             access_key: required_env("TOOLTOOL_TEST_S3_ACCESS_KEY"),
             secret_key: required_env("TOOLTOOL_TEST_S3_SECRET_KEY"),
-            bucket: format!("tt-{}", uuid::Uuid::new_v4().simple()),
+            bucket: format!("tt-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
         }
     }
 
@@ -100,7 +100,8 @@ impl S3Env {
 
     /// The keys in the bucket under `prefix`.
     pub async fn keys(&self, prefix: &str) -> Vec<String> {
-        let out = self.client().list_objects_v2().bucket(&self.bucket).prefix(prefix).send().await.expect("list objects");
+        let out =
+            self.client().list_objects_v2().bucket(&self.bucket).prefix(prefix).send().await.expect("list objects");
         out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
     }
 }
@@ -206,7 +207,10 @@ impl TestApp {
     pub async fn upload(&self, name: &str, data: &[u8], visibility: proto::Visibility) -> Digest {
         let client = self.admin();
         let digest = digest_of(data);
-        let batch = client.upload_batch(&upload_request("test upload", &[(name, data, visibility)])).await.expect("upload batch");
+        let batch = client
+            .upload_batch(&upload_request("test upload", &[(name, data, visibility)]))
+            .await
+            .expect("upload batch");
         if let Some(url) = &batch.files[name].put_url {
             client.put_bytes(url, bytes::Bytes::copy_from_slice(data)).await.expect("PUT");
         }

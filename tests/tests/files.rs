@@ -49,8 +49,20 @@ async fn patch_refuses_bad_operations(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let d = app.upload("f", b"ops", Visibility::Internal).await;
     let token = app.token("m", &["manage"]);
-    for body in [json!([]), json!([{"op": "explode"}]), json!([{"op": "set_visibility", "visibility": "secret"}]), json!({"op": "delete_instances"})] {
-        let res = app.http().patch(app.at(&format!("/file/sha512/{d}"))).bearer_auth(&token).json(&body).send().await.unwrap();
+    for body in [
+        json!([]),
+        json!([{"op": "explode"}]),
+        json!([{"op": "set_visibility", "visibility": "secret"}]),
+        json!({"op": "delete_instances"}),
+    ] {
+        let res = app
+            .http()
+            .patch(app.at(&format!("/file/sha512/{d}")))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 400, "{body}");
         assert_eq!(res.headers()["content-type"], "application/problem+json");
     }
@@ -96,7 +108,9 @@ async fn upload_search_matches_author_and_message(backend: Backend) {
     let alice = app.client_as("alice@example.com", &["upload/*"]);
     let bob = app.client_as("bob@example.com", &["upload/*"]);
     alice.upload_batch(&upload_request("GCC 13 for linux64", &[("gcc", b"gcc", Visibility::Public)])).await.unwrap();
-    bob.upload_batch(&upload_request("clang 17 (100%_done)", &[("clang", b"clang", Visibility::Internal)])).await.unwrap();
+    bob.upload_batch(&upload_request("clang 17 (100%_done)", &[("clang", b"clang", Visibility::Internal)]))
+        .await
+        .unwrap();
     let by_author = app.anonymous().search_batches("alice").await.unwrap();
     assert_eq!(by_author.len(), 1);
     assert_eq!(by_author[0].author, "alice@example.com");

@@ -76,7 +76,10 @@ async fn expired_wrong_audience_and_foreign_tokens_are_401(backend: Backend) {
     let foreign = tooltool_api::auth::Tokens::new(b"some other deployment's key......", "tooltool", "tooltool");
     let token = foreign.issue("u", &[TestApp::scope("*")], Duration::from_secs(60));
     expect_status(app.client_with_token(&token).download_redirect(d.as_str(), None).await, 401);
-    assert_eq!(app.client_with_token(&tokens.sign(&base)).download_redirect(d.as_str(), None).await.unwrap().status, 302);
+    assert_eq!(
+        app.client_with_token(&tokens.sign(&base)).download_redirect(d.as_str(), None).await.unwrap().status,
+        302
+    );
 }
 
 async fn a_token_in_the_query_string_is_ignored(backend: Backend) {

@@ -61,7 +61,10 @@ async fn put_urls_are_absolute_with_an_explicit_port(backend: Backend) {
 async fn stored_files_come_back_without_put_url(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.upload("first", b"already here", Visibility::Public).await;
-    let req = upload_request("again", &[("again", b"already here", Visibility::Public), ("new", b"brand new", Visibility::Public)]);
+    let req = upload_request(
+        "again",
+        &[("again", b"already here", Visibility::Public), ("new", b"brand new", Visibility::Public)],
+    );
     let batch = app.admin().upload_batch(&req).await.unwrap();
     assert_eq!(batch.files["again"].put_url, None);
     assert!(batch.files["new"].put_url.is_some());
@@ -70,7 +73,8 @@ async fn stored_files_come_back_without_put_url(backend: Backend) {
 async fn same_digest_under_two_filenames_in_one_batch(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let client = app.admin();
-    let req = upload_request("twins", &[("one.bin", b"twin", Visibility::Public), ("two.bin", b"twin", Visibility::Public)]);
+    let req =
+        upload_request("twins", &[("one.bin", b"twin", Visibility::Public), ("two.bin", b"twin", Visibility::Public)]);
     let batch = client.upload_batch(&req).await.unwrap();
     assert_eq!(batch.files.len(), 2);
     let url = batch.files["one.bin"].put_url.clone().unwrap();
@@ -84,20 +88,24 @@ async fn same_digest_under_two_filenames_in_one_batch(backend: Backend) {
 async fn invalid_batches_are_400_and_record_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let d = digest_of(b"v").to_string();
-    let file = |size: serde_json::Value, digest: &str, alg: &str, vis: &str| {
-        json!({"size": size, "digest": digest, "algorithm": alg, "visibility": vis})
-    };
+    let file = |size: serde_json::Value, digest: &str, alg: &str, vis: &str| json!({"size": size, "digest": digest, "algorithm": alg, "visibility": vis});
     let cases = [
         ("empty message", json!({"message": "", "files": {"f": file(json!(1), &d, "sha512", "public")}})),
         ("blank message", json!({"message": "  ", "files": {"f": file(json!(1), &d, "sha512", "public")}})),
         ("no files", json!({"message": "m", "files": {}})),
-        ("author given", json!({"message": "m", "author": "x", "files": {"f": file(json!(1), &d, "sha512", "public")}})),
+        (
+            "author given",
+            json!({"message": "m", "author": "x", "files": {"f": file(json!(1), &d, "sha512", "public")}}),
+        ),
         ("md5", json!({"message": "m", "files": {"f": file(json!(1), &d, "md5", "public")}})),
         ("bad digest", json!({"message": "m", "files": {"f": file(json!(1), "abc", "sha512", "public")}})),
         ("bad visibility", json!({"message": "m", "files": {"f": file(json!(1), &d, "sha512", "secret")}})),
         ("negative size", json!({"message": "m", "files": {"f": file(json!(-1), &d, "sha512", "public")}})),
         ("path as name", json!({"message": "m", "files": {"../f": file(json!(1), &d, "sha512", "public")}})),
-        ("inconsistent twins", json!({"message": "m", "files": {"a": file(json!(1), &d, "sha512", "public"), "b": file(json!(2), &d, "sha512", "public")}})),
+        (
+            "inconsistent twins",
+            json!({"message": "m", "files": {"a": file(json!(1), &d, "sha512", "public"), "b": file(json!(2), &d, "sha512", "public")}}),
+        ),
     ];
     let token = app.token("admin", &["*"]);
     for (what, body) in cases {
@@ -114,7 +122,8 @@ async fn invalid_batches_are_400_and_record_nothing(backend: Backend) {
 async fn size_or_visibility_differing_from_the_stored_file_is_400(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.upload("orig", b"stored", Visibility::Public).await;
-    let mut wrong_size = upload_request("m", &[("ok", b"fine", Visibility::Public), ("x", b"stored", Visibility::Public)]);
+    let mut wrong_size =
+        upload_request("m", &[("ok", b"fine", Visibility::Public), ("x", b"stored", Visibility::Public)]);
     wrong_size.files.values_mut().filter(|f| f.digest == digest_of(b"stored")).for_each(|f| f.size = 999);
     let p = expect_status(app.admin().upload_batch(&wrong_size).await, 400);
     assert!(p.detail.contains("size"), "{}", p.detail);
@@ -142,7 +151,14 @@ async fn upload_needs_the_scope_of_every_visibility(backend: Backend) {
 async fn malformed_and_oversized_bodies_are_problem_json(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| s.max_body_bytes = 4096).await;
     let token = app.token("admin", &["*"]);
-    let post = |body: Vec<u8>| app.http().post(app.at("/upload")).bearer_auth(&token).header("content-type", "application/json").body(body).send();
+    let post = |body: Vec<u8>| {
+        app.http()
+            .post(app.at("/upload"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
     let res = post(b"{not json".to_vec()).await.unwrap();
     assert_eq!(res.status(), 400);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
@@ -152,9 +168,13 @@ async fn malformed_and_oversized_bodies_are_problem_json(backend: Backend) {
     assert_eq!(res.status(), 413);
     let p: tooltool_e2e::proto::Problem = res.json().await.unwrap();
     assert_eq!(p.title, format!("413 Payload Too Large: {}", p.detail));
-    let res = app.http().get(app.at("/upload?q=%ZZ")).send().await.unwrap();
-    assert_eq!(res.status(), 400);
-    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    for bad_query in ["/upload?q=a&q=b", "/file?q=a&q=b", "/sha512/00?region=a&region=b"] {
+        let res = app.http().get(app.at(bad_query)).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{bad_query}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let p: tooltool_e2e::proto::Problem = res.json().await.unwrap();
+        assert_eq!(p.code.as_deref(), Some("invalid-query"), "{bad_query}");
+    }
 }
 
 async fn complete_statuses_for_malformed_unknown_and_unstaged(backend: Backend) {
@@ -168,7 +188,12 @@ async fn complete_statuses_for_malformed_unknown_and_unstaged(backend: Backend) 
         Completion::Pending { retry_after } => assert!(retry_after >= Duration::from_secs(1)),
         other => panic!("expected 409, got {other:?}"),
     }
-    let res = app.http().post(app.at(&format!("/upload/complete/sha512/{}", digest_of(b"not sent yet")))).send().await.unwrap();
+    let res = app
+        .http()
+        .post(app.at(&format!("/upload/complete/sha512/{}", digest_of(b"not sent yet"))))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 409);
     let secs: u64 = res.headers()["x-retry-after"].to_str().unwrap().parse().unwrap();
     assert!(secs >= 1);
@@ -250,7 +275,10 @@ async fn upload_urls_expire(backend: Backend) {
     let req: UploadRequest = upload_request("m", &[("late", b"too late", Visibility::Public)]);
     let batch = client.upload_batch(&req).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let err = client.put_bytes(batch.files["late"].put_url.as_ref().unwrap(), Bytes::from_static(b"too late")).await.unwrap_err();
+    let err = client
+        .put_bytes(batch.files["late"].put_url.as_ref().unwrap(), Bytes::from_static(b"too late"))
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(403), "{err}");
     assert!(matches!(client.complete(digest_of(b"too late").as_str()).await.unwrap(), Completion::Pending { .. }));
 }

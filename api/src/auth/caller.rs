@@ -49,11 +49,7 @@ impl Caller {
 
     /// 401 for anonymous callers.
     pub fn require_authenticated(&self) -> Result<(), ApiError> {
-        if self.id.is_some() {
-            Ok(())
-        } else {
-            Err(ApiError::unauthorized("This request needs credentials"))
-        }
+        if self.id.is_some() { Ok(()) } else { Err(ApiError::unauthorized("This request needs credentials")) }
     }
 
     fn authenticate(req: &HttpRequest) -> Result<Self, ApiError> {

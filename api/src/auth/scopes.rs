@@ -81,7 +81,9 @@ mod tests {
     #[test]
     fn wildcards_grant_by_prefix() {
         let all = format!("{P}/*");
-        for s in [Scope::DownloadPublic, Scope::DownloadInternal, Scope::UploadPublic, Scope::UploadInternal, Scope::Manage] {
+        for s in
+            [Scope::DownloadPublic, Scope::DownloadInternal, Scope::UploadPublic, Scope::UploadInternal, Scope::Manage]
+        {
             assert!(any_grants(&[&all], s), "{s:?}");
         }
         let downloads = format!("{P}/download/*");

@@ -180,11 +180,7 @@ mod tests {
         let t = tokens();
         let c = claims(&t);
         let header = format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, t.kid);
-        let token = format!(
-            "{}.{}.",
-            B64.encode(header),
-            B64.encode(serde_json::to_vec(&c).unwrap())
-        );
+        let token = format!("{}.{}.", B64.encode(header), B64.encode(serde_json::to_vec(&c).unwrap()));
         assert!(t.verify(&token).is_err());
     }
 

@@ -67,7 +67,7 @@ impl LocalStore {
         self.root.join("staging").join(key)
     }
 
-    /// Whether `key` has the shape this store hands out (`<digest>.<hex>`), so that it can
+    /// Whether `key` has the shape this store hands out (lowercase hex), so that it can
     /// never name a path outside `staging/`.
     pub fn valid_staging_key(key: &str) -> bool {
         (1..=200).contains(&key.len())
@@ -84,7 +84,8 @@ impl LocalStore {
     {
         let tmp = self.root.join("incoming").join(format!("{key}.{}", uuid::Uuid::new_v4().simple()));
         let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| StoreError::msg("create incoming file", e))?;
+            let mut file =
+                tokio::fs::File::create(&tmp).await.map_err(|e| StoreError::msg("create incoming file", e))?;
             let mut written = 0u64;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| ReceiveError::Interrupted(e.to_string()))?;
@@ -164,7 +165,12 @@ impl BlobStore for LocalStore {
         Ok(self.signed_url("PUT", &format!("/_blobs/staging/{staging_key}"), ttl, Some(size)))
     }
 
-    async fn verify_and_publish(&self, staging_key: &str, digest: &Digest, size: u64) -> Result<Verification, StoreError> {
+    async fn verify_and_publish(
+        &self,
+        staging_key: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Verification, StoreError> {
         let work = self.root.join("verifying").join(format!("{staging_key}.{}", uuid::Uuid::new_v4().simple()));
         match tokio::fs::rename(self.staged_path(staging_key), &work).await {
             Ok(()) => {}

@@ -58,7 +58,12 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 
     /// Streams the staged object, checks its size and sha512, and only on success publishes
     /// exactly those bytes under `sha512/<digest>`. A mismatch deletes the staged object.
-    async fn verify_and_publish(&self, staging_key: &str, digest: &Digest, size: u64) -> Result<Verification, StoreError>;
+    async fn verify_and_publish(
+        &self,
+        staging_key: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Verification, StoreError>;
 
     /// Removes a staged object (absent is fine).
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError>;

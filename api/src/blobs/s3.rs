@@ -51,9 +51,11 @@ fn sdk_err<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(what: &
 impl S3Store {
     /// Builds the client from settings (static keys if given, else the AWS default chain).
     pub async fn new(s: &S3Settings) -> anyhow::Result<Self> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new(s.region.clone()));
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new(s.region.clone()));
         if let (Some(id), Some(secret)) = (&s.access_key_id, &s.secret_access_key) {
-            loader = loader.credentials_provider(Credentials::new(id, secret.expose(), None, None, "tooltool-settings"));
+            loader =
+                loader.credentials_provider(Credentials::new(id, secret.expose(), None, None, "tooltool-settings"));
         }
         let sdk = loader.load().await;
         // Presigned PUTs must not carry an SDK-computed checksum of an empty body.
@@ -135,7 +137,8 @@ impl S3Store {
             }
         }
         if !matches!(outcome, Ok(true)) {
-            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(dest).upload_id(&upload_id).send().await;
+            let _ =
+                self.client.abort_multipart_upload().bucket(&self.bucket).key(dest).upload_id(&upload_id).send().await;
             return outcome;
         }
         self.client
@@ -192,7 +195,12 @@ impl BlobStore for S3Store {
         Ok(req.uri().to_owned())
     }
 
-    async fn verify_and_publish(&self, staging_key: &str, digest: &Digest, size: u64) -> Result<Verification, StoreError> {
+    async fn verify_and_publish(
+        &self,
+        staging_key: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Verification, StoreError> {
         let key = format!("staging/{staging_key}");
         let obj = match self.client.get_object().bucket(&self.bucket).key(&key).send().await {
             Ok(obj) => obj,
@@ -233,12 +241,6 @@ impl BlobStore for S3Store {
     }
 
     async fn check(&self) -> Result<(), StoreError> {
-        self.client
-            .head_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| sdk_err("head bucket", e))
+        self.client.head_bucket().bucket(&self.bucket).send().await.map(|_| ()).map_err(|e| sdk_err("head bucket", e))
     }
 }

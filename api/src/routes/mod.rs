@@ -31,13 +31,17 @@ pub struct SearchQuery {
 
 /// Registers every route and the error handlers of the extractors.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
-        ApiError::bad_request("invalid-query", format!("Invalid query string: {e}")).into()
-    }))
-    .app_data(web::PathConfig::default().error_handler(|e, _| {
-        ApiError::bad_request("invalid-path", format!("Invalid path: {e}")).into()
-    }))
-    .service(resource("/sha512/{digest}").route(web::get().to(download::download)).route(web::head().to(download::download)))
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::bad_request("invalid-query", format!("Invalid query string: {e}")).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::bad_request("invalid-path", format!("Invalid path: {e}")).into()),
+    )
+    .service(
+        resource("/sha512/{digest}").route(web::get().to(download::download)).route(web::head().to(download::download)),
+    )
     .service(resource("/upload").route(web::post().to(uploads::create)).route(web::get().to(uploads::search)))
     .service(
         resource("/upload/complete/sha512/{digest}")
@@ -47,7 +51,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/upload/{id}").route(web::get().to(uploads::get)))
     .service(resource("/file").route(web::get().to(files::search)))
     .service(resource("/file/sha512/{digest}").route(web::get().to(files::get)).route(web::patch().to(files::patch)))
-    .service(resource("/__lbheartbeat__").route(web::get().to(ops::lbheartbeat)).route(web::head().to(ops::lbheartbeat)))
+    .service(
+        resource("/__lbheartbeat__").route(web::get().to(ops::lbheartbeat)).route(web::head().to(ops::lbheartbeat)),
+    )
     .service(resource("/__heartbeat__").route(web::get().to(ops::heartbeat)).route(web::head().to(ops::heartbeat)))
     .service(resource("/__version__").route(web::get().to(ops::version)))
     .service(resource("/_blobs/sha512/{digest}").route(web::get().to(blobs::get)).route(web::head().to(blobs::get)))
@@ -76,7 +82,11 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
 /// Reads a JSON body of at most `limit` bytes (413 past it) and parses it (400 if malformed).
 pub async fn read_json<T: serde::de::DeserializeOwned>(mut payload: web::Payload, limit: usize) -> Result<T, ApiError> {
     let too_large = || {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", format!("The request body exceeds {limit} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("The request body exceeds {limit} bytes"),
+        )
     };
     let mut buf = BytesMut::new();
     while let Some(chunk) = payload.next().await {

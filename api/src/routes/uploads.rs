@@ -28,7 +28,10 @@ pub async fn create(
     let caller = caller?;
     let req: UploadRequest = read_json(body, state.settings.max_body_bytes).await?;
     if req.author.is_some() {
-        return Err(ApiError::bad_request("author-not-allowed", "The author must not be given: it is the authenticated caller"));
+        return Err(ApiError::bad_request(
+            "author-not-allowed",
+            "The author must not be given: it is the authenticated caller",
+        ));
     }
     if req.message.trim().is_empty() {
         return Err(ApiError::bad_request("empty-message", "The message must not be empty"));
@@ -44,7 +47,10 @@ pub async fn create(
     let store = state.blobs.for_upload(query.region.as_deref());
     let now = unix_now() as i64;
     let author = caller.id().unwrap_or("anonymous");
-    let created = state.db.create_batch(author, &req.message, &req.files, store.region(), now, now + ttl.as_secs() as i64).await?;
+    let created = state
+        .db
+        .create_batch(author, &req.message, &req.files, store.region(), now, now + ttl.as_secs() as i64)
+        .await?;
     let mut batch = created.batch;
     for file in batch.files.values_mut() {
         if let Some(key) = created.uploads.get(&file.digest) {
@@ -85,7 +91,9 @@ pub async fn complete(state: web::Data<AppState>, path: web::Path<String>) -> Re
     }
     match verify::complete(&state, &file).await? {
         Outcome::Verified(file) => Ok(HttpResponse::Ok().json(file.info())),
-        Outcome::Rejected(why) => Err(ApiError::bad_request("upload-mismatch", format!("{why}; the uploaded bytes were discarded"))),
+        Outcome::Rejected(why) => {
+            Err(ApiError::bad_request("upload-mismatch", format!("{why}; the uploaded bytes were discarded")))
+        }
         Outcome::NotReady => Err(ApiError::retry_later(
             "The upload has not been received or is still being verified; ask again later",
             RETRY_AFTER_SECS,
