@@ -4,6 +4,7 @@
 //! in tests), connects the metadata store and the blob store, and exposes the bound port and a
 //! [`Application::run_until_stopped`] future.
 
+pub mod admin;
 pub mod auth;
 pub mod blobs;
 pub mod cleanup;
@@ -59,11 +60,12 @@ impl Application {
         } else {
             db.check_migrated().await?;
         }
-        let secret = load_secret(&settings)?;
-        let tokens = tokens(&settings, &secret);
+        let secrets = load_secrets(&settings)?;
+        let tokens = tokens(&settings, &secrets);
         let (blobs, local) = match &settings.blobs {
             BlobSettings::Local { region } => {
-                let signer = UrlSigner::new(&derive_key(&secret, "tooltool/url/v1"));
+                let signer =
+                    UrlSigner::with_keys(secrets.iter().map(|s| derive_key(s, "tooltool/url/v1").to_vec()).collect());
                 let store = LocalStore::new(settings.data_dir.join("blobs"), region, signer, &public_url)
                     .with_context(|| {
                         format!("cannot create the blob directory under {}", settings.data_dir.display())
@@ -75,6 +77,8 @@ impl Application {
         };
         let workers = settings.workers;
         let state = web::Data::new(AppState::new(settings, db, blobs, local, tokens));
+        state.clients.reload(&state.db, &state.tokens).await.context("cannot load client credentials")?;
+        tokio::spawn(auth::clients::refresh_loop(state.clone(), state.settings.auth_refresh));
         tokio::spawn(cleanup::run(state.clone(), SWEEP_INTERVAL));
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
@@ -121,23 +125,28 @@ pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
     Db::connect(&settings.database_url).await
 }
 
-/// The token service of these settings.
-pub fn tokens(settings: &Settings, secret: &[u8]) -> Tokens {
-    Tokens::new(&derive_key(secret, "tooltool/jwt/v1"), &settings.jwt_issuer, &settings.jwt_audience)
+/// The token service of these master secrets (the first signs).
+pub fn tokens(settings: &Settings, secrets: &[Vec<u8>]) -> Tokens {
+    let keys: Vec<Vec<u8>> = secrets.iter().map(|s| derive_key(s, "tooltool/jwt/v1").to_vec()).collect();
+    Tokens::with_keys(&keys, &settings.jwt_issuer, &settings.jwt_audience)
 }
 
-/// The master secret: `TOOLTOOL_SECRET_KEY`, or on the embedded default a key generated once
-/// into `<data dir>/secret.key` (mode 0600). PostgreSQL deployments run several replicas, which
-/// must share one key, so there it has to be configured.
-pub fn load_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
-    if let Some(key) = &settings.secret_key {
-        return Ok(key.expose().as_bytes().to_vec());
-    }
-    if !settings.is_sqlite() {
+/// The master secrets, current first: `TOOLTOOL_SECRET_KEY` (or on the embedded default a key
+/// generated once into `<data dir>/secret.key`, mode 0600), then `TOOLTOOL_OLD_SECRET_KEYS`.
+/// PostgreSQL deployments run several replicas, which must share one key, so there it has to
+/// be configured.
+pub fn load_secrets(settings: &Settings) -> anyhow::Result<Vec<Vec<u8>>> {
+    let current = if let Some(key) = &settings.secret_key {
+        key.expose().as_bytes().to_vec()
+    } else if settings.is_sqlite() {
+        let path = settings.data_dir.join("secret.key");
+        read_or_create_secret(&path).with_context(|| format!("cannot read or create {}", path.display()))?
+    } else {
         bail!("TOOLTOOL_SECRET_KEY must be set when DATABASE_URL is PostgreSQL: every replica must share it");
-    }
-    let path = settings.data_dir.join("secret.key");
-    read_or_create_secret(&path).with_context(|| format!("cannot read or create {}", path.display()))
+    };
+    let mut all = vec![current];
+    all.extend(settings.old_secret_keys.iter().map(|k| k.expose().as_bytes().to_vec()));
+    Ok(all)
 }
 
 fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {

@@ -1,11 +1,16 @@
 //! The `tooltool-api` binary: `serve` (the default), `migrate`, and admin commands.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use tooltool_api::{Application, Settings, load_secret, open_db, telemetry, tokens};
+use tooltool_api::admin::{Admin, cli_actor};
+use tooltool_api::auth::full_scope;
+use tooltool_api::db::{AuditFilter, rfc3339};
+use tooltool_api::settings::parse_duration;
+use tooltool_api::{Application, Settings, load_secrets, open_db, telemetry, tokens};
 
 #[derive(Parser)]
 #[command(name = "tooltool-api", version, about = "The tooltool artifact store server")]
@@ -20,9 +25,27 @@ enum Command {
     Serve,
     /// Apply the database migrations under migrations/ to DATABASE_URL.
     Migrate,
-    /// Bearer tokens.
+    /// Ad-hoc bearer tokens (not revocable; use `clients` for credentials you may revoke).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Client credentials: create, list, revoke, rotate.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Print the audit trail as JSON lines, newest first.
+    Audit {
+        /// Only this action (e.g. client.revoked, batch.uploaded).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this target (client id, batch:<id>, digest).
+        #[arg(long)]
+        target: Option<String>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -32,13 +55,50 @@ enum TokenCommand {
         /// Who the token is for (becomes the author of its uploads).
         #[arg(long)]
         subject: String,
-        /// A scope to grant; repeatable. A scope without ':' is taken relative to the scope
-        /// prefix (`--scope download/internal`, `--scope '*'`).
+        /// A scope to grant; repeatable. Without ':' it is relative to the scope prefix
+        /// (`--scope download/internal`, `--scope '*'`).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// Lifetime, e.g. `1h`, `30days`, `1y`.
         #[arg(long, default_value = "1y")]
         ttl: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Create a client and write its credentials file.
+    Create {
+        /// The client id (`clientId`).
+        #[arg(long)]
+        id: String,
+        /// A scope to grant; repeatable; relative to the prefix without ':'.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Lifetime of the credentials.
+        #[arg(long, default_value = "1y")]
+        expires: String,
+        /// What the client is for.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Write the credentials file here (mode 0600) instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// List clients (never their secrets).
+    List,
+    /// Revoke a client: its credentials stop working on every replica within seconds.
+    Revoke {
+        /// The client id.
+        id: String,
+    },
+    /// Issue new credentials for a client; the old ones stop working.
+    Rotate {
+        /// The client id.
+        id: String,
+        /// Write the new credentials file here (mode 0600) instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -58,15 +118,61 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Token(TokenCommand::Issue { subject, scopes, ttl }) => {
-                let ttl: Duration = tooltool_api::settings::parse_duration("--ttl", &ttl)?;
-                let scopes: Vec<String> = scopes
-                    .into_iter()
-                    .map(|s| if s.contains(':') { s } else { format!("{}/{s}", settings.scope_prefix) })
-                    .collect();
-                let secret = load_secret(&settings)?;
-                println!("{}", tokens(&settings, &secret).issue(&subject, &scopes, ttl));
+                let ttl: Duration = parse_duration("--ttl", &ttl)?;
+                let scopes: Vec<String> = scopes.iter().map(|s| full_scope(&settings.scope_prefix, s)).collect();
+                println!("{}", tokens(&settings, &load_secrets(&settings)?).issue(&subject, &scopes, ttl));
+                Ok(())
+            }
+            Command::Clients(cmd) => clients(&settings, cmd).await,
+            Command::Audit { action, actor, target, limit } => {
+                let filter = AuditFilter { action, actor, target, ..Default::default() };
+                for entry in Admin::open(&settings).await?.audit(&filter, limit).await? {
+                    println!("{}", serde_json::to_string(&entry)?);
+                }
                 Ok(())
             }
         }
     })
+}
+
+async fn clients(settings: &Settings, cmd: ClientsCommand) -> anyhow::Result<()> {
+    let admin = Admin::open(settings).await?;
+    let actor = cli_actor();
+    let deliver = |creds: tooltool_api::admin::CredentialsFile, output: Option<PathBuf>| -> anyhow::Result<()> {
+        match output {
+            Some(path) => {
+                creds.write(&path)?;
+                eprintln!("credentials of {} written to {}", creds.client_id, path.display());
+            }
+            None => println!("{}", serde_json::to_string_pretty(&creds)?),
+        }
+        Ok(())
+    };
+    match cmd {
+        ClientsCommand::Create { id, scopes, expires, description, output } => {
+            let ttl = parse_duration("--expires", &expires)?;
+            deliver(admin.create_client(&id, &scopes, ttl, &description, &actor).await?, output)
+        }
+        ClientsCommand::List => {
+            println!("{:<30} {:<22} {:<22} {:<22} scopes", "id", "created", "expires", "revoked");
+            for c in admin.list_clients().await? {
+                let revoked = c.revoked.map(rfc3339).unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<30} {:<22} {:<22} {:<22} {}",
+                    c.id,
+                    rfc3339(c.created),
+                    rfc3339(c.expires),
+                    revoked,
+                    c.scopes.join(" ")
+                );
+            }
+            Ok(())
+        }
+        ClientsCommand::Revoke { id } => {
+            admin.revoke_client(&id, &actor).await?;
+            eprintln!("client {id} revoked");
+            Ok(())
+        }
+        ClientsCommand::Rotate { id, output } => deliver(admin.rotate_client(&id, &actor).await?, output),
+    }
 }

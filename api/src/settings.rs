@@ -80,6 +80,12 @@ pub struct Settings {
     /// Master secret from which token and URL signing keys are derived
     /// (`TOOLTOOL_SECRET_KEY`); generated under the data directory when unset on SQLite.
     pub secret_key: Option<Secret>,
+    /// Earlier master secrets whose tokens and URLs still verify (`TOOLTOOL_OLD_SECRET_KEYS`,
+    /// comma-separated), for rotation without downtime.
+    pub old_secret_keys: Vec<Secret>,
+    /// How often the registered clients are reloaded, bounding how long a revocation takes to
+    /// reach every replica (`TOOLTOOL_AUTH_REFRESH`).
+    pub auth_refresh: Duration,
     /// JWT `iss` (`TOOLTOOL_JWT_ISSUER`).
     pub jwt_issuer: String,
     /// JWT `aud` (`TOOLTOOL_JWT_AUDIENCE`).
@@ -119,6 +125,8 @@ impl Settings {
             public_url: None,
             sentry_dsn: None,
             secret_key: None,
+            old_secret_keys: Vec::new(),
+            auth_refresh: Duration::from_secs(2),
             jwt_issuer: "tooltool".into(),
             jwt_audience: "tooltool".into(),
             scope_prefix: DEFAULT_SCOPE_PREFIX.into(),
@@ -168,6 +176,9 @@ impl Settings {
         {
             bail!("TOOLTOOL_SECRET_KEY must be at least 32 characters long");
         }
+        if let Some(v) = get("TOOLTOOL_OLD_SECRET_KEYS") {
+            s.old_secret_keys = v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect();
+        }
         if let Some(v) = get("TOOLTOOL_JWT_ISSUER") {
             s.jwt_issuer = v;
         }
@@ -185,6 +196,7 @@ impl Settings {
             ("TOOLTOOL_UPLOAD_URL_TTL", &mut s.upload_url_ttl),
             ("TOOLTOOL_STAGING_GRACE", &mut s.staging_grace),
             ("TOOLTOOL_VERIFY_WAIT", &mut s.verify_wait),
+            ("TOOLTOOL_AUTH_REFRESH", &mut s.auth_refresh),
         ] {
             if let Some(v) = get(name) {
                 *field = parse_duration(name, &v)?;

@@ -6,10 +6,11 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Signs and checks the embedded store's URLs.
+/// Signs and checks the embedded store's URLs. The first key signs; all keys verify, so URLs
+/// handed out before a key rotation stay valid until they expire.
 #[derive(Clone)]
 pub struct UrlSigner {
-    key: Vec<u8>,
+    keys: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for UrlSigner {
@@ -21,11 +22,17 @@ impl std::fmt::Debug for UrlSigner {
 impl UrlSigner {
     /// A signer with this key.
     pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec() }
+        Self { keys: vec![key.to_vec()] }
     }
 
-    fn mac(&self, method: &str, path: &str, expires: u64, size: Option<u64>) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
+    /// A signer with several keys, the first of which signs.
+    pub fn with_keys(keys: Vec<Vec<u8>>) -> Self {
+        assert!(!keys.is_empty(), "at least one key");
+        Self { keys }
+    }
+
+    fn mac(key: &[u8], method: &str, path: &str, expires: u64, size: Option<u64>) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
         let size = size.map(|s| s.to_string()).unwrap_or_default();
         mac.update(format!("{method}\n{path}\n{expires}\n{size}").as_bytes());
         mac
@@ -33,13 +40,13 @@ impl UrlSigner {
 
     /// The hex signature of a URL.
     pub fn sign(&self, method: &str, path: &str, expires: u64, size: Option<u64>) -> String {
-        hex::encode(self.mac(method, path, expires, size).finalize().into_bytes())
+        hex::encode(Self::mac(&self.keys[0], method, path, expires, size).finalize().into_bytes())
     }
 
     /// Whether `signature` is right for these values (constant time).
     pub fn verify(&self, method: &str, path: &str, expires: u64, size: Option<u64>, signature: &str) -> bool {
         let Ok(sig) = hex::decode(signature) else { return false };
-        self.mac(method, path, expires, size).verify_slice(&sig).is_ok()
+        self.keys.iter().any(|k| Self::mac(k, method, path, expires, size).verify_slice(&sig).is_ok())
     }
 }
 

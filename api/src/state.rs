@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::auth::clients::ClientCache;
+use crate::auth::hawk::NonceCache;
 use crate::auth::{Scope, Tokens};
 use crate::blobs::{BlobStores, LocalStore};
 use crate::db::Db;
@@ -27,6 +29,10 @@ pub struct AppState {
     pub anonymous_scopes: Vec<String>,
     /// Verifications running in this process.
     pub verifications: InFlight,
+    /// Registered clients, refreshed in the background.
+    pub clients: ClientCache,
+    /// Hawk nonces seen within the skew window.
+    pub nonces: NonceCache,
 }
 
 impl AppState {
@@ -44,6 +50,19 @@ impl AppState {
             scope_prefix: prefix,
             anonymous_scopes,
             verifications: InFlight::default(),
+            clients: ClientCache::default(),
+            nonces: NonceCache::default(),
+        }
+    }
+}
+
+impl AppState {
+    /// Appends to the audit trail. A failure is logged (and so reported to Sentry) rather than
+    /// failing a request whose change has already happened.
+    pub async fn audit(&self, actor: &str, action: &str, target: &str, details: serde_json::Value) {
+        let now = crate::auth::clients::now();
+        if let Err(e) = self.db.audit(actor, action, target, details, now).await {
+            tracing::error!(error = %e, action, target, "could not write the audit trail");
         }
     }
 }

@@ -53,14 +53,14 @@ impl Drop for Claim {
 }
 
 /// Verifies the staged uploads of `file`, waiting up to the configured time.
-pub async fn complete(state: &web::Data<AppState>, file: &StoredFile) -> Result<Outcome, ApiError> {
+pub async fn complete(state: &web::Data<AppState>, file: &StoredFile, actor: &str) -> Result<Outcome, ApiError> {
     let Some(claim) = state.verifications.claim(&file.digest) else {
         return Ok(Outcome::NotReady);
     };
-    let (task_state, task_file) = (state.clone(), file.clone());
+    let (task_state, task_file, actor) = (state.clone(), file.clone(), actor.to_owned());
     let task = tokio::spawn(async move {
         let _claim = claim;
-        verify_pending(&task_state, &task_file).await
+        verify_pending(&task_state, &task_file, &actor).await
     });
     match tokio::time::timeout(state.settings.verify_wait, task).await {
         Ok(Ok(outcome)) => outcome,
@@ -69,7 +69,7 @@ pub async fn complete(state: &web::Data<AppState>, file: &StoredFile) -> Result<
     }
 }
 
-async fn verify_pending(state: &AppState, file: &StoredFile) -> Result<Outcome, ApiError> {
+async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Result<Outcome, ApiError> {
     let mut rejected = None;
     for pending in state.db.pending_uploads(file.id).await? {
         let Some(store) = state.blobs.get(&pending.region) else { continue };
@@ -84,11 +84,14 @@ async fn verify_pending(state: &AppState, file: &StoredFile) -> Result<Outcome, 
                     }
                 }
                 tracing::info!(digest = %file.digest, region = store.region(), bytes = file.size, "upload verified");
+                let details = serde_json::json!({"region": store.region(), "size": file.size});
+                state.audit(actor, "upload.verified", file.digest.as_str(), details).await;
                 let verified = state.db.file(&file.digest).await?;
                 return verified.map(Outcome::Verified).ok_or_else(|| ApiError::internal("verified file vanished"));
             }
             Verification::Mismatch(why) => {
                 tracing::warn!(digest = %file.digest, reason = %why, "upload rejected");
+                state.audit(actor, "upload.rejected", file.digest.as_str(), serde_json::json!({"reason": why})).await;
                 rejected = Some(why);
             }
             Verification::NotStaged | Verification::Changed => {}

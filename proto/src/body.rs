@@ -162,3 +162,50 @@ mod tests {
         assert!(v.get("put_url").is_none());
     }
 }
+
+/// Body of `POST /token`: a derived token with a subset of the caller's scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRequest {
+    /// The scopes wanted; each must be covered by the caller's own.
+    pub scopes: Vec<String>,
+    /// Lifetime in seconds; must end before the caller's own credentials do.
+    pub expires_in: u64,
+}
+
+/// Answer of `POST /token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The bearer token.
+    pub token: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// When it expires, RFC 3339 UTC.
+    pub expires: String,
+}
+
+/// One audit-trail entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Increasing id (the paging cursor).
+    pub id: i64,
+    /// When, RFC 3339 UTC.
+    pub at: String,
+    /// Who did it (a client id, `anonymous`, or `admin-cli:<user>`).
+    pub actor: String,
+    /// What: `client.created`, `batch.uploaded`, `upload.verified`, …
+    pub action: String,
+    /// On what: a client id, `batch:<id>`, a digest.
+    pub target: String,
+    /// Details of the action.
+    pub details: serde_json::Value,
+}
+
+/// Answer of `GET /audit`: newest first; `next_before` pages further back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// The entries.
+    pub result: Vec<AuditEntry>,
+    /// Pass as `before=` for the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<i64>,
+}

@@ -61,6 +61,7 @@ async fn expired_wrong_audience_and_foreign_tokens_are_401(backend: Backend) {
         iss: "tooltool".into(),
         aud: "tooltool".into(),
         jti: "j".into(),
+        r#gen: None,
     };
     let tokens = &app.state.tokens;
     let forged = [

@@ -1,16 +1,29 @@
-//! The [`Caller`] extractor: no `Authorization` header is anonymous; a header that is present
-//! but invalid is a 401, never silently anonymous.
+//! The [`Caller`] extractor. No `Authorization` header is anonymous; a header that is present
+//! but invalid is a 401, never silently anonymous. Two schemes:
+//!
+//! - `Bearer <jwt>`: signature, algorithm, expiry, issuer, audience and key id checked; a token
+//!   of a registered client must match its current, unrevoked credential generation.
+//! - `Hawk …`: the original client's signed requests; see [`super::hawk`]. A payload hash, when
+//!   present, is checked against the body when the handler reads it ([`Caller::check_payload`]).
 
-use std::future::{Ready, ready};
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
 
-use super::Scope;
+use super::clients::now;
+use super::{Scope, hawk};
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// A Hawk payload hash still to be checked against the body.
+#[derive(Debug, Clone)]
+struct PayloadCheck {
+    hash: String,
+    content_type: String,
+}
 
 /// The authenticated caller (or the anonymous one) of a request.
 #[derive(Debug, Clone)]
@@ -18,6 +31,14 @@ pub struct Caller {
     id: Option<String>,
     scopes: Vec<String>,
     prefix: Arc<str>,
+    expires: Option<u64>,
+    generation: Option<i64>,
+    payload: Option<PayloadCheck>,
+}
+
+fn invalid(why: &str) -> ApiError {
+    tracing::debug!(reason = why, "refused credentials");
+    ApiError::unauthorized("The credentials presented are not valid")
 }
 
 impl Caller {
@@ -26,9 +47,29 @@ impl Caller {
         self.id.as_deref()
     }
 
+    /// The caller id, or `anonymous`.
+    pub fn name(&self) -> &str {
+        self.id.as_deref().unwrap_or("anonymous")
+    }
+
     /// The scopes the caller holds.
     pub fn scopes(&self) -> &[String] {
         &self.scopes
+    }
+
+    /// When the caller's credentials expire (unix seconds).
+    pub fn expires(&self) -> Option<u64> {
+        self.expires
+    }
+
+    /// The credential generation of a registered client.
+    pub fn generation(&self) -> Option<i64> {
+        self.generation
+    }
+
+    /// The scope prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// Whether the caller holds `scope` (wildcards included).
@@ -52,33 +93,130 @@ impl Caller {
         if self.id.is_some() { Ok(()) } else { Err(ApiError::unauthorized("This request needs credentials")) }
     }
 
-    fn authenticate(req: &HttpRequest) -> Result<Self, ApiError> {
+    /// 401 if a Hawk payload hash was given and does not match `body`.
+    pub fn check_payload(&self, body: &[u8]) -> Result<(), ApiError> {
+        match &self.payload {
+            Some(p) if hawk::payload_hash(&p.content_type, body) != p.hash => {
+                Err(invalid("Hawk payload hash mismatch"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn authenticate(req: HttpRequest) -> Result<Self, ApiError> {
         let state = req
             .app_data::<web::Data<AppState>>()
-            .ok_or_else(|| ApiError::internal("application state is not configured"))?;
+            .ok_or_else(|| ApiError::internal("application state is not configured"))?
+            .clone();
         let prefix = state.scope_prefix.clone();
         let Some(header) = req.headers().get(AUTHORIZATION) else {
-            return Ok(Self { id: None, scopes: state.anonymous_scopes.clone(), prefix });
-        };
-        let invalid = |why: &str| {
-            tracing::debug!(reason = why, "refused credentials");
-            ApiError::unauthorized("The credentials presented are not valid")
+            return Ok(Self {
+                id: None,
+                scopes: state.anonymous_scopes.clone(),
+                prefix,
+                expires: None,
+                generation: None,
+                payload: None,
+            });
         };
         let header = header.to_str().map_err(|_| invalid("non-ASCII authorization header"))?;
         let (kind, rest) = header.split_once(' ').unwrap_or((header, ""));
-        if !kind.eq_ignore_ascii_case("bearer") {
+        let mut caller = if kind.eq_ignore_ascii_case("bearer") {
+            Self::bearer(&state, rest.trim()).await?
+        } else if kind.eq_ignore_ascii_case("hawk") {
+            Self::hawk(&state, &req, rest).await?
+        } else {
             return Err(invalid("unsupported authorization scheme"));
-        }
-        let claims = state.tokens.verify(rest.trim()).map_err(|e| invalid(&e.to_string()))?;
-        Ok(Self { id: Some(claims.sub), scopes: claims.scopes, prefix })
+        };
+        caller.prefix = prefix;
+        Ok(caller)
     }
+
+    async fn bearer(state: &AppState, token: &str) -> Result<Self, ApiError> {
+        let claims = state.tokens.verify(token).map_err(|e| invalid(&e.to_string()))?;
+        if let Some(generation) = claims.r#gen {
+            let client = state.clients.lookup(&state.db, &state.tokens, &claims.sub).await?;
+            let current = client.is_some_and(|c| c.record.revoked.is_none() && c.record.generation == generation);
+            if !current {
+                return Err(invalid("revoked or rotated client credentials"));
+            }
+        }
+        Ok(Self {
+            id: Some(claims.sub),
+            scopes: claims.scopes,
+            prefix: state.scope_prefix.clone(),
+            expires: Some(claims.exp),
+            generation: claims.r#gen,
+            payload: None,
+        })
+    }
+
+    async fn hawk(state: &AppState, req: &HttpRequest, attrs: &str) -> Result<Self, ApiError> {
+        let h = hawk::parse(attrs).map_err(invalid)?;
+        let client = state.clients.lookup(&state.db, &state.tokens, &h.id).await?;
+        let client = client.ok_or_else(|| invalid("unknown Hawk id"))?;
+        let key = client.access_token.as_ref().ok_or_else(|| invalid("Hawk key signed by a removed key"))?;
+        let info = req.connection_info();
+        let (host, port) = split_host(info.host(), info.scheme());
+        let resource = req.uri().path_and_query().map_or(req.path(), |pq| pq.as_str());
+        let parts = hawk::RequestParts { method: req.method().as_str(), resource, host: &host, port };
+        if !hawk::mac_matches(key.expose().as_bytes(), &h, &parts) {
+            return Err(invalid("Hawk MAC mismatch"));
+        }
+        let now = now();
+        if (now - h.ts).abs() > hawk::SKEW {
+            return Err(invalid("stale Hawk timestamp"));
+        }
+        if !state.nonces.first_use(&h.id, &h.nonce, h.ts, now) {
+            return Err(invalid("replayed Hawk nonce"));
+        }
+        if !client.usable(now) {
+            return Err(invalid("revoked or expired client"));
+        }
+        let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        Ok(Self {
+            id: Some(client.record.id.clone()),
+            scopes: client.record.scopes.clone(),
+            prefix: state.scope_prefix.clone(),
+            expires: Some(client.record.expires as u64),
+            generation: Some(client.record.generation),
+            payload: h.hash.map(|hash| PayloadCheck { hash, content_type }),
+        })
+    }
+}
+
+/// Splits a `Host` value into host and port, the port defaulting by scheme.
+fn split_host(host: &str, scheme: &str) -> (String, u16) {
+    let default = if scheme == "https" { 443 } else { 80 };
+    let (name, port) = match host.rfind(']') {
+        Some(i) => (host[..i].trim_start_matches('['), host[i + 1..].strip_prefix(':')),
+        None => match host.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        },
+    };
+    (name.to_lowercase(), port.and_then(|p| p.parse().ok()).unwrap_or(default))
 }
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Self::authenticate(req))
+        Box::pin(Self::authenticate(req.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host;
+
+    #[test]
+    fn hosts_split_with_default_ports() {
+        assert_eq!(split_host("Example.com", "https"), ("example.com".into(), 443));
+        assert_eq!(split_host("example.com:8080", "https"), ("example.com".into(), 8080));
+        assert_eq!(split_host("127.0.0.1", "http"), ("127.0.0.1".into(), 80));
+        assert_eq!(split_host("[::1]:9000", "http"), ("::1".into(), 9000));
+        assert_eq!(split_host("[::1]", "https"), ("::1".into(), 443));
     }
 }

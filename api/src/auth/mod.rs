@@ -4,9 +4,11 @@
 //! `caller.require(Scope::Manage)?`.
 
 mod caller;
+pub mod clients;
+pub mod hawk;
 mod scopes;
 pub mod token;
 
 pub use caller::Caller;
-pub use scopes::{Scope, grants};
+pub use scopes::{Scope, covers, full_scope, grants};
 pub use token::{Claims, TokenError, Tokens};

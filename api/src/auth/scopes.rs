@@ -60,9 +60,41 @@ pub fn grants(granted: &str, required: &str) -> bool {
     }
 }
 
+/// Whether a granted scope covers a requested one that may itself end in `*` (for deriving
+/// tokens): a wildcard grant covers anything under its stem; an exact grant only itself.
+pub fn covers(granted: &str, requested: &str) -> bool {
+    match granted.strip_suffix('*') {
+        Some(stem) => requested.starts_with(stem),
+        None => granted == requested,
+    }
+}
+
+/// A scope as an admin may type it: with a `:` it is taken as given, otherwise relative to the
+/// prefix (`manage` → `<prefix>/manage`, `*` → `<prefix>/*`).
+pub fn full_scope(prefix: &str, s: &str) -> String {
+    if s.contains(':') { s.to_owned() } else { format!("{prefix}/{}", s.trim_start_matches('/')) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_scopes_must_be_covered() {
+        assert!(covers(&format!("{P}/*"), &format!("{P}/download/*")));
+        assert!(covers(&format!("{P}/download/*"), &format!("{P}/download/*")));
+        assert!(covers(&format!("{P}/download/*"), &format!("{P}/download/internal")));
+        assert!(!covers(&format!("{P}/download/public"), &format!("{P}/download/*")));
+        assert!(!covers(&format!("{P}/download/*"), &format!("{P}/*")));
+        assert!(!covers(&format!("{P}/download/*"), &format!("{P}/manage")));
+    }
+
+    #[test]
+    fn relative_scopes_get_the_prefix() {
+        assert_eq!(full_scope(P, "manage"), format!("{P}/manage"));
+        assert_eq!(full_scope(P, "*"), format!("{P}/*"));
+        assert_eq!(full_scope(P, "other:scope"), "other:scope");
+    }
 
     const P: &str = "project:releng:services/tooltool/api";
 

@@ -28,6 +28,10 @@ pub struct Claims {
     pub aud: String,
     /// Unique token id.
     pub jti: String,
+    /// The credential generation of a registered client (bumped by rotation); tokens of a
+    /// revoked client, or of an older generation, are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#gen: Option<i64>,
 }
 
 /// Why a presented token was refused (logged at debug level; the caller only sees 401).
@@ -41,12 +45,30 @@ pub enum TokenError {
     Invalid(#[from] jsonwebtoken::errors::Error),
 }
 
-/// Signs and verifies tokens.
+/// One HS256 key and its id.
 #[derive(Clone)]
-pub struct Tokens {
+struct Key {
     kid: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
+}
+
+impl Key {
+    fn new(bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        Self {
+            kid: hex::encode(&sha2::Sha256::digest(bytes)[..8]),
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+        }
+    }
+}
+
+/// Signs and verifies tokens. The first key signs; every key verifies, so keys rotate without
+/// downtime: add the new key first, keep the old ones until their tokens have expired.
+#[derive(Clone)]
+pub struct Tokens {
+    keys: Vec<Key>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -54,15 +76,20 @@ pub struct Tokens {
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens").field("kid", &self.kid).finish_non_exhaustive()
+        let kids: Vec<&str> = self.keys.iter().map(|k| k.kid.as_str()).collect();
+        f.debug_struct("Tokens").field("kids", &kids).finish_non_exhaustive()
     }
 }
 
 impl Tokens {
-    /// Builds the signer/verifier from raw key bytes.
+    /// Builds the signer/verifier from one key.
     pub fn new(key: &[u8], issuer: &str, audience: &str) -> Self {
-        use sha2::Digest as _;
-        let kid = hex::encode(&sha2::Sha256::digest(key)[..8]);
+        Self::with_keys(&[key.to_vec()], issuer, audience)
+    }
+
+    /// Builds the signer/verifier from several keys, the first of which signs.
+    pub fn with_keys(keys: &[Vec<u8>], issuer: &str, audience: &str) -> Self {
+        assert!(!keys.is_empty(), "at least one key");
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
@@ -70,19 +97,32 @@ impl Tokens {
         validation.validate_nbf = true;
         validation.leeway = 30;
         Self {
-            kid,
-            encoding: EncodingKey::from_secret(key),
-            decoding: DecodingKey::from_secret(key),
+            keys: keys.iter().map(|k| Key::new(k)).collect(),
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
         }
     }
 
-    /// Mints a token for `subject` with `scopes`, valid for `ttl`.
-    pub fn issue(&self, subject: &str, scopes: &[String], ttl: Duration) -> String {
+    /// The id of the signing key.
+    pub fn signing_kid(&self) -> &str {
+        &self.keys[0].kid
+    }
+
+    /// The configured issuer.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The configured audience.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// Claims for `subject` valid from now for `ttl`.
+    pub fn claims(&self, subject: &str, scopes: &[String], ttl: Duration) -> Claims {
         let now = unix_now();
-        let claims = Claims {
+        Claims {
             sub: subject.to_owned(),
             scopes: scopes.to_vec(),
             iat: now,
@@ -91,24 +131,35 @@ impl Tokens {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             jti: uuid::Uuid::new_v4().simple().to_string(),
-        };
-        self.sign(&claims)
+            r#gen: None,
+        }
     }
 
-    /// Signs arbitrary claims with the current key (tests use it to forge edge cases).
+    /// Mints a token for `subject` with `scopes`, valid for `ttl`.
+    pub fn issue(&self, subject: &str, scopes: &[String], ttl: Duration) -> String {
+        self.sign(&self.claims(subject, scopes, ttl))
+    }
+
+    /// Signs claims with the current key. Signing is deterministic: the same claims and key
+    /// give the same token, which is how a client's access token is re-derived, never stored.
     pub fn sign(&self, claims: &Claims) -> String {
+        self.sign_with(&self.keys[0].kid, claims).expect("the signing key exists")
+    }
+
+    /// Signs claims with the key `kid`, if it is configured.
+    pub fn sign_with(&self, kid: &str, claims: &Claims) -> Option<String> {
+        let key = self.keys.iter().find(|k| k.kid == kid)?;
         let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).expect("HS256 signing cannot fail")
+        header.kid = Some(key.kid.clone());
+        Some(jsonwebtoken::encode(&header, claims, &key.encoding).expect("HS256 signing cannot fail"))
     }
 
     /// Verifies a token and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token)?;
-        if header.kid.as_deref() != Some(self.kid.as_str()) {
-            return Err(TokenError::UnknownKey);
-        }
-        Ok(jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?.claims)
+        let key = header.kid.as_deref().and_then(|kid| self.keys.iter().find(|k| k.kid == kid));
+        let key = key.ok_or(TokenError::UnknownKey)?;
+        Ok(jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)?.claims)
     }
 }
 
@@ -176,10 +227,46 @@ mod tests {
     }
 
     #[test]
+    fn rotated_keys_keep_verifying_until_removed() {
+        let old = Tokens::new(b"old-key-old-key-old-key-old-key!", "tooltool", "tooltool");
+        let token = old.issue("alice", &[], Duration::from_secs(60));
+        let both = Tokens::with_keys(
+            &[b"new-key-new-key-new-key-new-key!".to_vec(), b"old-key-old-key-old-key-old-key!".to_vec()],
+            "tooltool",
+            "tooltool",
+        );
+        assert_eq!(both.verify(&token).unwrap().sub, "alice");
+        assert_ne!(both.signing_kid(), old.signing_kid());
+        let fresh = both.issue("bob", &[], Duration::from_secs(60));
+        assert!(old.verify(&fresh).is_err(), "the new key signs");
+        let new_only = Tokens::new(b"new-key-new-key-new-key-new-key!", "tooltool", "tooltool");
+        assert!(matches!(new_only.verify(&token), Err(TokenError::UnknownKey)));
+        assert_eq!(new_only.verify(&fresh).unwrap().sub, "bob");
+    }
+
+    #[test]
+    fn hs_rs_confusion_is_refused() {
+        let t = tokens();
+        let c = claims(&t);
+        for alg in ["RS256", "ES256", "HS512", "PS256"] {
+            let header = format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"{}"}}"#, t.signing_kid());
+            let token = format!("{}.{}.AAAA", B64.encode(header), B64.encode(serde_json::to_vec(&c).unwrap()));
+            assert!(t.verify(&token).is_err(), "{alg}");
+        }
+    }
+
+    #[test]
+    fn signing_is_deterministic() {
+        let t = tokens();
+        let c = claims(&t);
+        assert_eq!(t.sign(&c), t.sign(&c));
+    }
+
+    #[test]
     fn alg_none_is_refused() {
         let t = tokens();
         let c = claims(&t);
-        let header = format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, t.kid);
+        let header = format!(r#"{{"alg":"none","typ":"JWT","kid":"{}"}}"#, t.signing_kid());
         let token = format!("{}.{}.", B64.encode(header), B64.encode(serde_json::to_vec(&c).unwrap()));
         assert!(t.verify(&token).is_err());
     }

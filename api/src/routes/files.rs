@@ -31,36 +31,35 @@ pub async fn patch(
     let caller = caller?;
     caller.require_authenticated()?;
     caller.require(Scope::Manage)?;
-    let ops: Vec<PatchOp> = read_json(body, state.settings.max_body_bytes).await?;
+    let ops: Vec<PatchOp> = read_json(body, state.settings.max_body_bytes, &caller).await?;
     if ops.is_empty() {
         return Err(ApiError::bad_request("no-operations", "The body must list at least one operation"));
     }
     let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
     for op in ops {
-        match op {
-            PatchOp::SetVisibility { visibility } => state.db.set_visibility(file.id, visibility).await?,
+        let (action, details) = match op {
+            PatchOp::SetVisibility { visibility } => {
+                state.db.set_visibility(file.id, visibility).await?;
+                ("file.visibility_changed", serde_json::json!({"visibility": visibility.as_str()}))
+            }
             PatchOp::DeleteInstances => {
-                for region in state.db.remove_instances(file.id).await? {
-                    let Some(store) = state.blobs.get(&region) else { continue };
+                let regions = state.db.remove_instances(file.id).await?;
+                for region in &regions {
+                    let Some(store) = state.blobs.get(region) else { continue };
                     // The instance is already gone from the database, so nothing can download
                     // the blob; a failed delete leaves an orphan to log, not an error to report.
                     if let Err(e) = store.delete_blob(&digest).await {
                         tracing::warn!(region, error = %e, "could not delete a blob whose instance was removed");
                     }
                 }
+                ("file.instances_deleted", serde_json::json!({"regions": regions}))
             }
-        }
-        tracing::info!(caller = caller.id(), op = ?op_name(&op), "file changed");
+        };
+        tracing::info!(caller = caller.id(), action, "file changed");
+        state.audit(caller.name(), action, digest.as_str(), details).await;
     }
     let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
     Ok(HttpResponse::Ok().json(file.info()))
-}
-
-fn op_name(op: &PatchOp) -> &'static str {
-    match op {
-        PatchOp::SetVisibility { .. } => "set_visibility",
-        PatchOp::DeleteInstances => "delete_instances",
-    }
 }
 
 /// Files whose name in any batch contains the text, or whose digest starts with it.

@@ -1,9 +1,11 @@
 //! The router: one place that lists every route. Handlers live in a file per resource.
 
+mod audit;
 mod blobs;
 mod download;
 mod files;
 mod ops;
+mod tokens;
 mod uploads;
 
 use actix_web::http::StatusCode;
@@ -12,6 +14,7 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, parse_json};
 
 /// `?region=` on the download and upload routes.
@@ -56,6 +59,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/__heartbeat__").route(web::get().to(ops::heartbeat)).route(web::head().to(ops::heartbeat)))
     .service(resource("/__version__").route(web::get().to(ops::version)))
+    .service(resource("/__permissions__").route(web::get().to(tokens::permissions)))
+    .service(resource("/token").route(web::post().to(tokens::derive)))
+    .service(resource("/audit").route(web::get().to(audit::list)))
     .service(resource("/_blobs/sha512/{digest}").route(web::get().to(blobs::get)).route(web::head().to(blobs::get)))
     .service(resource("/_blobs/staging/{key}").route(web::put().to(blobs::put)))
     .default_service(web::to(not_found));
@@ -79,8 +85,13 @@ async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> 
     ))
 }
 
-/// Reads a JSON body of at most `limit` bytes (413 past it) and parses it (400 if malformed).
-pub async fn read_json<T: serde::de::DeserializeOwned>(mut payload: web::Payload, limit: usize) -> Result<T, ApiError> {
+/// Reads a JSON body of at most `limit` bytes (413 past it), checks it against the caller's
+/// Hawk payload hash if any (401), and parses it (400 if malformed).
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    mut payload: web::Payload,
+    limit: usize,
+    caller: &Caller,
+) -> Result<T, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -99,5 +110,6 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(mut payload: web::Payload
         }
         buf.extend_from_slice(&chunk);
     }
+    caller.check_payload(&buf)?;
     parse_json(&buf)
 }

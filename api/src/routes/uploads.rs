@@ -26,7 +26,7 @@ pub async fn create(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller?;
-    let req: UploadRequest = read_json(body, state.settings.max_body_bytes).await?;
+    let req: UploadRequest = read_json(body, state.settings.max_body_bytes, &caller).await?;
     if req.author.is_some() {
         return Err(ApiError::bad_request(
             "author-not-allowed",
@@ -58,6 +58,10 @@ pub async fn create(
         }
     }
     tracing::info!(batch = batch.id, author, files = batch.files.len(), "upload batch recorded");
+    let files: serde_json::Map<String, serde_json::Value> =
+        batch.files.iter().map(|(name, f)| (name.clone(), f.digest.as_str().into())).collect();
+    let details = serde_json::json!({"message": batch.message, "files": files});
+    state.audit(author, "batch.uploaded", &format!("batch:{}", batch.id), details).await;
     Ok(HttpResponse::Ok().json(Wrapped { result: batch }))
 }
 
@@ -82,14 +86,19 @@ fn check_consistent(req: &UploadRequest) -> Result<(), ApiError> {
 
 /// Verifies the staged bytes of a declared file and publishes them.
 #[tracing::instrument(name = "upload_complete", skip_all, fields(digest = %path))]
-pub async fn complete(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn complete(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let digest = Digest::parse(&path)?;
+    let caller = caller?;
     let file = state.db.file(&digest).await?;
     let file = file.ok_or_else(|| ApiError::not_found("No upload batch ever declared a file with this digest"))?;
     if !file.instances.is_empty() {
         return Ok(HttpResponse::Ok().json(file.info()));
     }
-    match verify::complete(&state, &file).await? {
+    match verify::complete(&state, &file, caller.name()).await? {
         Outcome::Verified(file) => Ok(HttpResponse::Ok().json(file.info())),
         Outcome::Rejected(why) => {
             Err(ApiError::bad_request("upload-mismatch", format!("{why}; the uploaded bytes were discarded")))

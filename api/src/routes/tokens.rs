@@ -1,0 +1,52 @@
+//! `POST /token` (derive a narrower, shorter-lived token) and `GET /__permissions__`.
+
+use actix_web::{HttpResponse, web};
+
+use super::read_json;
+use crate::auth::clients::now;
+use crate::auth::{Caller, covers, full_scope};
+use crate::error::ApiError;
+use crate::state::AppState;
+use tooltool_proto::{Permissions, TokenRequest, TokenResponse};
+
+/// Mints a token whose scopes are covered by the caller's and which expires before the
+/// caller's own credentials do. It inherits the caller's credential generation, so revoking or
+/// rotating the parent client kills it too.
+#[tracing::instrument(name = "derive_token", skip_all)]
+pub async fn derive(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let caller = caller?;
+    caller.require_authenticated()?;
+    let req: TokenRequest = read_json(body, state.settings.max_body_bytes, &caller).await?;
+    if req.scopes.is_empty() {
+        return Err(ApiError::bad_request("no-scopes", "At least one scope must be asked for"));
+    }
+    let scopes: Vec<String> = req.scopes.iter().map(|s| full_scope(caller.prefix(), s)).collect();
+    if let Some(wider) = scopes.iter().find(|s| !caller.scopes().iter().any(|g| covers(g, s))) {
+        tracing::debug!(caller = caller.id(), scope = %wider, "derived scope not covered");
+        return Err(ApiError::forbidden());
+    }
+    let now = now() as u64;
+    let remaining = caller.expires().unwrap_or(0).saturating_sub(now);
+    if req.expires_in == 0 || req.expires_in >= remaining {
+        return Err(ApiError::bad_request(
+            "invalid-lifetime",
+            format!(
+                "expires_in must be between 1 and {} seconds: shorter than your own credentials",
+                remaining.saturating_sub(1)
+            ),
+        ));
+    }
+    let mut claims = state.tokens.claims(caller.name(), &scopes, std::time::Duration::from_secs(req.expires_in));
+    claims.r#gen = caller.generation();
+    let expires = crate::db::rfc3339(claims.exp as i64);
+    Ok(HttpResponse::Ok().json(TokenResponse { token: state.tokens.sign(&claims), scopes, expires }))
+}
+
+/// Who the caller is and what it holds.
+pub async fn permissions(caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(Permissions { client_id: caller.name().to_owned(), scopes: caller.scopes().to_vec() })
+}
