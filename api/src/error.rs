@@ -115,13 +115,17 @@ impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         match e {
             crate::db::DbError::Conflict(detail) => Self::bad_request("conflict", detail),
-            crate::db::DbError::Other(e) => Self::internal(format_args!("database: {e}")),
+            crate::db::DbError::Other(e) => {
+                crate::metrics::METRICS.backend_errors.with_label_values(&["database"]).inc();
+                Self::internal(format_args!("database: {e}"))
+            }
         }
     }
 }
 
 impl From<crate::blobs::StoreError> for ApiError {
     fn from(e: crate::blobs::StoreError) -> Self {
+        crate::metrics::METRICS.backend_errors.with_label_values(&["blob_store"]).inc();
         Self::internal(format_args!("blob store: {e:#}"))
     }
 }

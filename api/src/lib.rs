@@ -10,6 +10,7 @@ pub mod blobs;
 pub mod cleanup;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod routes;
 pub mod settings;
 pub mod signing;
@@ -33,6 +34,9 @@ use crate::settings::BlobSettings;
 pub use crate::settings::Settings;
 use crate::signing::{UrlSigner, derive_key};
 use crate::state::AppState;
+
+/// How long shutdown waits for running verifications.
+pub const SHUTDOWN_VERIFY_WAIT: Duration = Duration::from_secs(120);
 
 /// How often expired staged uploads are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
@@ -105,9 +109,16 @@ impl Application {
         &self.state
     }
 
-    /// Serves until the server is stopped (SIGTERM/SIGINT stop it gracefully).
+    /// Serves until the server is stopped. SIGTERM/SIGINT stop it gracefully: no new
+    /// connections, in-flight requests finish (up to 30 s), then running verifications finish
+    /// (up to [`SHUTDOWN_VERIFY_WAIT`]) so that nothing is left half-published.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        if !self.state.verifications.wait_idle(SHUTDOWN_VERIFY_WAIT).await {
+            tracing::warn!("shutting down with verifications still running; their staged uploads stay for a retry");
+        }
+        tracing::info!("stopped");
+        result
     }
 }
 

@@ -33,6 +33,8 @@ pub struct AppState {
     pub clients: ClientCache,
     /// Hawk nonces seen within the skew window.
     pub nonces: NonceCache,
+    /// The main runtime, where work that must outlive a request runs.
+    pub runtime: tokio::runtime::Handle,
 }
 
 impl AppState {
@@ -52,6 +54,7 @@ impl AppState {
             verifications: InFlight::default(),
             clients: ClientCache::default(),
             nonces: NonceCache::default(),
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 }

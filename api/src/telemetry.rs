@@ -2,7 +2,12 @@
 //! when `SENTRY_DSN` is set. Request lines carry the path without its query string, because
 //! the query of a signed URL is a credential.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use sentry::SentryFutureExt;
+use tracing::Instrument;
 
 use actix_web::Error;
 use actix_web::body::MessageBody;
@@ -51,16 +56,50 @@ pub fn init_sentry(dsn: &Secret) -> anyhow::Result<sentry::ClientInitGuard> {
     Ok(sentry::init(options))
 }
 
-/// Logs one line per request: method, path (no query), status, duration.
+/// The header carrying the request id, both ways.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request id: the caller's `X-Request-Id` when it is short and plain, else a new one.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Per request: an id (echoed in `X-Request-Id`) on every log line of the request, a Sentry hub
+/// tagged with route and id, the request metrics, and one summary line: method, path (no
+/// query), status, duration.
 pub async fn log_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let start = Instant::now();
+    let id = request_id(&req);
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let res = next.call(req).await;
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let span = tracing::info_span!("request", request_id = %id);
+    let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::main()));
+    hub.configure_scope(|scope| {
+        scope.set_tag("request_id", &id);
+        scope.set_tag("route", &route);
+    });
+    let res = next.call(req).instrument(span.clone()).bind_hub(hub).await;
     let status = res.as_ref().map(|r| r.status().as_u16()).unwrap_or(500);
-    tracing::info!(%method, path, status, ms = start.elapsed().as_secs_f64() * 1000.0, "request");
-    res
+    let elapsed = start.elapsed().as_secs_f64();
+    let m = &crate::metrics::METRICS;
+    m.requests.with_label_values(&[route.as_str(), method.as_str(), &status.to_string()]).inc();
+    m.latency.with_label_values(&[route.as_str()]).observe(elapsed);
+    span.in_scope(|| tracing::info!(%method, path, status, ms = elapsed * 1000.0, "request"));
+    res.map(|mut r| {
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            r.headers_mut().insert(HeaderName::from_static(REQUEST_ID), v);
+        }
+        r
+    })
 }

@@ -31,7 +31,7 @@ pub enum Outcome {
 
 /// The digests being verified in this process.
 #[derive(Debug, Default, Clone)]
-pub struct InFlight(Arc<Mutex<HashSet<Digest>>>);
+pub struct InFlight(Arc<Mutex<HashSet<Digest>>>, Arc<tokio::sync::Notify>);
 
 /// Removes its digest from [`InFlight`] when dropped.
 struct Claim {
@@ -44,11 +44,30 @@ impl InFlight {
         let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
         set.insert(digest.clone()).then(|| Claim { set: self.clone(), digest: digest.clone() })
     }
+
+    fn is_idle(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// Waits until no verification runs (at shutdown), at most `limit`; whether it got there.
+    pub async fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.1.notified();
+                if self.is_idle() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         self.set.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.digest);
+        self.set.1.notify_waiters();
     }
 }
 
@@ -58,7 +77,9 @@ pub async fn complete(state: &web::Data<AppState>, file: &StoredFile, actor: &st
         return Ok(Outcome::NotReady);
     };
     let (task_state, task_file, actor) = (state.clone(), file.clone(), actor.to_owned());
-    let task = tokio::spawn(async move {
+    // On the main runtime, not the HTTP worker's: workers stop at shutdown, and a verification
+    // must finish (the server waits for it) rather than die half way.
+    let task = state.runtime.spawn(async move {
         let _claim = claim;
         verify_pending(&task_state, &task_file, &actor).await
     });
@@ -84,6 +105,8 @@ async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Res
                     }
                 }
                 tracing::info!(digest = %file.digest, region = store.region(), bytes = file.size, "upload verified");
+                crate::metrics::METRICS.verified_bytes.inc_by(file.size);
+                crate::metrics::METRICS.verifications.with_label_values(&["verified"]).inc();
                 let details = serde_json::json!({"region": store.region(), "size": file.size});
                 state.audit(actor, "upload.verified", file.digest.as_str(), details).await;
                 let verified = state.db.file(&file.digest).await?;
@@ -91,6 +114,7 @@ async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Res
             }
             Verification::Mismatch(why) => {
                 tracing::warn!(digest = %file.digest, reason = %why, "upload rejected");
+                crate::metrics::METRICS.verifications.with_label_values(&["rejected"]).inc();
                 state.audit(actor, "upload.rejected", file.digest.as_str(), serde_json::json!({"reason": why})).await;
                 rejected = Some(why);
             }

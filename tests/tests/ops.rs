@@ -15,6 +15,8 @@ backend_tests!(
     unknown_routes_and_methods_are_problem_json,
     expired_wrong_audience_and_foreign_tokens_are_401,
     a_token_in_the_query_string_is_ignored,
+    metrics_count_requests_by_route_redirects_and_verified_bytes,
+    request_ids_are_echoed_or_generated,
 );
 
 async fn lbheartbeat_is_200(backend: Backend) {
@@ -107,4 +109,51 @@ async fn heartbeat_is_503_naming_the_failing_blob_store(backend: Backend) {
     assert_eq!(v["checks"]["database"], "ok");
     assert_eq!(v["checks"]["blob_store"], "error");
     assert_eq!(app.http().get(app.at("/__lbheartbeat__")).send().await.unwrap().status(), 200);
+}
+
+fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn metrics_count_requests_by_route_redirects_and_verified_bytes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let scrape = || async { app.http().get(app.at("/metrics")).send().await.unwrap().text().await.unwrap() };
+    let before = scrape().await;
+    let data = vec![7u8; 12_345];
+    let d = app.upload("m.bin", &data, Visibility::Public).await;
+    app.anonymous().download_redirect(d.as_str(), None).await.unwrap();
+    let _ = app.anonymous().download_redirect("bad", None).await;
+    let res = app.http().get(app.at("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let after = res.text().await.unwrap();
+    // The registry is process-wide and tests run in parallel: compare increases, not values.
+    let grew = |name: &str, by: f64| {
+        let (b, a) = (metric(&before, name), metric(&after, name));
+        assert!(a - b >= by, "{name}: {b} -> {a}");
+    };
+    grew("tooltool_redirects_total", 1.0);
+    grew("tooltool_verified_bytes_total", data.len() as f64);
+    grew("tooltool_verifications_total{outcome=\"verified\"}", 1.0);
+    grew("tooltool_http_requests_total{method=\"GET\",route=\"/sha512/{digest}\",status=\"302\"}", 1.0);
+    grew("tooltool_http_requests_total{method=\"GET\",route=\"/sha512/{digest}\",status=\"400\"}", 1.0);
+    assert!(after.contains("tooltool_http_request_duration_seconds_bucket{route=\"/sha512/{digest}\""));
+    assert!(after.contains("tooltool_db_pool_connections{"));
+    assert!(!after.contains(d.as_str()), "route labels are patterns, not paths");
+}
+
+async fn request_ids_are_echoed_or_generated(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let res = app.http().get(app.at("/__lbheartbeat__")).header("X-Request-Id", "build-42_a").send().await.unwrap();
+    assert_eq!(res.headers()["x-request-id"], "build-42_a");
+    let res = app.http().get(app.at("/sha512/bad")).send().await.unwrap();
+    let generated = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(generated.len(), 32);
+    let res =
+        app.http().get(app.at("/__lbheartbeat__")).header("X-Request-Id", "no spaces <allowed>").send().await.unwrap();
+    assert_ne!(res.headers()["x-request-id"], "no spaces <allowed>");
 }

@@ -130,6 +130,26 @@ impl LocalStore {
     }
 }
 
+/// Moves a file taken for verification back to staging when dropped armed (a verification
+/// cancelled half way), unless a newer upload was staged meanwhile.
+struct Restore {
+    from: PathBuf,
+    to: PathBuf,
+    armed: bool,
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if self.armed && self.from.exists() {
+            let result =
+                if self.to.exists() { std::fs::remove_file(&self.from) } else { std::fs::rename(&self.from, &self.to) };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "could not put back a staged upload after an interrupted verification");
+            }
+        }
+    }
+}
+
 fn hash_file(path: &Path) -> std::io::Result<(Digest, u64)> {
     let mut file = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 1 << 20];
@@ -172,16 +192,26 @@ impl BlobStore for LocalStore {
         size: u64,
     ) -> Result<Verification, StoreError> {
         let work = self.root.join("verifying").join(format!("{staging_key}.{}", uuid::Uuid::new_v4().simple()));
+        // Armed before the rename: if this future is dropped at any point before it decides,
+        // the file goes back to staging, so the upload can be completed again instead of being
+        // stranded in verifying/.
+        let mut restore = Restore { from: work.clone(), to: self.staged_path(staging_key), armed: true };
         match tokio::fs::rename(self.staged_path(staging_key), &work).await {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Verification::NotStaged),
-            Err(e) => return Err(StoreError::msg("take staged file", e)),
+            Err(e) => {
+                restore.armed = false;
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    return Ok(Verification::NotStaged);
+                }
+                return Err(StoreError::msg("take staged file", e));
+            }
         }
         let hashed = work.clone();
         let (got, got_size) = tokio::task::spawn_blocking(move || hash_file(&hashed))
             .await
             .map_err(|e| StoreError::msg("hash task", e))?
             .map_err(|e| StoreError::msg("hash staged file", e))?;
+        restore.armed = false;
         if let Some(why) = mismatch(digest, size, &got, got_size) {
             remove_if_present(&work).await?;
             return Ok(Verification::Mismatch(why));
@@ -267,6 +297,22 @@ mod tests {
         assert!(matches!(err, ReceiveError::TooLarge(3)));
         assert!(!s.staged_path("ab.01").exists());
         assert_eq!(std::fs::read_dir(dir.path().join("incoming")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_verification_dropped_half_way_puts_the_upload_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let key = "0123abcd";
+        let big = vec![1u8; 64 << 20];
+        std::fs::write(s.staged_path(key), &big).unwrap();
+        let d = digest_of(&big);
+        let fut = s.verify_and_publish(key, &d, big.len() as u64);
+        // Cancel it while it hashes.
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(5), fut).await.is_err());
+        assert!(s.staged_path(key).exists(), "the staged upload is back");
+        assert_eq!(std::fs::read_dir(dir.path().join("verifying")).unwrap().count(), 0);
+        assert_eq!(s.verify_and_publish(key, &d, big.len() as u64).await.unwrap(), Verification::Published);
     }
 
     #[test]

@@ -132,6 +132,22 @@ impl Db {
         Ok(Self { read, write, backend })
     }
 
+    /// Connections of each pool: `(name, idle, in use)`.
+    pub fn pool_usage(&self) -> Vec<(&'static str, u32, u32)> {
+        let usage = |p: &AnyPool| (p.num_idle() as u32, p.size().saturating_sub(p.num_idle() as u32));
+        match self.backend {
+            Backend::Sqlite => {
+                let (ri, ru) = usage(&self.read);
+                let (wi, wu) = usage(&self.write);
+                vec![("read", ri, ru), ("write", wi, wu)]
+            }
+            Backend::Postgres => {
+                let (i, u) = usage(&self.read);
+                vec![("main", i, u)]
+            }
+        }
+    }
+
     /// The database kind.
     pub fn backend(&self) -> Backend {
         self.backend

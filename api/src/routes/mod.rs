@@ -59,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/__heartbeat__").route(web::get().to(ops::heartbeat)).route(web::head().to(ops::heartbeat)))
     .service(resource("/__version__").route(web::get().to(ops::version)))
+    .service(resource("/metrics").route(web::get().to(ops::metrics)))
     .service(resource("/__permissions__").route(web::get().to(tokens::permissions)))
     .service(resource("/token").route(web::post().to(tokens::derive)))
     .service(resource("/audit").route(web::get().to(audit::list)))

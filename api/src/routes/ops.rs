@@ -46,6 +46,16 @@ pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
     if healthy { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
+/// Prometheus text.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let m = &crate::metrics::METRICS;
+    for (pool, idle, in_use) in state.db.pool_usage() {
+        m.pool.with_label_values(&[pool, "idle"]).set(idle.into());
+        m.pool.with_label_values(&[pool, "in_use"]).set(in_use.into());
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.render())
+}
+
 /// What is running.
 pub async fn version() -> HttpResponse {
     HttpResponse::Ok().json(version_info())

@@ -1,0 +1,79 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+//!
+//! Process-wide: the counters live in one registry for the life of the process. Route labels are
+//! the route patterns (`/sha512/{digest}`), never raw paths, so their number stays fixed.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric of the service.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route pattern, method and status.
+    pub requests: IntCounterVec,
+    /// Request latency by route pattern.
+    pub latency: HistogramVec,
+    /// 302 redirects issued to stored copies.
+    pub redirects: IntCounter,
+    /// Bytes hashed by upload verification.
+    pub verified_bytes: IntCounter,
+    /// Verifications by outcome (`verified`, `rejected`).
+    pub verifications: IntCounterVec,
+    /// Failures of the metadata store (`database`) and blob store (`blob_store`).
+    pub backend_errors: IntCounterVec,
+    /// Database pool connections by pool and state (`idle`, `in_use`).
+    pub pool: IntGaugeVec,
+}
+
+fn build() -> Metrics {
+    let registry = Registry::new_custom(Some("tooltool".into()), None).expect("valid prefix");
+    let requests = IntCounterVec::new(
+        Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+        &["route", "method", "status"],
+    )
+    .expect("valid metric");
+    let latency = HistogramVec::new(
+        HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route")
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        &["route"],
+    )
+    .expect("valid metric");
+    let redirects = IntCounter::new("redirects_total", "Download redirects issued").expect("valid metric");
+    let verified_bytes =
+        IntCounter::new("verified_bytes_total", "Bytes hashed by upload verification").expect("valid metric");
+    let verifications =
+        IntCounterVec::new(Opts::new("verifications_total", "Upload verifications by outcome"), &["outcome"])
+            .expect("valid metric");
+    let backend_errors =
+        IntCounterVec::new(Opts::new("backend_errors_total", "Metadata and blob store failures"), &["backend"])
+            .expect("valid metric");
+    let pool = IntGaugeVec::new(Opts::new("db_pool_connections", "Database pool connections"), &["pool", "state"])
+        .expect("valid metric");
+    for m in [
+        Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(latency.clone()),
+        Box::new(redirects.clone()),
+        Box::new(verified_bytes.clone()),
+        Box::new(verifications.clone()),
+        Box::new(backend_errors.clone()),
+        Box::new(pool.clone()),
+    ] {
+        registry.register(m).expect("metric registered once");
+    }
+    Metrics { registry, requests, latency, redirects, verified_bytes, verifications, backend_errors, pool }
+}
+
+/// The process's metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(build);
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
