@@ -11,6 +11,7 @@ pub mod cleanup;
 pub mod db;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 pub mod settings;
 pub mod signing;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{Algorithm, Digest, FileName, Visibility};
 
 /// `{"result": ...}`, the wrapper of `POST /upload` and the search answers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wrapped<T> {
     /// The wrapped value.
@@ -17,6 +18,7 @@ pub struct Wrapped<T> {
 pub type ResultList<T> = Wrapped<Vec<T>>;
 
 /// Body of `POST /upload`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadRequest {
     /// Why these files are uploaded; must not be empty.
@@ -29,6 +31,7 @@ pub struct UploadRequest {
 }
 
 /// One file of an upload batch, as declared by the uploader.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UploadFile {
     /// Size in bytes.
@@ -42,6 +45,7 @@ pub struct UploadFile {
 }
 
 /// An upload batch, as the server records and returns it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
     /// The batch id.
@@ -57,6 +61,7 @@ pub struct Batch {
 }
 
 /// One file of a recorded batch.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchFile {
     /// Size in bytes.
@@ -73,6 +78,7 @@ pub struct BatchFile {
 }
 
 /// A stored file: the answer of `GET /file/sha512/<digest>`, `PATCH` and upload completion.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileInfo {
     /// Size in bytes.
@@ -90,6 +96,7 @@ pub struct FileInfo {
 }
 
 /// One operation of `PATCH /file/sha512/<digest>`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum PatchOp {
@@ -103,6 +110,7 @@ pub enum PatchOp {
 }
 
 /// `GET /__version__`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionInfo {
     /// Where the source lives.
@@ -116,6 +124,7 @@ pub struct VersionInfo {
 }
 
 /// Who the caller is and what it may do (`GET /__permissions__`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Permissions {
     /// The caller's id, or `anonymous`.
@@ -164,6 +173,7 @@ mod tests {
 }
 
 /// Body of `POST /token`: a derived token with a subset of the caller's scopes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRequest {
     /// The scopes wanted; each must be covered by the caller's own.
@@ -173,6 +183,7 @@ pub struct TokenRequest {
 }
 
 /// Answer of `POST /token`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenResponse {
     /// The bearer token.
@@ -184,6 +195,7 @@ pub struct TokenResponse {
 }
 
 /// One audit-trail entry.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Increasing id (the paging cursor).
@@ -201,6 +213,7 @@ pub struct AuditEntry {
 }
 
 /// Answer of `GET /audit`: newest first; `next_before` pages further back.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditPage {
     /// The entries.

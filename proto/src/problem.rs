@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// An error body, as PROTOCOL.md fixes it: `type`, `title`, `status`, `detail`, `instance`,
 /// plus a stable kebab-case `code`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// Always `about:blank`.

@@ -24,6 +24,8 @@ pub enum InvalidValue {
 }
 
 /// A sha512 digest: exactly 128 lowercase hexadecimal characters.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9a-f]{128}$"))]
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(String);
 
@@ -77,6 +79,8 @@ impl FromStr for Digest {
 }
 
 /// Who may download a file.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(rename_all = "lowercase"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Visibility {
     /// Anyone with `download/public` (anonymous callers too, unless switched off).
@@ -113,6 +117,8 @@ impl FromStr for Visibility {
 }
 
 /// The digest algorithm; the protocol knows only sha512.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(rename_all = "lowercase"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Algorithm {
     /// SHA-512.
@@ -144,6 +150,8 @@ impl fmt::Display for Algorithm {
 }
 
 /// A plain file name: not empty, not `.` or `..`, no `/`, `\` or NUL.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileName(String);
 

@@ -17,6 +17,7 @@ backend_tests!(
     a_token_in_the_query_string_is_ignored,
     metrics_count_requests_by_route_redirects_and_verified_bytes,
     request_ids_are_echoed_or_generated,
+    openapi_document_is_served,
 );
 
 async fn lbheartbeat_is_200(backend: Backend) {
@@ -156,4 +157,14 @@ async fn request_ids_are_echoed_or_generated(backend: Backend) {
     let res =
         app.http().get(app.at("/__lbheartbeat__")).header("X-Request-Id", "no spaces <allowed>").send().await.unwrap();
     assert_ne!(res.headers()["x-request-id"], "no spaces <allowed>");
+}
+
+async fn openapi_document_is_served(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let res = app.http().get(app.at("/openapi.json")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let doc: serde_json::Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(doc["paths"]["/sha512/{digest}"]["get"]["responses"]["302"].is_object());
 }

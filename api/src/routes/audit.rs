@@ -10,7 +10,8 @@ use crate::state::AppState;
 use tooltool_proto::AuditPage;
 
 /// Filters and paging.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     action: Option<String>,
     actor: Option<String>,
@@ -26,6 +27,7 @@ pub struct AuditQuery {
 }
 
 /// One page of the trail.
+#[utoipa::path(get, path = "/audit", tag = "credentials", params(AuditQuery), responses((status = 200, description = "Entries, newest first", body = tooltool_proto::AuditPage), (status = 401, description = "No or invalid credentials", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing manage scope", body = tooltool_proto::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Caller,

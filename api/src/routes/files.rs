@@ -13,6 +13,7 @@ fn unknown() -> ApiError {
 }
 
 /// One file, not wrapped.
+#[utoipa::path(get, path = "/file/sha512/{digest}", tag = "files", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), responses((status = 200, description = "The file", body = tooltool_proto::FileInfo), (status = 400, description = "Invalid sha512 digest", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown file", body = tooltool_proto::Problem, content_type = "application/problem+json")))]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let digest = Digest::parse(&path)?;
     let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
@@ -20,6 +21,7 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<
 }
 
 /// Applies the operations in order: `set_visibility`, `delete_instances`.
+#[utoipa::path(patch, path = "/file/sha512/{digest}", tag = "files", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), request_body = Vec<tooltool_proto::PatchOp>, responses((status = 200, description = "The file after the operations", body = tooltool_proto::FileInfo), (status = 400, description = "Invalid digest or operations", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 401, description = "No or invalid credentials", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing manage scope", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown file", body = tooltool_proto::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 #[tracing::instrument(name = "patch_file", skip_all, fields(digest = %path))]
 pub async fn patch(
     state: web::Data<AppState>,
@@ -63,6 +65,7 @@ pub async fn patch(
 }
 
 /// Files whose name in any batch contains the text, or whose digest starts with it.
+#[utoipa::path(get, path = "/file", tag = "files", params(("q" = Option<String>, Query, description = "text to find in file names, or a digest prefix")), responses((status = 200, description = "Matching files, at most 500", body = tooltool_proto::Wrapped<Vec<tooltool_proto::FileInfo>>)))]
 pub async fn search(state: web::Data<AppState>, query: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
     let files: Vec<FileInfo> = state.db.search_files(&query.q).await?.iter().map(|f| f.info()).collect();
     Ok(HttpResponse::Ok().json(Wrapped { result: files }))

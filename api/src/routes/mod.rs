@@ -1,12 +1,12 @@
 //! The router: one place that lists every route. Handlers live in a file per resource.
 
-mod audit;
-mod blobs;
-mod download;
-mod files;
-mod ops;
-mod tokens;
-mod uploads;
+pub(crate) mod audit;
+pub(crate) mod blobs;
+pub(crate) mod download;
+pub(crate) mod files;
+pub(crate) mod ops;
+pub(crate) mod tokens;
+pub(crate) mod uploads;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -32,6 +32,38 @@ pub struct SearchQuery {
     pub q: String,
 }
 
+/// Declares every route once: the same list registers the routes and becomes [`ROUTE_TABLE`],
+/// which the OpenAPI test compares with the document, so neither can drift from the other.
+macro_rules! routes {
+    ($( $path:literal : $( $method:ident => $handler:path ),+ ; )*) => {
+        /// Every route the router serves, with its methods.
+        pub const ROUTE_TABLE: &[(&str, &[&str])] = &[ $( ($path, &[ $( stringify!($method) ),+ ]) ),* ];
+
+        fn register(cfg: &mut web::ServiceConfig) {
+            $( cfg.service(resource($path) $( .route(web::$method().to($handler)) )+ ); )*
+        }
+    };
+}
+
+routes! {
+    "/sha512/{digest}": get => download::download, head => download::download;
+    "/upload": post => uploads::create, get => uploads::search;
+    "/upload/complete/sha512/{digest}": get => uploads::complete, post => uploads::complete;
+    "/upload/{id}": get => uploads::get;
+    "/file": get => files::search;
+    "/file/sha512/{digest}": get => files::get, patch => files::patch;
+    "/token": post => tokens::derive;
+    "/audit": get => audit::list;
+    "/__permissions__": get => tokens::permissions;
+    "/__lbheartbeat__": get => ops::lbheartbeat, head => ops::lbheartbeat;
+    "/__heartbeat__": get => ops::heartbeat, head => ops::heartbeat;
+    "/__version__": get => ops::version;
+    "/metrics": get => ops::metrics;
+    "/openapi.json": get => ops::openapi;
+    "/_blobs/sha512/{digest}": get => blobs::get, head => blobs::get;
+    "/_blobs/staging/{key}": put => blobs::put;
+}
+
 /// Registers every route and the error handlers of the extractors.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
@@ -41,31 +73,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(
         web::PathConfig::default()
             .error_handler(|e, _| ApiError::bad_request("invalid-path", format!("Invalid path: {e}")).into()),
-    )
-    .service(
-        resource("/sha512/{digest}").route(web::get().to(download::download)).route(web::head().to(download::download)),
-    )
-    .service(resource("/upload").route(web::post().to(uploads::create)).route(web::get().to(uploads::search)))
-    .service(
-        resource("/upload/complete/sha512/{digest}")
-            .route(web::get().to(uploads::complete))
-            .route(web::post().to(uploads::complete)),
-    )
-    .service(resource("/upload/{id}").route(web::get().to(uploads::get)))
-    .service(resource("/file").route(web::get().to(files::search)))
-    .service(resource("/file/sha512/{digest}").route(web::get().to(files::get)).route(web::patch().to(files::patch)))
-    .service(
-        resource("/__lbheartbeat__").route(web::get().to(ops::lbheartbeat)).route(web::head().to(ops::lbheartbeat)),
-    )
-    .service(resource("/__heartbeat__").route(web::get().to(ops::heartbeat)).route(web::head().to(ops::heartbeat)))
-    .service(resource("/__version__").route(web::get().to(ops::version)))
-    .service(resource("/metrics").route(web::get().to(ops::metrics)))
-    .service(resource("/__permissions__").route(web::get().to(tokens::permissions)))
-    .service(resource("/token").route(web::post().to(tokens::derive)))
-    .service(resource("/audit").route(web::get().to(audit::list)))
-    .service(resource("/_blobs/sha512/{digest}").route(web::get().to(blobs::get)).route(web::head().to(blobs::get)))
-    .service(resource("/_blobs/staging/{key}").route(web::put().to(blobs::put)))
-    .default_service(web::to(not_found));
+    );
+    register(cfg);
+    cfg.default_service(web::to(not_found));
 }
 
 /// A resource whose unknown methods answer 405 in the problem shape.

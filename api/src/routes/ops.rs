@@ -12,11 +12,13 @@ use tooltool_proto::VersionInfo;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// 200 as long as the process serves.
+#[utoipa::path(method(get, head), path = "/__lbheartbeat__", tag = "operations", responses((status = 200, description = "The process serves")))]
 pub async fn lbheartbeat() -> HttpResponse {
     HttpResponse::Ok().json(json!({}))
 }
 
 /// 200 when the database and every blob store answer in time, else 503 naming the failure.
+#[utoipa::path(method(get, head), path = "/__heartbeat__", tag = "operations", responses((status = 200, description = "Database and blob stores answer"), (status = 503, description = "A check failed; the body names it")))]
 pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
     let db = tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await;
     let database = match db {
@@ -47,6 +49,7 @@ pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &crate::metrics::METRICS;
     for (pool, idle, in_use) in state.db.pool_usage() {
@@ -57,6 +60,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// What is running.
+#[utoipa::path(get, path = "/__version__", tag = "operations", responses((status = 200, description = "Source, version, commit, build", body = tooltool_proto::VersionInfo)))]
 pub async fn version() -> HttpResponse {
     HttpResponse::Ok().json(version_info())
 }
@@ -74,4 +78,10 @@ pub fn version_info() -> VersionInfo {
             if cfg!(debug_assertions) { "debug" } else { "release" }
         ),
     }
+}
+
+/// The OpenAPI document of every route.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::document())
 }

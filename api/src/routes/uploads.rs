@@ -18,6 +18,7 @@ const RETRY_AFTER_SECS: u64 = 2;
 
 /// Validates the batch, checks upload scopes, records it, and signs an upload URL for every
 /// file without a verified copy.
+#[utoipa::path(post, path = "/upload", tag = "upload", request_body = tooltool_proto::UploadRequest, params(("region" = Option<String>, Query, description = "region to stage the uploads in")), responses((status = 200, description = "The recorded batch; files without a verified copy carry a put_url", body = tooltool_proto::Wrapped<tooltool_proto::Batch>), (status = 400, description = "Invalid batch; nothing recorded", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 401, description = "Invalid credentials", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing upload scope", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = tooltool_proto::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 #[tracing::instrument(name = "upload", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
@@ -85,6 +86,7 @@ fn check_consistent(req: &UploadRequest) -> Result<(), ApiError> {
 }
 
 /// Verifies the staged bytes of a declared file and publishes them.
+#[utoipa::path(method(get, post), path = "/upload/complete/sha512/{digest}", tag = "upload", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), responses((status = 200, description = "Verified: the file is downloadable", body = tooltool_proto::FileInfo), (status = 400, description = "Invalid digest, or staged bytes that do not match (discarded)", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 404, description = "No batch ever declared this digest", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 409, description = "Nothing staged yet, or verification still running", headers(("X-Retry-After" = u64, description = "seconds to wait")), body = tooltool_proto::Problem, content_type = "application/problem+json")))]
 #[tracing::instrument(name = "upload_complete", skip_all, fields(digest = %path))]
 pub async fn complete(
     state: web::Data<AppState>,
@@ -111,12 +113,14 @@ pub async fn complete(
 }
 
 /// `GET /upload?q=`: batches whose author or message contains the text.
+#[utoipa::path(get, path = "/upload", tag = "history", params(("q" = Option<String>, Query, description = "text to find in author or message (case-insensitive)")), responses((status = 200, description = "Matching batches, newest first, at most 500", body = tooltool_proto::Wrapped<Vec<tooltool_proto::Batch>>)))]
 pub async fn search(state: web::Data<AppState>, query: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
     let batches = state.db.search_batches(&query.q).await?;
     Ok(HttpResponse::Ok().json(Wrapped { result: batches }))
 }
 
 /// `GET /upload/<id>`: one batch, not wrapped.
+#[utoipa::path(get, path = "/upload/{id}", tag = "history", params(("id" = i64, Path, description = "batch id")), responses((status = 200, description = "The batch", body = tooltool_proto::Batch), (status = 404, description = "No such batch", body = tooltool_proto::Problem, content_type = "application/problem+json")))]
 pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let not_found = || ApiError::not_found("No upload batch has this id");
     let id: i64 = path.parse().map_err(|_| not_found())?;
