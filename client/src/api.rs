@@ -213,26 +213,45 @@ impl ApiClient {
     }
 
     async fn redirect(&self, method: Method, digest: &str, region: Option<&str>) -> Result<Redirect, Error> {
+        self.redirect_or_retry_after(method, digest, region).await.map_err(|f| f.error)
+    }
+
+    /// `GET /sha512/<digest>[?region=]` like [`ApiClient::download_redirect`], but a failure
+    /// also carries the `Retry-After` delay the server asked for (on 429 and 503 answers).
+    pub async fn locate(&self, digest: &str, region: Option<&str>) -> Result<Redirect, Failure> {
+        self.redirect_or_retry_after(Method::GET, digest, region).await
+    }
+
+    async fn redirect_or_retry_after(
+        &self,
+        method: Method,
+        digest: &str,
+        region: Option<&str>,
+    ) -> Result<Redirect, Failure> {
         let mut url = self.route(&["sha512", digest]);
         if let Some(region) = region {
             url.query_pairs_mut().append_pair("region", region);
         }
         let resp = self.send(&method, &url, self.request(method.clone(), &url)).await?;
         if resp.status() != StatusCode::FOUND {
-            return Err(api_error(&method, &url, resp, false).await);
+            let retry_after = retry_after(resp.headers());
+            return Err(Failure { error: api_error(&method, &url, resp, false).await, retry_after });
         }
         let shown = redact_url(url.as_str());
         let location = resp
             .headers()
             .get(LOCATION)
-            .ok_or_else(|| Error::Protocol(format!("{method} {shown}: answered 302 without a Location header")))?
+            .ok_or_else(|| Error::Protocol(format!("{method} {shown}: answered 302 without a Location header")))
+            .map_err(Failure::from)?
             .to_str()
-            .map_err(|_| Error::Protocol(format!("{method} {shown}: the Location header is not ASCII")))?;
-        let location = url
-            .join(location)
-            .map_err(|e| Error::Protocol(format!("{method} {shown}: the Location header is not a URL: {e}")))?;
+            .map_err(|_| {
+                Failure::from(Error::Protocol(format!("{method} {shown}: the Location header is not ASCII")))
+            })?;
+        let location = url.join(location).map_err(|e| {
+            Failure::from(Error::Protocol(format!("{method} {shown}: the Location header is not a URL: {e}")))
+        })?;
         if !matches!(location.scheme(), "http" | "https") {
-            return Err(Error::Protocol(format!("{method} {shown}: the Location header is not an http(s) URL")));
+            return Err(Error::Protocol(format!("{method} {shown}: the Location header is not an http(s) URL")).into());
         }
         drain(resp).await;
         Ok(Redirect { status: StatusCode::FOUND.as_u16(), location: location.into() })
@@ -329,6 +348,27 @@ impl ApiClient {
             .map_err(|e| Error::io(dest, e.error))?;
         tracing::debug!(dest = %dest.display(), bytes = len, "downloaded");
         Ok(len)
+    }
+
+    /// GETs a storage URL (a redirect's `Location`) without any credential. With `offset > 0`
+    /// it asks for the bytes from `offset` on (`Range: bytes=<offset>-`). Answers 200 and 206
+    /// come back as the response, to be streamed by the caller; anything else is a
+    /// [`Failure`] carrying the `Retry-After` delay when the storage sent one.
+    pub async fn get_storage(&self, location: &str, offset: u64) -> Result<Response, Failure> {
+        let url = storage_url(location)?;
+        let mut rb = self.storage.get(url.clone());
+        if offset > 0 {
+            rb = rb.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        tracing::debug!(url = %redact_url(location), offset, "GET storage");
+        let resp = rb.send().await.map_err(|e| Error::http(location, e))?;
+        match resp.status() {
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT => Ok(resp),
+            _ => {
+                let retry_after = retry_after(resp.headers());
+                Err(Failure { error: api_error(&Method::GET, &url, resp, true).await, retry_after })
+            }
+        }
     }
 
     /// `POST /upload` with `request` as JSON; returns the batch from the `result` member.
@@ -551,8 +591,32 @@ impl ApiClient {
     }
 }
 
+/// A failed request, with the delay the server asked to wait before trying again.
+#[derive(Debug)]
+pub struct Failure {
+    /// What went wrong.
+    pub error: Error,
+    /// From a `Retry-After` header in whole seconds, when the answer had one.
+    pub retry_after: Option<Duration>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Self { error, retry_after: None }
+    }
+}
+
+/// The `Retry-After` (or `X-Retry-After`) delay of an answer, in whole seconds (an HTTP date
+/// is not honoured and gives `None`).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    ["retry-after", "x-retry-after"]
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok()?.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 /// How long the server may take to verify `size` bytes.
-fn verify_timeout(size: u64) -> Duration {
+pub(crate) fn verify_timeout(size: u64) -> Duration {
     Duration::from_secs(120 + size / (16 << 20))
 }
 

@@ -15,10 +15,15 @@
 pub use tooltool_proto as proto;
 
 pub mod api;
+pub mod cli;
 pub mod credentials;
 pub mod error;
+pub mod fetch;
 pub mod hashing;
+pub mod progress;
+pub mod unpack;
+pub mod upload;
 
-pub use api::{ApiClient, Completion, Redirect};
+pub use api::{ApiClient, Completion, Failure, Redirect};
 pub use credentials::Credentials;
 pub use error::Error;

@@ -1,1 +1,12 @@
-fn main() {}
+//! The `tooltool` command: everything happens in [`tooltool::cli::run`].
+
+fn main() {
+    let cwd = match std::env::current_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot read the current directory: {e}");
+            std::process::exit(tooltool::cli::FAILURE);
+        }
+    };
+    std::process::exit(tooltool::cli::run(std::env::args_os(), &cwd));
+}

@@ -1,0 +1,187 @@
+//! `tooltool upload`: every record of the manifest is checked against its local file, declared
+//! in one batch request, `PUT` in parallel (streamed from disk, constant memory) when the
+//! server does not have it yet, and completed (waiting out `409` + `X-Retry-After`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::{StreamExt, stream};
+use tooltool_proto::{Algorithm, FileName, ManifestEntry, UploadFile, UploadRequest, Visibility};
+
+use crate::api::{ApiClient, verify_timeout};
+use crate::error::Error;
+use crate::fetch::RetryPolicy;
+use crate::hashing::hash_file;
+use crate::progress::Reporter;
+
+/// What happened to one file of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uploaded {
+    /// The server already had it: nothing was sent.
+    AlreadyStored,
+    /// Sent and verified by the server.
+    Sent,
+}
+
+/// The result of an upload: per file name, what happened or why it failed.
+#[derive(Debug)]
+pub struct UploadReport {
+    /// The batch id the server recorded.
+    pub batch_id: i64,
+    /// Per file name.
+    pub files: BTreeMap<String, Result<Uploaded, Error>>,
+}
+
+impl UploadReport {
+    /// Whether every file is stored now.
+    pub fn ok(&self) -> bool {
+        self.files.values().all(Result::is_ok)
+    }
+}
+
+/// Uploads the files of `entries`, found in `dir`. `default_visibility` applies to records
+/// without one. Fails before sending anything when a file is missing or differs from its
+/// record, or a record has no visibility.
+#[allow(clippy::too_many_arguments)]
+pub async fn upload(
+    client: &ApiClient,
+    dir: &Path,
+    entries: &[ManifestEntry],
+    message: &str,
+    default_visibility: Option<Visibility>,
+    jobs: usize,
+    retry: RetryPolicy,
+    reporter: &Reporter,
+) -> Result<UploadReport, Error> {
+    let mut declared = BTreeMap::new();
+    let mut paths = BTreeMap::new();
+    let checks = stream::iter(entries.iter().map(|e| async move {
+        let path = dir.join(e.filename.as_str());
+        let (digest, size) = hash_file(&path).await?;
+        Ok::<_, Error>((e, path, digest, size))
+    }))
+    .buffered(jobs.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    for check in checks {
+        let (e, path, digest, size) = check?;
+        if digest != e.digest || e.size.is_some_and(|s| s != size) {
+            return Err(Error::Mismatch {
+                what: format!(
+                    "{}: the file ({size} bytes, sha512 {}…) differs from its manifest record ({} bytes, sha512 {}…); \
+                     remove the record and `tooltool add` the file again",
+                    path.display(),
+                    &digest.as_str()[..16],
+                    e.size.map_or("unknown".to_owned(), |s| s.to_string()),
+                    &e.digest.as_str()[..16]
+                ),
+            });
+        }
+        let visibility = e.visibility.or(default_visibility).ok_or_else(|| {
+            Error::Protocol(format!(
+                "{}: the record has no visibility; pass --visibility public|internal, or add it to the manifest",
+                e.filename
+            ))
+        })?;
+        declared.insert(e.filename.clone(), UploadFile { size, digest, algorithm: Algorithm::Sha512, visibility });
+        paths.insert(e.filename.to_string(), (path, size));
+    }
+    if declared.is_empty() {
+        return Err(Error::Protocol("the manifest has no record to upload".into()));
+    }
+    let request = UploadRequest { message: message.to_owned(), files: declared.clone(), author: None };
+    let batch = client.upload_batch(&request).await?;
+    reporter.detail(&format!("batch {} recorded", batch.id));
+
+    let mut files: BTreeMap<String, Result<Uploaded, Error>> = BTreeMap::new();
+    let mut to_send: Vec<(String, String, PathBuf, u64, String)> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut twins: Vec<(String, String)> = Vec::new();
+    for (name, declared_file) in &declared {
+        let name = name.to_string();
+        let Some(answered) = batch.files.get(&name) else {
+            files.insert(name.clone(), Err(Error::Protocol(format!("{name}: missing from the server's batch answer"))));
+            continue;
+        };
+        match &answered.put_url {
+            None => {
+                reporter.info(&format!("{name}: already stored on the server"));
+                files.insert(name, Ok(Uploaded::AlreadyStored));
+            }
+            Some(url) => {
+                let digest = declared_file.digest.to_string();
+                if seen.insert(digest.clone()) {
+                    let (path, size) = paths[&name].clone();
+                    to_send.push((name, url.clone(), path, size, digest));
+                } else {
+                    twins.push((name, digest));
+                }
+            }
+        }
+    }
+
+    let sent: Vec<(String, String, Result<Uploaded, Error>)> =
+        stream::iter(to_send.into_iter().map(|(name, url, path, size, digest)| async move {
+            reporter.info(&format!("{name}: uploading {size} bytes"));
+            let result = put_and_complete(client, &url, &path, size, &digest, retry, reporter).await;
+            match &result {
+                Ok(_) => reporter.info(&format!("{name}: uploaded and verified")),
+                Err(e) => reporter.error(&format!("{name}: {e}")),
+            }
+            (name, digest, result)
+        }))
+        .buffer_unordered(jobs.max(1))
+        .collect()
+        .await;
+    for (name, digest, result) in sent {
+        for (twin, _) in twins.iter().filter(|(_, d)| *d == digest) {
+            let r = match &result {
+                Ok(u) => Ok(u.clone()),
+                Err(e) => Err(Error::Protocol(format!("{twin}: same content as {name}, which failed: {e}"))),
+            };
+            files.insert(twin.clone(), r);
+        }
+        files.insert(name, result);
+    }
+    Ok(UploadReport { batch_id: batch.id, files })
+}
+
+async fn put_and_complete(
+    client: &ApiClient,
+    url: &str,
+    path: &Path,
+    size: u64,
+    digest: &str,
+    retry: RetryPolicy,
+    reporter: &Reporter,
+) -> Result<Uploaded, Error> {
+    let mut attempt = 0;
+    loop {
+        match client.put_file(url, path).await {
+            Ok(()) => break,
+            Err(e) => {
+                let retryable =
+                    matches!(e, Error::Http { .. }) || e.status().is_some_and(|s| s >= 500 || s == 429 || s == 408);
+                attempt += 1;
+                if !retryable || attempt >= retry.attempts {
+                    return Err(e);
+                }
+                let delay = retry.base_delay.saturating_mul(1 << (attempt - 1).min(16)).min(retry.max_delay);
+                reporter.warn(&format!("{}: {e}; retrying in {:.1} s", path.display(), delay.as_secs_f64()));
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+    client.complete_until_verified(digest, verify_timeout(size).max(Duration::from_secs(60))).await?;
+    Ok(Uploaded::Sent)
+}
+
+/// A file name from a path's last component, checked as the manifest requires.
+pub fn file_name_of(path: &Path) -> Result<FileName, Error> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::Protocol(format!("{}: not a file name tooltool can record", path.display())))?;
+    FileName::parse(name).map_err(|e| Error::Protocol(format!("{}: {e}", path.display())))
+}
