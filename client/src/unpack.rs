@@ -165,7 +165,7 @@ struct Extractor {
     entries: u64,
 }
 
-/// Permission bits kept: setuid, setgid and sticky are dropped.
+/// Permission bits kept: entries with setuid or setgid are refused; the sticky bit is dropped.
 const MODE_MASK: u32 = 0o777;
 
 impl Extractor {
@@ -368,9 +368,9 @@ impl Extractor {
             };
             let mode = entry.header().mode().ok();
             if let Some(m) = mode
-                && m & 0o7000 != 0
+                && m & 0o6000 != 0
             {
-                tracing::warn!(archive = %self.archive.display(), entry = %rel.display(), "setuid/setgid/sticky bits stripped");
+                return Err(self.refuse(format!("the entry {} is setuid or setgid", rel.display())));
             }
             match kind {
                 EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
@@ -437,9 +437,9 @@ impl Extractor {
             let mode = entry.unix_mode();
             let file_type = mode.map(|m| m & 0o170000).unwrap_or(0);
             if let Some(m) = mode
-                && m & 0o7000 != 0
+                && m & 0o6000 != 0
             {
-                tracing::warn!(archive = %self.archive.display(), entry = %rel.display(), "setuid/setgid/sticky bits stripped");
+                return Err(self.refuse(format!("the entry {} is setuid or setgid", rel.display())));
             }
             match file_type {
                 0o020000 | 0o060000 => {

@@ -278,22 +278,44 @@ fn hostile_zip_archives_are_refused() {
     );
 }
 
-#[test]
-fn setuid_setgid_and_sticky_bits_are_stripped() {
-    let tar = tar_of(&[
-        ("s/", EntryType::Directory, 0o1777, "", b""),
-        ("s/suid", F, 0o4755, "", b"x"),
-        ("s/sgid", F, 0o2755, "", b"y"),
-    ]);
-    let zip = zip_of(&[Z::File("s/suid", 0o104755, b"x"), Z::File("s/sgid", 0o102755, b"y")]);
-    for (name, data) in [("s.tar.gz", compress("s.tar.gz", tar)), ("s.zip", zip)] {
-        let (parent, result) = try_unpack(name, &data, UnpackLimits::default());
-        result.unwrap();
-        let root = parent.path().join("dest/s");
-        for f in ["suid", "sgid"] {
-            let mode = std::fs::metadata(root.join(f)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o7777, 0o755, "{name} {f}: {mode:o}");
+/// Sets the Unix mode (external attributes, high 16 bits) of every central-directory entry.
+fn with_central_mode(mut zip: Vec<u8>, mode: u32) -> Vec<u8> {
+    let mut i = 0;
+    let mut patched = 0;
+    while i + 46 <= zip.len() {
+        if zip[i..i + 4] == [0x50, 0x4b, 0x01, 0x02] {
+            zip[i + 5] = 3; // made by: Unix
+            zip[i + 38..i + 42].copy_from_slice(&(mode << 16).to_le_bytes());
+            patched += 1;
+            i += 46;
+        } else {
+            i += 1;
         }
-        assert_eq!(std::fs::metadata(&root).unwrap().permissions().mode() & 0o7000, 0, "{name}");
     }
+    assert!(patched > 0, "no central directory entry found");
+    zip
+}
+
+#[test]
+fn setuid_and_setgid_entries_are_refused_and_sticky_bits_dropped() {
+    for (entry, mode, zmode) in [("s/suid", 0o4755, 0o104755), ("s/sgid", 0o2755, 0o102755)] {
+        let tar = tar_of(&[("s/", EntryType::Directory, 0o755, "", b""), (entry, F, mode, "", b"x")]);
+        for ext in ["tar.gz", "tar.xz", "tar.zst", "tar.bz2"] {
+            let name = format!("s.{ext}");
+            assert_refused(&name, &compress(&name, tar.clone()), UnpackLimits::default(), "setuid or setgid");
+        }
+        // The zip writer masks modes to 0o777, so set the bits in the central directory by
+        // hand. The zip crate clears special bits when it reads an entry, so a zip can never
+        // apply them: the file is extracted without them.
+        let zip = with_central_mode(zip_of(&[Z::File(entry, 0o644, b"x")]), zmode);
+        let (parent, result) = try_unpack("s.zip", &zip, UnpackLimits::default());
+        result.unwrap();
+        let got = std::fs::metadata(parent.path().join("dest").join(entry)).unwrap().permissions().mode();
+        assert_eq!(got & 0o7000, 0, "{entry}: {got:o}");
+    }
+    let sticky = tar_of(&[("t/", EntryType::Directory, 0o1777, "", b""), ("t/f", F, 0o644, "", b"x")]);
+    let (parent, result) = try_unpack("t.tar", &sticky, UnpackLimits::default());
+    result.unwrap();
+    let mode = std::fs::metadata(parent.path().join("dest/t")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7000, 0, "{mode:o}");
 }
