@@ -4,7 +4,6 @@
 use std::io::Read;
 use std::path::Path;
 
-use sha2::{Digest as _, Sha512};
 use tooltool_proto::Digest;
 
 use crate::error::Error;
@@ -12,41 +11,7 @@ use crate::error::Error;
 /// Size of the read buffer of [`hash_file`].
 const BUFFER: usize = 1 << 20;
 
-/// Hashes bytes with SHA-512 and counts them.
-#[derive(Clone, Default)]
-pub struct Sha512Counter {
-    hasher: Sha512,
-    len: u64,
-}
-
-impl Sha512Counter {
-    /// An empty counter.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Feeds more bytes.
-    pub fn update(&mut self, data: &[u8]) {
-        self.hasher.update(data);
-        self.len += data.len() as u64;
-    }
-
-    /// How many bytes were fed so far.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether no byte was fed yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The digest of everything fed, and its length in bytes.
-    pub fn finish(self) -> (Digest, u64) {
-        let out: [u8; 64] = self.hasher.finalize().into();
-        (Digest::from_bytes(&out), self.len)
-    }
-}
+pub use tooltool_proto::Sha512Counter;
 
 /// Streams a file (1 MiB buffer, in `spawn_blocking`) and returns its digest and size.
 pub async fn hash_file(path: &Path) -> Result<(Digest, u64), Error> {

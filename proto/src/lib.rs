@@ -16,7 +16,7 @@ pub use body::{
 };
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
 pub use problem::Problem;
-pub use values::{Algorithm, Digest, FileName, InvalidValue, Visibility};
+pub use values::{Algorithm, Digest, FileName, InvalidValue, Sha512Counter, Visibility};
 
 /// The scope prefix used when a deployment does not configure its own.
 pub const DEFAULT_SCOPE_PREFIX: &str = "project:releng:services/tooltool/api";

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sha2::{Digest as _, Sha512};
 
 use tooltool_proto::Digest;
 
@@ -114,35 +113,7 @@ impl BlobStores {
     }
 }
 
-/// sha512 and byte count of a stream, fed chunk by chunk.
-#[derive(Default)]
-pub struct Sha512Counter {
-    hasher: Sha512,
-    len: u64,
-}
-
-impl Sha512Counter {
-    /// Feeds bytes.
-    pub fn update(&mut self, data: &[u8]) {
-        self.hasher.update(data);
-        self.len += data.len() as u64;
-    }
-
-    /// Bytes fed so far.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether nothing was fed.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The digest and byte count.
-    pub fn finish(self) -> (Digest, u64) {
-        (Digest::from_bytes(&self.hasher.finalize().into()), self.len)
-    }
-}
+pub use tooltool_proto::Sha512Counter;
 
 /// Compares what was hashed with what was declared; `None` when they match.
 pub fn mismatch(expected: &Digest, size: u64, got: &Digest, got_size: u64) -> Option<String> {

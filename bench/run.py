@@ -1,0 +1,403 @@
+#!/usr/bin/env python3
+"""tooltool benchmarks: every figure is a ratio against a baseline measured in the same run.
+
+Usage: python3 bench/run.py [--quick] [--only NAME ...] [--out bench/results.json]
+
+Builds the release binaries, installs wrk if missing (apt), then runs:
+  redirect   GET /sha512/<digest> under wrk (64 connections) against baseline-302, a bare
+             actix-web handler returning a constant 302 (the framework ceiling); also an
+             internal file with a bearer token, and a 404.
+  verify     upload/complete of a 1 GiB blob (MB/s) against sha512sum of the same file.
+  fetch      tooltool fetch of 100 x 1 MiB + 2 x 256 MiB, cold and from cache, against
+             curl --parallel fetching the same URLs.
+  memory     peak RSS of the server under redirect load and while verifying a 2 GiB upload,
+             and of the client fetching a 2 GiB file.
+  growth     redirect latency with 10^3, 10^5 and 10^6 files recorded.
+Each measurement is the median of several runs. Results are printed and written as JSON.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+BIN = os.path.join(TARGET, "release")
+PREFIX = "project:releng:services/tooltool/api"
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+
+
+OPENER = urllib.request.build_opener(NoRedirect)
+
+
+def http(method, url, body=None, headers=None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with OPENER.open(req, timeout=3600) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+class Server:
+    """A tooltool-api release binary on the embedded default in a temporary data dir."""
+
+    def __init__(self, workdir, extra_env=None):
+        self.port = free_port()
+        self.dir = os.path.join(workdir, f"server-{self.port}")
+        os.makedirs(self.dir)
+        self.env = dict(os.environ, PORT=str(self.port), TOOLTOOL_DATA_DIR=os.path.join(self.dir, "data"),
+                        RUST_LOG="warn", TOOLTOOL_VERIFY_WAIT="3600s", TOOLTOOL_MAX_BODY_BYTES="104857600")
+        self.env.update(extra_env or {})
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([os.path.join(BIN, "tooltool-api")], env=self.env,
+                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "log"), "w"))
+        wait_port(self.port)
+        self.token = subprocess.run([os.path.join(BIN, "tooltool-api"), "token", "issue", "--subject", "bench",
+                                     "--scope", "*", "--ttl", "1d"], env=self.env, check=True,
+                                    capture_output=True, text=True).stdout.strip()
+
+    def auth(self):
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def upload(self, name, path, visibility="public"):
+        """POST, PUT (streamed by curl), complete; returns (digest, seconds of the complete call)."""
+        digest = sha512_file(path)
+        size = os.path.getsize(path)
+        body = json.dumps({"message": "bench", "files": {name: {"size": size, "digest": digest, "algorithm": "sha512",
+                                                                  "visibility": visibility}}}).encode()
+        status, resp, _ = http("POST", self.url + "/upload", body, dict(self.auth(), **{"Content-Type": "application/json"}))
+        assert status == 200, (status, resp)
+        put_url = json.loads(resp)["result"]["files"][name].get("put_url")
+        if put_url:
+            subprocess.run(["curl", "-sf", "-X", "PUT", "-H", "Content-Type: application/octet-stream",
+                            "--data-binary", "@" + path, put_url, "-o", "/dev/null"], check=True)
+        start = time.perf_counter()
+        status, resp, _ = http("GET", f"{self.url}/upload/complete/sha512/{digest}")
+        took = time.perf_counter() - start
+        assert status == 200, (status, resp)
+        return digest, took
+
+    def peak_rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def sha512_file(path):
+    h = hashlib.sha512()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def random_file(path, size):
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 1 << 24)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def wrk(url, seconds, connections=64, headers=None):
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for k, v in (headers or {}).items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        v, unit = float(m.group(1)), m.group(2)
+        return v * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def median_of(runs, fn):
+    results = [fn() for _ in range(runs)]
+    keys = results[0].keys()
+    return {k: statistics.median(r[k] for r in results) for k in keys}
+
+
+def bench_redirect(work, a):
+    base_port = free_port()
+    baseline = subprocess.Popen([os.path.join(BIN, "baseline-302"), str(base_port)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    wait_port(base_port)
+    server = Server(work)
+    try:
+        path = os.path.join(work, "small.bin")
+        random_file(path, 4096)
+        public, _ = server.upload("public.bin", path, "public")
+        random_file(path, 4096)
+        internal, _ = server.upload("internal.bin", path, "internal")
+        unknown = "0" * 128
+        secs = a.seconds
+        wrk(f"http://127.0.0.1:{base_port}/sha512/{public}", 2)  # warm up
+        wrk(f"{server.url}/sha512/{public}", 2)
+        ceiling = median_of(a.runs, lambda: wrk(f"http://127.0.0.1:{base_port}/sha512/{public}", secs))
+        pub = median_of(a.runs, lambda: wrk(f"{server.url}/sha512/{public}", secs))
+        intern = median_of(a.runs, lambda: wrk(f"{server.url}/sha512/{internal}", secs, headers=server.auth()))
+        missing = median_of(a.runs, lambda: wrk(f"{server.url}/sha512/{unknown}", secs))
+        rss = server.peak_rss_kib()
+        return {
+            "ceiling_bare_actix_302": ceiling,
+            "public_anonymous": dict(pub, ratio_to_ceiling=pub["rps"] / ceiling["rps"]),
+            "internal_bearer": dict(intern, ratio_to_ceiling=intern["rps"] / ceiling["rps"]),
+            "unknown_404": dict(missing, ratio_to_ceiling=missing["rps"] / ceiling["rps"]),
+            "server_peak_rss_mib_after_load": rss / 1024,
+        }
+    finally:
+        server.stop()
+        baseline.terminate()
+
+
+def bench_verify(work, a):
+    size = (1 << 30) if not a.quick else (256 << 20)
+    server = Server(work)
+    results = []
+    try:
+        for _ in range(a.runs):
+            path = os.path.join(work, "blob.bin")
+            random_file(path, size)
+            subprocess.run(["sync"])
+            subprocess.run(["cat", path], stdout=subprocess.DEVNULL)  # page cache warm for both
+            start = time.perf_counter()
+            subprocess.run(["sha512sum", path], check=True, stdout=subprocess.DEVNULL)
+            baseline = time.perf_counter() - start
+            _, took = server.upload(f"blob-{len(results)}.bin", path)
+            results.append({"sha512sum_mb_s": size / baseline / 1e6, "complete_mb_s": size / took / 1e6})
+            os.remove(path)
+        out = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        out["ratio_to_sha512sum"] = out["complete_mb_s"] / out["sha512sum_mb_s"]
+        out["bytes"] = size
+        return out
+    finally:
+        server.stop()
+
+
+def bench_memory(work, a):
+    size = (2 << 30) if not a.quick else (512 << 20)
+    server = Server(work)
+    try:
+        path = os.path.join(work, "big.bin")
+        random_file(path, size)
+        digest, _ = server.upload("big.bin", path)
+        verify_rss = server.peak_rss_kib()
+        dest = os.path.join(work, "client")
+        os.makedirs(dest)
+        manifest = os.path.join(dest, "manifest.tt")
+        with open(manifest, "w") as f:
+            json.dump([{"filename": "big.bin", "size": size, "algorithm": "sha512", "digest": digest}], f)
+        wrapper = ("import resource,subprocess,sys;subprocess.run(sys.argv[1:],check=True);"
+                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", wrapper, os.path.join(BIN, "tooltool"), "-q", "--url", server.url,
+                              "-m", manifest, "fetch"], cwd=dest, capture_output=True, text=True, check=True).stdout
+        os.remove(path)
+        return {"bytes": size, "server_peak_rss_mib_verifying": verify_rss / 1024,
+                "client_peak_rss_mib_fetching": int(out.strip()) / 1024}
+    finally:
+        server.stop()
+
+
+def bench_fetch(work, a):
+    small, big = (100, 1 << 20), (2, 256 << 20)
+    if a.quick:
+        big = (2, 32 << 20)
+    server = Server(work)
+    try:
+        src = os.path.join(work, "src")
+        os.makedirs(src)
+        records = []
+        for count, size in (small, big):
+            for i in range(count):
+                name = f"f{size}-{i}.bin"
+                p = os.path.join(src, name)
+                random_file(p, size)
+                digest, _ = server.upload(name, p)
+                records.append({"filename": name, "size": size, "algorithm": "sha512", "digest": digest})
+        shutil.rmtree(src)
+        manifest = os.path.join(work, "manifest.tt")
+        with open(manifest, "w") as f:
+            json.dump(records, f)
+        jobs = 8
+
+        def tooltool(cache):
+            d = tempfile.mkdtemp(dir=work)
+            cmd = [os.path.join(BIN, "tooltool"), "-q", "--url", server.url, "-m", manifest, "-j", str(jobs)]
+            if cache:
+                cmd += ["-c", cache]
+            start = time.perf_counter()
+            subprocess.run(cmd + ["fetch"], cwd=d, check=True)
+            took = time.perf_counter() - start
+            shutil.rmtree(d)
+            return took
+
+        def curl():
+            d = tempfile.mkdtemp(dir=work)
+            cmd = ["curl", "-sfL", "--parallel", "--parallel-max", str(jobs)]
+            for r in records:
+                cmd += [f"{server.url}/sha512/{r['digest']}", "-o", os.path.join(d, r["filename"])]
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            took = time.perf_counter() - start
+            shutil.rmtree(d)
+            return took
+
+        cache = os.path.join(work, "cache")
+        os.makedirs(cache)
+        tooltool(cache)  # fill the cache
+        curl_s = statistics.median(curl() for _ in range(a.runs))
+        cold_s = statistics.median(tooltool(None) for _ in range(a.runs))
+        cached_s = statistics.median(tooltool(cache) for _ in range(a.runs))
+        return {"files": len(records), "bytes": sum(r["size"] for r in records), "jobs": jobs,
+                "curl_parallel_s": curl_s, "tooltool_cold_s": cold_s, "tooltool_from_cache_s": cached_s,
+                "cold_ratio_to_curl": cold_s / curl_s, "cache_ratio_to_curl": cached_s / curl_s}
+    finally:
+        server.stop()
+
+
+def seed_files(db_path, n):
+    """Adds n verified public files (metadata only) straight into the SQLite store."""
+    con = sqlite3.connect(db_path)
+    cur = con.cursor()
+    now = int(time.time())
+    have = cur.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+    batch = []
+    for i in range(have, n):
+        batch.append((hashlib.sha512(str(i).encode()).hexdigest(), 1, "public", now))
+        if len(batch) == 50_000:
+            cur.executemany("INSERT INTO files (digest, size, visibility, created) VALUES (?, ?, ?, ?)", batch)
+            batch = []
+    if batch:
+        cur.executemany("INSERT INTO files (digest, size, visibility, created) VALUES (?, ?, ?, ?)", batch)
+    cur.execute("INSERT OR IGNORE INTO file_instances (file_id, region, created) SELECT id, 'local', 0 FROM files")
+    con.commit()
+    con.close()
+
+
+def bench_growth(work, a):
+    server = Server(work)
+    server.stop()  # created the schema; seed while it is down
+    db = os.path.join(server.dir, "data", "tooltool.db")
+    out = {}
+    sizes = [10**3, 10**5, 10**6] if not a.quick else [10**3, 10**4]
+    for n in sizes:
+        seed_files(db, n)
+        s = Server.__new__(Server)
+        s.__dict__.update(server.__dict__)
+        s.proc = subprocess.Popen([os.path.join(BIN, "tooltool-api")], env=s.env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        wait_port(s.port)
+        probe = hashlib.sha512(str(n // 2).encode()).hexdigest()
+        try:
+            wrk(f"{s.url}/sha512/{probe}", 2)
+            out[str(n)] = median_of(a.runs, lambda: wrk(f"{s.url}/sha512/{probe}", a.seconds))
+        finally:
+            s.stop()
+    first = out[str(sizes[0])]
+    for n in sizes:
+        out[str(n)]["p50_ratio_to_smallest"] = out[str(n)]["p50_ms"] / first["p50_ms"]
+        out[str(n)]["rps_ratio_to_smallest"] = out[str(n)]["rps"] / first["rps"]
+    return out
+
+
+def machine():
+    def cmd(*c):
+        try:
+            return subprocess.run(c, capture_output=True, text=True).stdout.strip().splitlines()[0]
+        except Exception:
+            return "unknown"
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        m = re.search(r"model name\s*:\s*(.*)", f.read())
+        cpu = m.group(1) if m else cpu
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+            "kernel": platform.release(), "rustc": cmd("rustc", "--version"), "wrk": cmd("wrk", "-v") or "wrk",
+            "curl": cmd("curl", "--version"), "sha512sum": cmd("sha512sum", "--version")}
+
+
+BENCHES = {"redirect": bench_redirect, "verify": bench_verify, "fetch": bench_fetch, "memory": bench_memory,
+           "growth": bench_growth}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smaller sizes and shorter runs (smoke test)")
+    p.add_argument("--only", nargs="*", choices=sorted(BENCHES), help="run only these")
+    p.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
+    p.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
+    p.add_argument("--no-build", action="store_true")
+    a = p.parse_args()
+    if a.quick:
+        a.seconds, a.runs = min(a.seconds, 3), min(a.runs, 1)
+    if shutil.which("wrk") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    if not a.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "tooltool-api", "-p", "tooltool", "-p",
+                        "tooltool-bench"], cwd=ROOT, check=True)
+    results = {"machine": machine(), "quick": a.quick, "runs": a.runs, "wrk_seconds": a.seconds}
+    with tempfile.TemporaryDirectory(prefix="tooltool-bench-") as work:
+        for name in a.only or list(BENCHES):
+            log(f"== {name}")
+            results[name] = BENCHES[name](work, a)
+            log(json.dumps(results[name], indent=2))
+    with open(a.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
