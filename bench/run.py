@@ -111,8 +111,9 @@ class Server:
         assert status == 200, (status, resp)
         put_url = json.loads(resp)["result"]["files"][name].get("put_url")
         if put_url:
-            subprocess.run(["curl", "-sf", "-X", "PUT", "-H", "Content-Type: application/octet-stream",
-                            "--data-binary", "@" + path, put_url, "-o", "/dev/null"], check=True)
+            # -T streams the file (--data-binary @file would read it all into memory).
+            subprocess.run(["curl", "-sf", "-T", path, "-H", "Content-Type: application/octet-stream", put_url,
+                            "-o", "/dev/null"], check=True)
         start = time.perf_counter()
         status, resp, _ = http("GET", f"{self.url}/upload/complete/sha512/{digest}")
         took = time.perf_counter() - start
