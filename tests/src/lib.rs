@@ -533,3 +533,16 @@ pub mod proxy {
         conn.shutdown().await
     }
 }
+
+/// A manifest record for `data` under `name` (size and digest of the content, no options).
+pub fn manifest_entry(name: &str, data: &[u8]) -> proto::ManifestEntry {
+    proto::ManifestEntry {
+        filename: proto::FileName::parse(name).expect("valid name"),
+        size: Some(data.len() as u64),
+        algorithm: proto::Algorithm::Sha512,
+        digest: digest_of(data),
+        unpack: false,
+        version: None,
+        visibility: None,
+    }
+}

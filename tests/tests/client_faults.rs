@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tooltool_e2e::proto::{Algorithm, FileName, Manifest, ManifestEntry, Visibility};
+use tooltool_e2e::proto::{Manifest, Visibility};
 use tooltool_e2e::proxy::{Action, Kind, Proxy};
-use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of, tooltool_cli};
+use tooltool_e2e::{Backend, TestApp, backend_tests, tooltool_cli};
 
 backend_tests!(
     resumes_with_range_after_a_connection_cut_mid_body,
@@ -22,18 +22,7 @@ fn blob(seed: u32, len: usize) -> Vec<u8> {
 }
 
 fn write_manifest(dir: &Path, files: &[(&str, &[u8])]) {
-    let entries = files
-        .iter()
-        .map(|(name, data)| ManifestEntry {
-            filename: FileName::parse(name).unwrap(),
-            size: Some(data.len() as u64),
-            algorithm: Algorithm::Sha512,
-            digest: digest_of(data),
-            unpack: false,
-            version: None,
-            visibility: None,
-        })
-        .collect();
+    let entries = files.iter().map(|(name, data)| tooltool_e2e::manifest_entry(name, data)).collect();
     Manifest { entries }.save(&dir.join("manifest.tt")).unwrap();
 }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use tooltool_e2e::proto::{Algorithm, FileName, Manifest, ManifestEntry, Visibility};
+use tooltool_e2e::proto::{Manifest, ManifestEntry, Visibility};
 use tooltool_e2e::proxy::{Action, Kind, Proxy};
 use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of, tooltool_cli};
 
@@ -22,15 +22,7 @@ fn blob(seed: u32, len: usize) -> Vec<u8> {
 }
 
 fn entry(name: &str, data: &[u8]) -> ManifestEntry {
-    ManifestEntry {
-        filename: FileName::parse(name).unwrap(),
-        size: Some(data.len() as u64),
-        algorithm: Algorithm::Sha512,
-        digest: digest_of(data),
-        unpack: false,
-        version: None,
-        visibility: None,
-    }
+    tooltool_e2e::manifest_entry(name, data)
 }
 
 fn write_manifest(dir: &Path, entries: Vec<ManifestEntry>) {

@@ -56,6 +56,21 @@ async fn hawk_get(app: &TestApp, id: &str, key: &str, path: &str, ts: i64, nonce
     app.http().get(app.at(path)).header("Authorization", header).send().await.unwrap()
 }
 
+/// POST `/upload` with `sent` as the body, signed with Hawk over `signed` (with its payload hash).
+async fn hawk_post_upload(app: &TestApp, id: &str, key: &str, signed: &[u8], sent: Vec<u8>) -> reqwest::Response {
+    let port = app.url.rsplit(':').next().unwrap().parse().unwrap();
+    let parts = RequestParts { method: "POST", resource: "/upload", host: "127.0.0.1", port };
+    let header = client_header(id, key, &parts, now(), &nonce(), Some(("application/json", signed)));
+    app.http()
+        .post(app.at("/upload"))
+        .header("Authorization", header)
+        .header("Content-Type", "application/json")
+        .body(sent)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn created_credentials_file_is_private_and_list_shows_no_secret(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let creds = client(&app, "ci-pool-1", &["download/*"]).await;
@@ -212,19 +227,7 @@ async fn hawk_signed_requests_of_the_original_client_are_accepted(backend: Backe
     assert_eq!(res.status(), 302);
     // POST /upload with a payload hash, exactly as tooltool.py builds it.
     let body = serde_json::to_vec(&upload_request("hawk upload", &[("h.bin", b"hawk", Visibility::Public)])).unwrap();
-    let port = app.url.rsplit(':').next().unwrap().parse().unwrap();
-    let parts = RequestParts { method: "POST", resource: "/upload", host: "127.0.0.1", port };
-    let header =
-        client_header("hawk-user", &creds.access_token, &parts, now(), &nonce(), Some(("application/json", &body)));
-    let res = app
-        .http()
-        .post(app.at("/upload"))
-        .header("Authorization", header)
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let res = hawk_post_upload(&app, "hawk-user", &creds.access_token, &body.clone(), body).await;
     assert_eq!(res.status(), 200);
     let v: serde_json::Value = res.json().await.unwrap();
     assert_eq!(v["result"]["author"], "hawk-user");
@@ -260,18 +263,7 @@ async fn hawk_tampered_body_hash_is_401(backend: Backend) {
     let creds = client(&app, "hk", &["upload/*"]).await;
     let signed = serde_json::to_vec(&upload_request("honest", &[("a", b"a", Visibility::Public)])).unwrap();
     let sent = serde_json::to_vec(&upload_request("tampered", &[("a", b"a", Visibility::Public)])).unwrap();
-    let port = app.url.rsplit(':').next().unwrap().parse().unwrap();
-    let parts = RequestParts { method: "POST", resource: "/upload", host: "127.0.0.1", port };
-    let header = client_header("hk", &creds.access_token, &parts, now(), &nonce(), Some(("application/json", &signed)));
-    let res = app
-        .http()
-        .post(app.at("/upload"))
-        .header("Authorization", header)
-        .header("Content-Type", "application/json")
-        .body(sent)
-        .send()
-        .await
-        .unwrap();
+    let res = hawk_post_upload(&app, "hk", &creds.access_token, &signed, sent).await;
     assert_eq!(res.status(), 401);
     assert!(app.admin().search_batches("").await.unwrap().is_empty(), "nothing recorded");
 }
