@@ -289,6 +289,11 @@ async fn hawk_for_revoked_or_unknown_client_is_401(backend: Backend) {
     assert_eq!(hawk_get(&app, "hk", &creds.access_token, "/__permissions__", now(), &nonce()).await.status(), 401);
 }
 
+/// One page of the audit trail at `path` (an `/audit?…` URL), read with `token`.
+async fn audit_page(app: &TestApp, token: &str, path: &str) -> AuditPage {
+    app.http().get(app.at(path)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+}
+
 async fn audit_trail_records_who_did_what(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let creds = client(&app, "uploader", &["upload/*", "manage"]).await;
@@ -310,16 +315,7 @@ async fn audit_trail_records_who_did_what(backend: Backend) {
         .unwrap();
     app.admin_ops().await.revoke_client("uploader", "admin-cli:test").await.unwrap();
 
-    let page: AuditPage = app
-        .http()
-        .get(app.at("/audit?limit=100"))
-        .bearer_auth(app.token("auditor", &["manage"]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = audit_page(&app, &app.token("auditor", &["manage"]), "/audit?limit=100").await;
     let actions: Vec<(&str, &str, &str)> =
         page.result.iter().rev().map(|e| (e.actor.as_str(), e.action.as_str(), e.target.as_str())).collect();
     assert_eq!(
@@ -357,43 +353,15 @@ async fn audit_needs_manage_and_pages(backend: Backend) {
         app.http().get(app.at("/audit")).bearer_auth(app.token("u", &["download/*", "upload/*"])).send().await.unwrap();
     assert_eq!(res.status(), 403);
     let token = app.token("auditor", &["manage"]);
-    let page: AuditPage = app
-        .http()
-        .get(app.at("/audit?limit=2&action=client.created"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = audit_page(&app, &token, "/audit?limit=2&action=client.created").await;
     assert_eq!(page.result.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["c4", "c3"]);
     let before = page.next_before.unwrap();
-    let page2: AuditPage = app
-        .http()
-        .get(app.at(&format!("/audit?limit=2&action=client.created&before={before}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page2 = audit_page(&app, &token, &format!("/audit?limit=2&action=client.created&before={before}")).await;
     assert_eq!(page2.result.iter().map(|e| e.target.as_str()).collect::<Vec<_>>(), ["c2", "c1"]);
-    let page3: AuditPage = app
-        .http()
-        .get(app.at(&format!("/audit?limit=2&before={}", page2.next_before.unwrap())))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page3 = audit_page(&app, &token, &format!("/audit?limit=2&before={}", page2.next_before.unwrap())).await;
     assert_eq!(page3.result.len(), 1);
     assert_eq!(page3.next_before, None);
-    let none: AuditPage =
-        app.http().get(app.at("/audit?actor=nobody")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let none = audit_page(&app, &token, "/audit?actor=nobody").await;
     assert!(none.result.is_empty());
 }
 
