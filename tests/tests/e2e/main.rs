@@ -1,0 +1,16 @@
+//! Every end-to-end behaviour test in one binary: one link instead of a dozen keeps a clean
+//! build's disk use and time down. `logs.rs` stays apart because it installs a process-wide
+//! log subscriber.
+
+mod client_faults;
+mod client_fetch;
+mod client_manifest;
+mod client_unpack;
+mod client_upload;
+mod credentials;
+mod download;
+mod files;
+mod ops;
+mod replicas;
+mod staging;
+mod upload;
