@@ -115,7 +115,7 @@ impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         match e {
             crate::db::DbError::Conflict(detail) => Self::bad_request("conflict", detail),
-            crate::db::DbError::Other(e) => {
+            e @ (crate::db::DbError::Other(_) | crate::db::DbError::FastRead(_)) => {
                 crate::metrics::METRICS.backend_errors.with_label_values(&["database"]).inc();
                 Self::internal(format_args!("database: {e}"))
             }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 mod clients;
+mod fast_read;
 
 pub use clients::{AuditFilter, ClientRecord};
 
@@ -35,6 +36,9 @@ pub enum DbError {
     /// Anything else (answered as an opaque 500).
     #[error(transparent)]
     Other(#[from] sqlx::Error),
+    /// A failure of the SQLite fast read path (answered as an opaque 500).
+    #[error(transparent)]
+    FastRead(#[from] rusqlite::Error),
 }
 
 type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -107,6 +111,8 @@ pub struct Db {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    /// SQLite only: the download path's lookup without sqlx.
+    fast: Option<std::sync::Arc<fast_read::FastReader>>,
 }
 
 impl Db {
@@ -129,7 +135,11 @@ impl Db {
                 (pool.clone(), pool)
             }
         };
-        Ok(Self { read, write, backend })
+        let fast = match backend {
+            Backend::Sqlite => fast_read::FastReader::for_url(url).map(std::sync::Arc::new),
+            Backend::Postgres => None,
+        };
+        Ok(Self { read, write, backend, fast })
     }
 
     /// Connections of each pool: `(name, idle, in use)`.
@@ -184,6 +194,13 @@ impl Db {
 
     /// The file with this digest and its instances.
     pub async fn file(&self, digest: &Digest) -> Result<Option<StoredFile>> {
+        match &self.fast {
+            Some(fast) => fast.file(digest),
+            None => self.file_through_pool(digest).await,
+        }
+    }
+
+    async fn file_through_pool(&self, digest: &Digest) -> Result<Option<StoredFile>> {
         let rows = sqlx::query(
             "SELECT f.id, f.digest, f.size, f.visibility, i.region FROM files f \
              LEFT JOIN file_instances i ON i.file_id = f.id WHERE f.digest = $1 ORDER BY i.region",
