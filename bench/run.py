@@ -17,6 +17,7 @@ Each measurement is the median of several runs. Results are printed and written 
 """
 
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -132,6 +133,52 @@ class Server:
             self.proc.kill()
 
 
+class ProductionBackends:
+    """A throwaway PostgreSQL cluster and an s3s-fs server, as scripts/test.sh starts them."""
+
+    def __init__(self, workdir):
+        tools = os.environ.get("TOOLTOOL_TOOLS_DIR", os.path.expanduser("~/.cache/tooltool-tools"))
+        s3s = os.path.join(tools, "bin", "s3s-fs")
+        if not os.path.exists(s3s):
+            log("installing s3s-fs 0.14.1 (about 3 minutes, once)")
+            subprocess.run(["cargo", "install", "s3s-fs@0.14.1", "--locked", "--features", "binary", "--root", tools],
+                           check=True)
+        pg_bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
+        self.dir = tempfile.mkdtemp(dir="/tmp", prefix="tooltool-bench-")
+        os.chmod(self.dir, 0o755)
+        self.pg_ctl = os.path.join(pg_bin, "pg_ctl")
+        pg = os.path.join(self.dir, "pg")
+        os.makedirs(pg)
+        as_pg = (lambda c: ["su", "postgres", "-s", "/bin/sh", "-c", c]) if os.getuid() == 0 else (lambda c: ["sh", "-c", c])
+        self.as_pg = as_pg
+        if os.getuid() == 0:
+            shutil.chown(pg, "postgres")
+        self.pg_port, s3_port = free_port(), free_port()
+        subprocess.run(as_pg(f"{pg_bin}/initdb -D {pg} -U postgres --auth=trust"), check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(as_pg(f"{self.pg_ctl} -D {pg} -l {pg}/server.log -w start -o '-c listen_addresses=127.0.0.1 "
+                             f"-p {self.pg_port} -k {pg} -c max_connections=200'"), check=True,
+                       stdout=subprocess.DEVNULL)
+        s3_dir = os.path.join(self.dir, "s3")
+        os.makedirs(os.path.join(s3_dir, "tooltool"))  # s3s-fs: a bucket is a directory
+        self.s3 = subprocess.Popen([s3s, "--host", "127.0.0.1", "--port", str(s3_port), "--access-key", "bench",
+                                    "--secret-key", "bench-secret", s3_dir],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(s3_port)
+        self.env = {"DATABASE_URL": f"postgres://postgres@127.0.0.1:{self.pg_port}/postgres",
+                    "TOOLTOOL_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+                    "TOOLTOOL_S3_BUCKET": "tooltool", "TOOLTOOL_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}",
+                    "TOOLTOOL_S3_FORCE_PATH_STYLE": "true", "TOOLTOOL_S3_ACCESS_KEY_ID": "bench",
+                    "TOOLTOOL_S3_SECRET_ACCESS_KEY": "bench-secret"}
+        subprocess.run([os.path.join(BIN, "tooltool-api"), "migrate"], env=dict(os.environ, **self.env), check=True,
+                       stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        self.s3.terminate()
+        subprocess.run(self.as_pg(f"{self.pg_ctl} -D {self.dir}/pg -m immediate stop"), stdout=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def sha512_file(path):
     h = hashlib.sha512()
     with open(path, "rb") as f:
@@ -172,11 +219,22 @@ def median_of(runs, fn):
 
 
 def bench_redirect(work, a):
+    return redirect_figures(work, a, Server(work))
+
+
+def bench_redirect_pg_s3(work, a):
+    backends = ProductionBackends(work)
+    try:
+        return redirect_figures(work, a, Server(work, backends.env))
+    finally:
+        backends.stop()
+
+
+def redirect_figures(work, a, server):
     base_port = free_port()
     baseline = subprocess.Popen([os.path.join(BIN, "baseline-302"), str(base_port)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
     wait_port(base_port)
-    server = Server(work)
     try:
         path = os.path.join(work, "small.bin")
         random_file(path, 4096)
@@ -369,7 +427,7 @@ def machine():
             "curl": cmd("curl", "--version"), "sha512sum": cmd("sha512sum", "--version")}
 
 
-BENCHES = {"redirect": bench_redirect, "verify": bench_verify, "fetch": bench_fetch, "memory": bench_memory,
+BENCHES = {"redirect": bench_redirect, "redirect_pg_s3": bench_redirect_pg_s3, "verify": bench_verify, "fetch": bench_fetch, "memory": bench_memory,
            "growth": bench_growth}
 
 
@@ -389,7 +447,12 @@ def main():
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "tooltool-api", "-p", "tooltool", "-p",
                         "tooltool-bench"], cwd=ROOT, check=True)
-    results = {"machine": machine(), "quick": a.quick, "runs": a.runs, "wrk_seconds": a.seconds}
+    results = {}
+    if a.only and os.path.exists(a.out):
+        # A partial run updates its figures and keeps the others of the file.
+        with open(a.out) as f:
+            results = json.load(f)
+    results.update({"machine": machine(), "quick": a.quick, "runs": a.runs, "wrk_seconds": a.seconds})
     with tempfile.TemporaryDirectory(prefix="tooltool-bench-") as work:
         for name in a.only or list(BENCHES):
             log(f"== {name}")

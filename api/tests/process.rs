@@ -1,0 +1,289 @@
+//! The real `tooltool-api` process, as an operator runs it: JSON log lines on stderr with the
+//! request id, and a graceful stop on SIGTERM that lets an in-flight verification finish and
+//! publish, so that a restarted server serves the blob.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha512};
+
+/// A running server process and every line it wrote to stderr.
+struct Process {
+    child: Child,
+    port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+fn command(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tooltool-api"));
+    for var in ["DATABASE_URL", "SENTRY_DSN", "TOOLTOOL_PUBLIC_URL", "TOOLTOOL_SECRET_KEY", "TOOLTOOL_S3_BUCKET"] {
+        cmd.env_remove(var);
+    }
+    cmd.env("TOOLTOOL_DATA_DIR", data_dir).env("HOST", "127.0.0.1").env("PORT", "0");
+    cmd.env("LOG_FORMAT", "json").env("RUST_LOG", "info");
+    cmd
+}
+
+impl Process {
+    fn start(data_dir: &Path) -> Self {
+        Self::start_with(command(data_dir))
+    }
+
+    fn start_with(mut cmd: Command) -> Self {
+        let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let line = line.unwrap();
+                let _ = tx.send(line.clone());
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let port = loop {
+            let line = rx.recv_timeout(deadline - Instant::now()).expect("the server logs that it listens");
+            let v: serde_json::Value = serde_json::from_str(&line).expect("every stderr line is JSON");
+            if v["fields"]["message"] == "tooltool-api listening" {
+                break v["fields"]["port"].as_u64().unwrap() as u16;
+            }
+        };
+        Self { child, port, lines }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn sigterm(&self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -TERM");
+    }
+
+    /// Waits for the process to exit; its exit status.
+    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every stderr line, parsed (each must be one JSON object).
+    fn json_lines(&self) -> Vec<serde_json::Value> {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token(data_dir: &Path) -> String {
+    let out = command(data_dir).args(["token", "issue", "--subject", "ops", "--scope", "*"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Process::start(dir.path());
+    let http = reqwest::Client::new();
+    let res = http.get(server.url("/__lbheartbeat__")).header("X-Request-Id", "ops-check-7").send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-request-id"], "ops-check-7");
+    server.sigterm();
+    assert!(server.wait(Duration::from_secs(30)).success());
+
+    let lines = server.json_lines();
+    let request_line =
+        lines.iter().find(|v| v.to_string().contains("ops-check-7")).expect("a log line carries the request id");
+    assert!(request_line["level"].is_string() && request_line["timestamp"].is_string(), "{request_line}");
+    assert!(request_line.to_string().contains("/__lbheartbeat__"), "{request_line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_verification_finish_and_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let token = token(&data_dir);
+
+    // Large enough that hashing it takes a while (hundreds of ms) after the signal arrives.
+    let blob = dir.path().join("blob.bin");
+    let (size, digest) = {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&blob).unwrap());
+        let mut hasher = Sha512::new();
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        for i in 0..384u32 {
+            chunk.iter_mut().enumerate().for_each(|(j, b)| *b = (i as usize * 31 + j) as u8);
+            hasher.update(&chunk);
+            f.write_all(&chunk).unwrap();
+            size += chunk.len() as u64;
+        }
+        f.flush().unwrap();
+        (size, hex::encode(hasher.finalize()))
+    };
+
+    let mut server = Process::start(&data_dir);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let body = serde_json::json!({"message": "graceful", "files": {"big.bin": {
+        "size": size, "digest": digest, "algorithm": "sha512", "visibility": "public"}}});
+    let res = http.post(server.url("/upload")).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let batch: serde_json::Value = res.json().await.unwrap();
+    let put_url = batch["result"]["files"]["big.bin"]["put_url"].as_str().unwrap().to_owned();
+    let file = tokio::fs::File::open(&blob).await.unwrap();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+    let res = http
+        .put(&put_url)
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Length", size)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // Start the verification, and stop the server while it runs.
+    let complete = {
+        let (http, url, token) =
+            (http.clone(), server.url(&format!("/upload/complete/sha512/{digest}")), token.clone());
+        tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().status() })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    server.sigterm();
+    assert_eq!(complete.await.unwrap(), 200, "the in-flight request finished its verification");
+    assert!(server.wait(Duration::from_secs(60)).success(), "exit status 0 after a graceful stop");
+
+    let lines: Vec<String> = server.json_lines().iter().map(|v| v.to_string()).collect();
+    let at = |needle: &str| lines.iter().position(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle}"));
+    assert!(at("SIGTERM") < at("upload verified"), "the verification was still running when the signal came");
+    assert!(at("upload verified") < at("\"stopped\""));
+    drop(server);
+
+    // Published whole: a new process serves exactly those bytes.
+    let server = Process::start(&data_dir);
+    let res = http.get(server.url(&format!("/sha512/{digest}"))).send().await.unwrap();
+    assert_eq!(res.status(), 302);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let mut res = http.get(&location).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut hasher = Sha512::new();
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        hasher.update(&chunk);
+    }
+    assert_eq!(hex::encode(hasher.finalize()), digest);
+}
+
+/// A stand-in Sentry: answers 200 to every request and keeps what was sent.
+fn fake_sentry() -> (u16, Arc<Mutex<Vec<u8>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut head = Vec::new();
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                        head.extend_from_slice(line.as_bytes());
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let mut all = sink.lock().unwrap();
+                    all.extend_from_slice(&head);
+                    all.extend_from_slice(&body);
+                    drop(all);
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}");
+                }
+            });
+        }
+    });
+    (port, received)
+}
+
+/// An internal error reaches Sentry with the request's route and id, and without the
+/// caller's credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_errors_reach_sentry_with_route_and_request_id_but_no_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let token = token(&data_dir);
+    let (sentry_port, received) = fake_sentry();
+    let mut cmd = command(&data_dir);
+    cmd.env("SENTRY_DSN", format!("http://publickey@127.0.0.1:{sentry_port}/42"));
+    let mut server = Process::start_with(cmd);
+
+    let http = reqwest::Client::new();
+    let data = b"staged where staging is broken";
+    let digest = hex::encode(Sha512::digest(data));
+    let body = serde_json::json!({"message": "sentry", "files": {"s.bin": {
+        "size": data.len(), "digest": digest, "algorithm": "sha512", "visibility": "public"}}});
+    let res = http.post(server.url("/upload")).bearer_auth(&token).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let batch: serde_json::Value = res.json().await.unwrap();
+    let put_url = batch["result"]["files"]["s.bin"]["put_url"].as_str().unwrap().to_owned();
+    // The blob store breaks: its staging directory becomes a plain file.
+    let staging = data_dir.join("blobs").join("staging");
+    std::fs::remove_dir_all(&staging).unwrap();
+    std::fs::write(&staging, b"not a directory").unwrap();
+    let res = http
+        .put(&put_url)
+        .bearer_auth(&token)
+        .header("X-Request-Id", "sentry-req-1")
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 500);
+
+    server.sigterm(); // the Sentry guard flushes on the way out
+    assert!(server.wait(Duration::from_secs(30)).success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = String::from_utf8_lossy(&received.lock().unwrap()).into_owned();
+        if text.contains("sentry-req-1") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("POST /api/42/envelope/"), "an envelope was sent: {text}");
+    assert!(text.contains("sentry-req-1"), "the event carries the request id: {text}");
+    assert!(text.contains("/_blobs/staging/{key}"), "the event carries the route: {text}");
+    assert!(!text.contains(&token), "the caller's token never reaches Sentry");
+    let signature = put_url.split("signature=").nth(1).unwrap().split('&').next().unwrap();
+    assert!(!text.contains(signature), "nor does the signed URL's signature");
+}
