@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import platform
+import random
 import re
 import resource
 import shutil
@@ -196,8 +197,10 @@ def random_file(path, size):
             left -= n
 
 
-def wrk(url, seconds, connections=64, headers=None):
+def wrk(url, seconds, connections=64, headers=None, script=None):
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", script]
     for k, v in (headers or {}).items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
@@ -250,11 +253,23 @@ def redirect_figures(work, a, server):
         intern = median_of(a.runs, lambda: wrk(f"{server.url}/sha512/{internal}", secs, headers=server.auth()))
         missing = median_of(a.runs, lambda: wrk(f"{server.url}/sha512/{unknown}", secs))
         rss = server.peak_rss_kib()
+        uncached = None
+        if "DATABASE_URL" not in server.env:
+            # The same request with the lookup cache off: every request reads SQLite.
+            plain = Server(work, {"TOOLTOOL_LOOKUP_CACHE": "0"})
+            try:
+                plain_public, _ = plain.upload("public.bin", path, "public")
+                wrk(f"{plain.url}/sha512/{plain_public}", 2)
+                uncached = median_of(a.runs, lambda: wrk(f"{plain.url}/sha512/{plain_public}", secs))
+                uncached["ratio_to_ceiling"] = uncached["rps"] / ceiling["rps"]
+            finally:
+                plain.stop()
         return {
             "ceiling_bare_actix_302": ceiling,
             "public_anonymous": dict(pub, ratio_to_ceiling=pub["rps"] / ceiling["rps"]),
             "internal_bearer": dict(intern, ratio_to_ceiling=intern["rps"] / ceiling["rps"]),
             "unknown_404": dict(missing, ratio_to_ceiling=missing["rps"] / ceiling["rps"]),
+            "public_anonymous_cache_off": uncached,
             "server_peak_rss_mib_after_load": rss / 1024,
         }
     finally:
@@ -386,8 +401,21 @@ def seed_files(db_path, n):
     con.close()
 
 
+def spread_script(work, n, count=20_000):
+    """A wrk script that asks for `count` digests picked at random among the n seeded files."""
+    rng = random.Random(n)
+    picks = [hashlib.sha512(str(rng.randrange(n)).encode()).hexdigest() for _ in range(count)]
+    path = os.path.join(work, f"spread-{n}.lua")
+    with open(path, "w") as f:
+        f.write("local d = {" + ",".join(f'"{p}"' for p in picks) + "}\n")
+        f.write("local i = 0\nrequest = function()\n  i = i %% %d + 1\n" % count)
+        f.write('  return wrk.format("GET", "/sha512/" .. d[i])\nend\n')
+    return path
+
+
 def bench_growth(work, a):
-    server = Server(work)
+    # The lookup cache off and 20,000 different digests: every request reads the database.
+    server = Server(work, {"TOOLTOOL_LOOKUP_CACHE": "0"})
     server.stop()  # created the schema; seed while it is down
     db = os.path.join(server.dir, "data", "tooltool.db")
     out = {}
@@ -399,10 +427,10 @@ def bench_growth(work, a):
         s.proc = subprocess.Popen([os.path.join(BIN, "tooltool-api")], env=s.env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
         wait_port(s.port)
-        probe = hashlib.sha512(str(n // 2).encode()).hexdigest()
+        script = spread_script(work, n)
         try:
-            wrk(f"{s.url}/sha512/{probe}", 2)
-            out[str(n)] = median_of(a.runs, lambda: wrk(f"{s.url}/sha512/{probe}", a.seconds))
+            wrk(s.url, 2, script=script)
+            out[str(n)] = median_of(a.runs, lambda: wrk(s.url, a.seconds, script=script))
         finally:
             s.stop()
     first = out[str(sizes[0])]

@@ -134,7 +134,7 @@ pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create TOOLTOOL_DATA_DIR {}", settings.data_dir.display()))?;
     }
-    Db::connect(&settings.database_url).await
+    Ok(Db::connect(&settings.database_url).await?.with_lookup_cache(settings.lookup_cache))
 }
 
 /// The token service of these master secrets (the first signs).

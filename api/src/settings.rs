@@ -109,6 +109,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// HTTP worker threads (`TOOLTOOL_WORKERS`); 0 means one per core.
     pub workers: usize,
+    /// Download lookups kept in memory on SQLite (`TOOLTOOL_LOOKUP_CACHE`); 0 turns it off.
+    pub lookup_cache: usize,
     /// Where blobs are stored.
     pub blobs: BlobSettings,
 }
@@ -137,6 +139,7 @@ impl Settings {
             verify_wait: Duration::from_secs(20),
             max_body_bytes: 1024 * 1024,
             workers: 0,
+            lookup_cache: 16_384,
             blobs: BlobSettings::Local { region: "local".into() },
         }
     }
@@ -207,6 +210,9 @@ impl Settings {
         }
         if let Some(v) = get("TOOLTOOL_WORKERS") {
             s.workers = parse_var("TOOLTOOL_WORKERS", &v)?;
+        }
+        if let Some(v) = get("TOOLTOOL_LOOKUP_CACHE") {
+            s.lookup_cache = parse_var("TOOLTOOL_LOOKUP_CACHE", &v)?;
         }
         if let Some(bucket) = get("TOOLTOOL_S3_BUCKET") {
             s.blobs = BlobSettings::S3(S3Settings {

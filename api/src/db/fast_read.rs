@@ -12,8 +12,16 @@
 //! short busy timeout bounds the rare wait (WAL recovery after a crash). Each statement runs
 //! in its own read transaction, so it sees every commit made before it started: the fast path
 //! is as fresh as the pool.
+//!
+//! In front of it sits a bounded cache of answers. It is sound because on SQLite this process
+//! is the only writer of files and instances: every write to them holds a [`WriteGuard`], and
+//! dropping the guard (after the commit, on an error, or when the write is cancelled) clears
+//! the cache and bumps a generation, so that an answer read before the write cannot be stored
+//! after it. The cache is never used on PostgreSQL, where other replicas write.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -38,6 +46,23 @@ const FILE_QUERY: &str = "SELECT f.id, f.size, f.visibility, i.region FROM files
 pub struct FastReader {
     path: String,
     idle: Mutex<Vec<Connection>>,
+    /// Most answers kept; 0 turns the cache off.
+    capacity: usize,
+    generation: AtomicU64,
+    answers: Mutex<HashMap<Digest, Option<StoredFile>>>,
+}
+
+/// Held across a write to files or instances; clears the cache when dropped.
+#[must_use]
+pub struct WriteGuard(pub(super) Option<Arc<FastReader>>);
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        if let Some(reader) = &self.0 {
+            reader.generation.fetch_add(1, Ordering::SeqCst);
+            reader.answers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
 }
 
 impl FastReader {
@@ -49,7 +74,19 @@ impl FastReader {
         if path.is_empty() || path == ":memory:" {
             return None;
         }
-        Some(Self { path: path.to_owned(), idle: Mutex::new(Vec::new()) })
+        Some(Self {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+            capacity: 0,
+            generation: AtomicU64::new(0),
+            answers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Keeps up to `capacity` answers (0: none).
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.capacity = capacity;
+        self
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -75,8 +112,28 @@ impl FastReader {
         out
     }
 
-    /// The file with this digest and its instances (regions sorted).
+    /// The file with this digest and its instances (regions sorted), from the cache when it
+    /// holds the answer.
     pub fn file(&self, digest: &Digest) -> Result<Option<StoredFile>, DbError> {
+        if self.capacity == 0 {
+            return self.query(digest);
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        if let Some(hit) = self.answers.lock().unwrap_or_else(|e| e.into_inner()).get(digest) {
+            return Ok(hit.clone());
+        }
+        let found = self.query(digest)?;
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        if self.generation.load(Ordering::SeqCst) == generation {
+            if answers.len() >= self.capacity {
+                answers.clear();
+            }
+            answers.insert(digest.clone(), found.clone());
+        }
+        Ok(found)
+    }
+
+    fn query(&self, digest: &Digest) -> Result<Option<StoredFile>, DbError> {
         let rows = self.with_conn(|conn| {
             let mut stmt = conn.prepare_cached(FILE_QUERY)?;
             let rows = stmt.query_map([digest.as_str()], |r| {
@@ -158,5 +215,62 @@ mod tests {
         exec(format!("DELETE FROM file_instances WHERE file_id = {}", f.id)).await;
         assert!(same(digest('a')).await.unwrap().instances.is_empty());
         assert_eq!(same(digest('b')).await, None);
+    }
+
+    /// With the cache on, a write that bypasses the Db is not seen (the cache answers), and
+    /// every write through the Db is seen by the very next lookup.
+    #[tokio::test]
+    async fn cached_answers_are_dropped_by_every_write_through_the_db() {
+        use std::collections::BTreeMap;
+        use tooltool_proto::{Algorithm, FileName, UploadFile};
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap().with_lookup_cache(100);
+        db.migrate().await.unwrap();
+        assert_eq!(db.file(&digest('c')).await.unwrap(), None, "a miss is cached too");
+
+        let files = BTreeMap::from([(
+            FileName::parse("c.bin").unwrap(),
+            UploadFile { size: 3, digest: digest('c'), algorithm: Algorithm::Sha512, visibility: Visibility::Internal },
+        )]);
+        db.create_batch("me", "m", &files, "local", 0, 10).await.unwrap();
+        let f = db.file(&digest('c')).await.unwrap().expect("create_batch cleared the cached miss");
+        assert_eq!((f.visibility, f.instances.len()), (Visibility::Internal, 0));
+
+        sqlx::query("UPDATE files SET visibility = 'public'").execute(&db.write).await.unwrap();
+        assert_eq!(db.file(&digest('c')).await.unwrap().unwrap().visibility, Visibility::Internal, "served cached");
+
+        db.set_visibility(f.id, Visibility::Internal).await.unwrap();
+        db.mark_verified(f.id, "local", 1).await.unwrap();
+        assert_eq!(db.file(&digest('c')).await.unwrap().unwrap().instances, ["local"]);
+        db.set_visibility(f.id, Visibility::Public).await.unwrap();
+        assert_eq!(db.file(&digest('c')).await.unwrap().unwrap().visibility, Visibility::Public);
+        db.remove_instances(f.id).await.unwrap();
+        assert!(db.file(&digest('c')).await.unwrap().unwrap().instances.is_empty());
+    }
+
+    /// A write cancelled half way still clears the cache (the guard runs on drop).
+    #[tokio::test]
+    async fn a_cancelled_write_still_clears_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap().with_lookup_cache(100);
+        db.migrate().await.unwrap();
+        assert_eq!(db.file(&digest('d')).await.unwrap(), None);
+        sqlx::query(&format!(
+            "INSERT INTO files (digest, size, visibility, created) VALUES ('{}', 1, 'public', 0)",
+            digest('d')
+        ))
+        .execute(&db.write)
+        .await
+        .unwrap();
+        assert_eq!(db.file(&digest('d')).await.unwrap(), None, "served cached");
+        // Polled once, then dropped: the write may or may not have happened, the cache is gone.
+        {
+            let write = std::pin::pin!(db.set_visibility(1, Visibility::Public));
+            let _ = futures_util::poll!(write);
+        }
+        assert!(db.file(&digest('d')).await.unwrap().is_some());
     }
 }

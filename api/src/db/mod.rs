@@ -158,6 +158,20 @@ impl Db {
         }
     }
 
+    /// Caches up to `entries` download lookups (SQLite only; 0 turns it off).
+    pub fn with_lookup_cache(mut self, entries: usize) -> Self {
+        if let Some(fast) = self.fast.take() {
+            let fast = std::sync::Arc::try_unwrap(fast).expect("set up before the Db is shared");
+            self.fast = Some(std::sync::Arc::new(fast.with_cache(entries)));
+        }
+        self
+    }
+
+    /// To hold across a write to files or instances: see [`fast_read`].
+    fn changing_files(&self) -> fast_read::WriteGuard {
+        fast_read::WriteGuard(self.fast.clone())
+    }
+
     /// The database kind.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -172,6 +186,7 @@ impl Db {
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        let _changing = self.changing_files();
         self.migrator().run(&self.write).await.context("migrations failed")
     }
 
@@ -223,6 +238,7 @@ impl Db {
         now: i64,
         upload_expires: i64,
     ) -> Result<CreatedBatch> {
+        let _changing = self.changing_files();
         let mut tx = self.write.begin().await?;
         let mut ids: HashMap<Digest, (i64, bool)> = HashMap::new();
         let mut uploads = HashMap::new();
@@ -359,6 +375,7 @@ impl Db {
 
     /// Changes a file's visibility.
     pub async fn set_visibility(&self, file_id: i64, v: Visibility) -> Result<()> {
+        let _changing = self.changing_files();
         sqlx::query("UPDATE files SET visibility = $1 WHERE id = $2")
             .bind(v.as_str())
             .bind(file_id)
@@ -369,6 +386,7 @@ impl Db {
 
     /// Forgets every instance of a file; returns the regions that had one.
     pub async fn remove_instances(&self, file_id: i64) -> Result<Vec<String>> {
+        let _changing = self.changing_files();
         let rows = sqlx::query("DELETE FROM file_instances WHERE file_id = $1 RETURNING region")
             .bind(file_id)
             .fetch_all(&self.write)
@@ -388,6 +406,7 @@ impl Db {
     /// Records a verified instance and closes every pending upload of the file; returns the
     /// closed ones so their staged objects can be removed.
     pub async fn mark_verified(&self, file_id: i64, region: &str, now: i64) -> Result<Vec<Pending>> {
+        let _changing = self.changing_files();
         let mut tx = self.write.begin().await?;
         sqlx::query("INSERT INTO file_instances (file_id, region, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
             .bind(file_id)
