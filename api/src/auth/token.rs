@@ -3,6 +3,8 @@
 //! The algorithm is pinned (no `none`, no RS/HS confusion), and `exp`, `iss`, `aud`, `sub` are
 //! required. The key id (`kid`) names the key so that keys can rotate.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -72,7 +74,14 @@ pub struct Tokens {
     validation: Validation,
     issuer: String,
     audience: String,
+    /// Tokens verified before and their claims. The keys never change while the process runs,
+    /// so a token that verified once verifies again, until it expires: a hit skips the HMAC
+    /// and the JSON decoding but still checks `exp` and `nbf`. Only successes are kept.
+    verified: Arc<Mutex<HashMap<String, Claims>>>,
 }
+
+/// Most verified tokens kept (the map is emptied when full).
+const VERIFIED_TOKENS: usize = 4096;
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,6 +110,7 @@ impl Tokens {
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            verified: Arc::default(),
         }
     }
 
@@ -156,6 +166,25 @@ impl Tokens {
 
     /// Verifies a token and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let (now, leeway) = (unix_now(), self.validation.leeway);
+        // The same rules as jsonwebtoken's: expired once now - leeway > exp, not yet valid
+        // while nbf > now + leeway.
+        let timely = |c: &Claims| now <= c.exp.saturating_add(leeway) && c.nbf.is_none_or(|n| n <= now + leeway);
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(claims) = verified.get(token).filter(|c| timely(c)) {
+            return Ok(claims.clone());
+        }
+        drop(verified);
+        let claims = self.verify_signed(token)?;
+        verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(token.to_owned(), claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token)?;
         let key = header.kid.as_deref().and_then(|kid| self.keys.iter().find(|k| k.kid == kid));
         let key = key.ok_or(TokenError::UnknownKey)?;
@@ -285,5 +314,19 @@ mod tests {
         let forged = format!("{h}.{}.{s}", B64.encode(serde_json::to_vec(&c).unwrap()));
         assert!(t.verify(&forged).is_err());
         assert!(t.verify(&format!("{head}.AAAA")).is_err());
+    }
+
+    /// A token verified (and remembered) while valid is refused once it expires.
+    #[test]
+    fn a_remembered_token_is_still_refused_after_it_expires() {
+        let t = tokens();
+        let mut c = t.claims("alice", &["s".into()], Duration::from_secs(60));
+        // Valid for about one more second, counting the 30 s leeway.
+        c.exp = unix_now() - 29;
+        let token = t.sign(&c);
+        assert_eq!(t.verify(&token).unwrap().sub, "alice");
+        assert_eq!(t.verify(&token).unwrap().sub, "alice", "the remembered answer");
+        std::thread::sleep(Duration::from_millis(2100));
+        assert!(matches!(t.verify(&token), Err(TokenError::Invalid(_))));
     }
 }
