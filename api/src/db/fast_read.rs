@@ -19,11 +19,12 @@
 //! the cache and bumps a generation, so that an answer read before the write cannot be stored
 //! after it. The cache is never used on PostgreSQL, where other replicas write.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lru::LruCache;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{DbError, StoredFile};
@@ -49,7 +50,8 @@ pub struct FastReader {
     /// Most answers kept; 0 turns the cache off.
     capacity: usize,
     generation: AtomicU64,
-    answers: Mutex<HashMap<Digest, Option<StoredFile>>>,
+    /// The least recently used answer goes first.
+    answers: Mutex<LruCache<Digest, Option<StoredFile>>>,
 }
 
 /// Held across a write to files or instances; clears the cache when dropped.
@@ -79,13 +81,16 @@ impl FastReader {
             idle: Mutex::new(Vec::new()),
             capacity: 0,
             generation: AtomicU64::new(0),
-            answers: Mutex::new(HashMap::new()),
+            answers: Mutex::new(LruCache::new(NonZeroUsize::MIN)),
         })
     }
 
     /// Keeps up to `capacity` answers (0: none).
     pub fn with_cache(mut self, capacity: usize) -> Self {
         self.capacity = capacity;
+        if let Some(n) = NonZeroUsize::new(capacity) {
+            self.answers = Mutex::new(LruCache::new(n));
+        }
         self
     }
 
@@ -119,16 +124,13 @@ impl FastReader {
             return self.query(digest);
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        if let Some(hit) = self.answers.lock().unwrap_or_else(|e| e.into_inner()).get(digest) {
-            return Ok(hit.clone());
+        if let Some(hit) = self.answers.lock().unwrap_or_else(|e| e.into_inner()).get(digest).cloned() {
+            return Ok(hit);
         }
         let found = self.query(digest)?;
         let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
         if self.generation.load(Ordering::SeqCst) == generation {
-            if answers.len() >= self.capacity {
-                answers.clear();
-            }
-            answers.insert(digest.clone(), found.clone());
+            answers.put(digest.clone(), found.clone());
         }
         Ok(found)
     }
@@ -169,6 +171,14 @@ mod tests {
         assert_eq!(path("postgres://u@h/db"), None);
     }
 
+    /// A migrated SQLite database in `dir`, caching `cache` lookups.
+    async fn migrated_db(dir: &std::path::Path, cache: usize) -> Db {
+        let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+        let db = Db::connect(&url).await.unwrap().with_lookup_cache(cache);
+        db.migrate().await.unwrap();
+        db
+    }
+
     fn digest(c: char) -> Digest {
         Digest::parse(&c.to_string().repeat(128)).unwrap()
     }
@@ -177,8 +187,7 @@ mod tests {
     #[tokio::test]
     async fn answers_like_the_pool_and_sees_every_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display())).await.unwrap();
-        db.migrate().await.unwrap();
+        let db = migrated_db(dir.path(), 0).await;
         let fast = db.fast.clone().expect("a file database gets the fast path");
         let same = |d: Digest| {
             let (db, fast) = (db.clone(), fast.clone());
@@ -225,9 +234,7 @@ mod tests {
         use tooltool_proto::{Algorithm, FileName, UploadFile};
 
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let db = Db::connect(&url).await.unwrap().with_lookup_cache(100);
-        db.migrate().await.unwrap();
+        let db = migrated_db(dir.path(), 100).await;
         assert_eq!(db.file(&digest('c')).await.unwrap(), None, "a miss is cached too");
 
         let files = BTreeMap::from([(
@@ -254,9 +261,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_write_still_clears_the_cache() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-        let db = Db::connect(&url).await.unwrap().with_lookup_cache(100);
-        db.migrate().await.unwrap();
+        let db = migrated_db(dir.path(), 100).await;
         assert_eq!(db.file(&digest('d')).await.unwrap(), None);
         sqlx::query(&format!(
             "INSERT INTO files (digest, size, visibility, created) VALUES ('{}', 1, 'public', 0)",
@@ -272,5 +277,30 @@ mod tests {
             let _ = futures_util::poll!(write);
         }
         assert!(db.file(&digest('d')).await.unwrap().is_some());
+    }
+
+    /// A full cache drops its least recently used answer, and keeps the ones in use.
+    #[tokio::test]
+    async fn a_full_cache_evicts_the_least_recently_used_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = migrated_db(dir.path(), 2).await;
+        for c in ['a', 'b', 'c'] {
+            let sql = format!(
+                "INSERT INTO files (digest, size, visibility, created) VALUES ('{}', 1, 'internal', 0)",
+                digest(c)
+            );
+            sqlx::query(&sql).execute(&db.write).await.unwrap();
+        }
+        let visibility = |c| {
+            let db = db.clone();
+            async move { db.file(&digest(c)).await.unwrap().unwrap().visibility }
+        };
+        visibility('a').await;
+        visibility('b').await;
+        visibility('a').await; // b is now the least recently used
+        sqlx::query("UPDATE files SET visibility = 'public'").execute(&db.write).await.unwrap();
+        assert_eq!(visibility('c').await, Visibility::Public, "read from the database, evicting b");
+        assert_eq!(visibility('a').await, Visibility::Internal, "a stayed cached");
+        assert_eq!(visibility('b').await, Visibility::Public, "b was evicted, so read again");
     }
 }
