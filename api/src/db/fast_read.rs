@@ -7,9 +7,9 @@
 //! instead, with a prepared statement on a read-only connection, and answers in a few
 //! microseconds from SQLite's cache.
 //!
-//! It blocks the calling worker for the duration of one indexed point lookup, the same as a
-//! hash-map lookup behind a lock would. In WAL mode readers never wait for the writer, and a
-//! short busy timeout bounds the rare wait (WAL recovery after a crash). Each statement runs
+//! It blocks the calling worker for one indexed point lookup: microseconds when the pages are
+//! in memory (mmap), one disk read when they are not. In WAL mode readers never wait for the
+//! writer, and a short busy timeout bounds the rare wait (WAL recovery after a crash). Each statement runs
 //! in its own read transaction, so it sees every commit made before it started: the fast path
 //! is as fresh as the pool.
 //!
