@@ -596,7 +596,7 @@ impl ApiClient {
 pub struct Failure {
     /// What went wrong.
     pub error: Error,
-    /// From a `Retry-After` header in whole seconds, when the answer had one.
+    /// From a `Retry-After` header (seconds or an HTTP date), when the answer had one.
     pub retry_after: Option<Duration>,
 }
 
@@ -606,13 +606,19 @@ impl From<Error> for Failure {
     }
 }
 
-/// The `Retry-After` (or `X-Retry-After`) delay of an answer, in whole seconds (an HTTP date
-/// is not honoured and gives `None`).
+/// The `Retry-After` (or `X-Retry-After`) delay of an answer: whole seconds, or an HTTP date
+/// (RFC 9110), which gives the time left until then (zero once past).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    ["retry-after", "x-retry-after"]
-        .iter()
-        .find_map(|h| headers.get(*h)?.to_str().ok()?.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+    ["retry-after", "x-retry-after"].iter().find_map(|h| parse_retry_after(headers.get(*h)?.to_str().ok()?))
+}
+
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
 /// How long the server may take to verify `size` bytes.
@@ -716,6 +722,7 @@ fn scrub_storage_body(body: &str, url: &Url) -> String {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
 
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
     use tokio::net::TcpListener;
@@ -1220,5 +1227,17 @@ mod tests {
         let sent: Vec<PatchOp> = serde_json::from_slice(&log[2].body).unwrap();
         assert_eq!(sent, ops);
         assert!(log.iter().all(|s| s.header("authorization").is_none()));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        use super::parse_retry_after;
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        let left = parse_retry_after(&soon).unwrap();
+        assert!(left > Duration::from_secs(27) && left <= Duration::from_secs(30), "{left:?}");
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a past date: now");
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-5"), None);
     }
 }

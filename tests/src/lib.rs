@@ -355,6 +355,8 @@ pub mod proxy {
         pub status: u16,
         /// Body bytes sent to the client.
         pub body_sent: usize,
+        /// When the request arrived.
+        pub at: std::time::Instant,
     }
 
     impl Seen {
@@ -462,7 +464,15 @@ pub mod proxy {
             .unwrap_or(Action::Pass)
         };
         let path = target.split('?').next().unwrap_or_default().to_owned();
-        let mut seen = Seen { kind, method: method.clone(), path, headers: headers.clone(), status: 0, body_sent: 0 };
+        let mut seen = Seen {
+            kind,
+            method: method.clone(),
+            path,
+            headers: headers.clone(),
+            status: 0,
+            body_sent: 0,
+            at: std::time::Instant::now(),
+        };
         let mut conn = conn.into_inner();
 
         if let Action::Status(status, extra) = &action {

@@ -54,15 +54,22 @@ async fn retries_after_503_and_429_honouring_retry_after(backend: Backend) {
     let data = blob(2, 50_000);
     app.upload("r.bin", &data, Visibility::Public).await;
     let proxy = Proxy::start(&app.url).await;
-    proxy.api([Action::Status(503, retry_after(1))]);
-    proxy.storage([Action::Status(429, retry_after(1)), Action::Status(500, vec![])]);
+    // The 503 asks for 3 s (backoff alone would wait 0.5 s), the 429 for an HTTP date 8 s from
+    // now (whole seconds only, so at least 7 s after the start; backoff would wait 1 s).
+    proxy.api([Action::Status(503, retry_after(3))]);
+    let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(8));
+    proxy.storage([Action::Status(429, vec![("Retry-After".into(), at)]), Action::Status(500, vec![])]);
     let dir = tempfile::tempdir().unwrap();
     write_manifest(dir.path(), &[("r.bin", &data)]);
     let started = Instant::now();
     assert_eq!(tooltool_cli(dir.path(), &["--url", &proxy.url, "fetch"]).await, 0);
-    assert!(started.elapsed() >= Duration::from_secs(2), "Retry-After not honoured: {:?}", started.elapsed());
     assert_eq!(std::fs::read(dir.path().join("r.bin")).unwrap(), data);
-    let statuses: Vec<(Kind, u16)> = proxy.log().iter().map(|s| (s.kind, s.status)).collect();
+    let log = proxy.log();
+    let after_503 = log[1].at - log[0].at;
+    assert!(after_503 >= Duration::from_secs(3), "Retry-After in seconds not honoured: {after_503:?}");
+    let after_429 = log[3].at - started;
+    assert!(after_429 >= Duration::from_secs(7), "Retry-After as a date not honoured: {after_429:?}");
+    let statuses: Vec<(Kind, u16)> = log.iter().map(|s| (s.kind, s.status)).collect();
     assert_eq!(
         statuses,
         [
