@@ -19,6 +19,8 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
     if let Some(local) = &state.local {
         local.sweep_incoming(state.settings.staging_grace);
     }
+    // A nonce can only be replayed while its timestamp is within the skew window.
+    state.db.forget_hawk_nonces(unix_now() as i64 - 2 * crate::auth::hawk::SKEW).await?;
     if !expired.is_empty() {
         tracing::info!(count = expired.len(), "removed expired staged uploads");
     }

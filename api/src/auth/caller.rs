@@ -173,6 +173,11 @@ impl Caller {
         if !client.usable(now) {
             return Err(invalid("revoked or expired client"));
         }
+        // The local check above stops replays to this replica without a query; this one stops
+        // them on every replica. Only requests valid in every other way get here.
+        if !state.db.claim_hawk_nonce(&h.id, &h.nonce, h.ts, now).await? {
+            return Err(invalid("replayed Hawk nonce"));
+        }
         let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         Ok(Self {
             id: Some(client.record.id.clone()),

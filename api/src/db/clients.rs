@@ -155,6 +155,27 @@ impl Db {
         Ok(())
     }
 
+    /// Records a Hawk nonce for every replica; `false` if this client already used it with this
+    /// timestamp (a replay).
+    pub async fn claim_hawk_nonce(&self, client_id: &str, nonce: &str, ts: i64, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO hawk_nonces (client_id, nonce, ts, seen) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(client_id)
+        .bind(nonce)
+        .bind(ts)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets Hawk nonces first seen before `before`; how many.
+    pub async fn forget_hawk_nonces(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM hawk_nonces WHERE seen < $1").bind(before).execute(&self.write).await?;
+        Ok(done.rows_affected())
+    }
+
     /// Audit entries matching `f`, newest first, at most `limit`.
     pub async fn audit_entries(&self, f: &AuditFilter, limit: i64) -> Result<Vec<AuditEntry>> {
         let mut sql = String::from("SELECT id, at, actor, action, target, details FROM audit_log WHERE 1 = 1");
