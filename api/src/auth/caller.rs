@@ -156,8 +156,10 @@ impl Caller {
         let client = state.clients.lookup(&state.db, &state.tokens, &h.id).await?;
         let client = client.ok_or_else(|| invalid("unknown Hawk id"))?;
         let key = client.access_token.as_ref().ok_or_else(|| invalid("Hawk key signed by a removed key"))?;
-        let info = req.connection_info();
-        let (host, port) = split_host(info.host(), info.scheme());
+        let (host, port) = {
+            let info = req.connection_info();
+            split_host(info.host(), info.scheme())
+        };
         let resource = req.uri().path_and_query().map_or(req.path(), |pq| pq.as_str());
         let parts = hawk::RequestParts { method: req.method().as_str(), resource, host: &host, port };
         if !hawk::mac_matches(key.expose().as_bytes(), &h, &parts) {
