@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use crate::auth::clients::ClientCache;
-use crate::auth::hawk::NonceCache;
 use crate::auth::{Scope, Tokens};
 use crate::blobs::{BlobStores, LocalStore};
 use crate::db::Db;
@@ -31,8 +30,6 @@ pub struct AppState {
     pub verifications: InFlight,
     /// Registered clients, refreshed in the background.
     pub clients: ClientCache,
-    /// Hawk nonces seen within the skew window.
-    pub nonces: NonceCache,
     /// The main runtime, where work that must outlive a request runs.
     pub runtime: tokio::runtime::Handle,
 }
@@ -53,7 +50,6 @@ impl AppState {
             anonymous_scopes,
             verifications: InFlight::default(),
             clients: ClientCache::default(),
-            nonces: NonceCache::default(),
             runtime: tokio::runtime::Handle::current(),
         }
     }

@@ -265,9 +265,15 @@ pub async fn is_valid(path: &Path, entry: &ManifestEntry) -> Result<bool, Error>
 }
 
 /// Hashes what `r` yields, copying it to `out` when given.
-fn hash_reader(r: &mut dyn Read, mut out: Option<&mut dyn Write>) -> std::io::Result<(tooltool_proto::Digest, u64)> {
-    let mut buf = vec![0u8; 1 << 20];
+fn hash_reader(r: &mut dyn Read, out: Option<&mut dyn Write>) -> std::io::Result<(tooltool_proto::Digest, u64)> {
     let mut counter = Sha512Counter::new();
+    feed(r, &mut counter, out)?;
+    Ok(counter.finish())
+}
+
+/// Adds what `r` yields to `counter`, copying it to `out` when given.
+fn feed(r: &mut dyn Read, counter: &mut Sha512Counter, mut out: Option<&mut dyn Write>) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = match r.read(&mut buf) {
             Ok(0) => break,
@@ -280,7 +286,7 @@ fn hash_reader(r: &mut dyn Read, mut out: Option<&mut dyn Write>) -> std::io::Re
             o.write_all(&buf[..n])?;
         }
     }
-    Ok(counter.finish())
+    Ok(())
 }
 
 /// Copies a cached blob into `dest` (temporary file, then rename), checking it on the way.
@@ -428,15 +434,7 @@ async fn download(
             let mut f = std_file;
             f.seek(SeekFrom::Start(0))?;
             let mut counter = Sha512Counter::new();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                match f.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => counter.update(&buf[..n]),
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            feed(&mut f, &mut counter, None)?;
             Ok((f, counter))
         })
         .await?

@@ -10,7 +10,6 @@
 //! once within that window.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -144,23 +143,6 @@ pub fn client_header(
     }
 }
 
-/// Nonces seen within the skew window, per client.
-#[derive(Debug, Default)]
-pub struct NonceCache {
-    seen: Mutex<HashMap<(String, String, i64), i64>>,
-}
-
-impl NonceCache {
-    /// Records a nonce; `false` if it was already used within the window.
-    pub fn first_use(&self, id: &str, nonce: &str, ts: i64, now: i64) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() > 10_000 {
-            seen.retain(|_, at| now - *at <= 2 * SKEW);
-        }
-        seen.insert((id.to_owned(), nonce.to_owned(), ts), now).is_none()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,13 +185,5 @@ mod tests {
         assert!(parse(r#"id="c", mac="x", ts="soon", nonce="n""#).is_err());
         assert!(parse(r#"id="c", id="d", mac="x", ts="1", nonce="n""#).is_err());
         assert!(parse(r#"id=c, mac="x", ts="1", nonce="n""#).is_err());
-    }
-
-    #[test]
-    fn nonces_are_single_use() {
-        let cache = NonceCache::default();
-        assert!(cache.first_use("c", "n", 5, 5));
-        assert!(!cache.first_use("c", "n", 5, 6));
-        assert!(cache.first_use("d", "n", 5, 6));
     }
 }

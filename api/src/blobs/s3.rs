@@ -34,7 +34,6 @@ const COPY_PART: u64 = 512 * 1024 * 1024;
 pub struct S3Store {
     client: Client,
     bucket: String,
-    region: String,
     presigner: Arc<Presigner>,
 }
 
@@ -153,7 +152,7 @@ impl S3Store {
             provider: sdk.credentials_provider(),
             credentials: Mutex::new(None),
         };
-        Ok(Self { client, bucket: s.bucket.clone(), region: s.region.clone(), presigner: Arc::new(presigner) })
+        Ok(Self { client, bucket: s.bucket.clone(), presigner: Arc::new(presigner) })
     }
 
     fn presign_config(ttl: Duration) -> Result<PresigningConfig, StoreError> {
@@ -255,7 +254,7 @@ impl S3Store {
 #[async_trait]
 impl BlobStore for S3Store {
     fn region(&self) -> &str {
-        &self.region
+        &self.presigner.region
     }
 
     async fn download_url(&self, digest: &Digest, ttl: Duration) -> Result<String, StoreError> {

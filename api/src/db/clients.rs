@@ -224,3 +224,18 @@ impl Db {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn nonces_are_single_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display())).await.unwrap();
+        db.migrate().await.unwrap();
+        assert!(db.claim_hawk_nonce("c", "n", 5, 5).await.unwrap());
+        assert!(!db.claim_hawk_nonce("c", "n", 5, 6).await.unwrap());
+        assert!(db.claim_hawk_nonce("d", "n", 5, 6).await.unwrap());
+    }
+}

@@ -47,11 +47,9 @@ const FILE_QUERY: &str = "SELECT f.id, f.size, f.visibility, i.region FROM files
 pub struct FastReader {
     path: String,
     idle: Mutex<Vec<Connection>>,
-    /// Most answers kept; 0 turns the cache off.
-    capacity: usize,
     generation: AtomicU64,
-    /// The least recently used answer goes first.
-    answers: Mutex<LruCache<Digest, Option<StoredFile>>>,
+    /// The cached answers, least recently used out first; `None` when the cache is off.
+    answers: Option<Mutex<LruCache<Digest, Option<StoredFile>>>>,
 }
 
 /// Held across a write to files or instances; clears the cache when dropped.
@@ -62,7 +60,9 @@ impl Drop for WriteGuard {
     fn drop(&mut self) {
         if let Some(reader) = &self.0 {
             reader.generation.fetch_add(1, Ordering::SeqCst);
-            reader.answers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            if let Some(answers) = &reader.answers {
+                answers.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            }
         }
     }
 }
@@ -76,21 +76,12 @@ impl FastReader {
         if path.is_empty() || path == ":memory:" {
             return None;
         }
-        Some(Self {
-            path: path.to_owned(),
-            idle: Mutex::new(Vec::new()),
-            capacity: 0,
-            generation: AtomicU64::new(0),
-            answers: Mutex::new(LruCache::new(NonZeroUsize::MIN)),
-        })
+        Some(Self { path: path.to_owned(), idle: Mutex::new(Vec::new()), generation: AtomicU64::new(0), answers: None })
     }
 
     /// Keeps up to `capacity` answers (0: none).
     pub fn with_cache(mut self, capacity: usize) -> Self {
-        self.capacity = capacity;
-        if let Some(n) = NonZeroUsize::new(capacity) {
-            self.answers = Mutex::new(LruCache::new(n));
-        }
+        self.answers = NonZeroUsize::new(capacity).map(|n| Mutex::new(LruCache::new(n)));
         self
     }
 
@@ -120,15 +111,13 @@ impl FastReader {
     /// The file with this digest and its instances (regions sorted), from the cache when it
     /// holds the answer.
     pub fn file(&self, digest: &Digest) -> Result<Option<StoredFile>, DbError> {
-        if self.capacity == 0 {
-            return self.query(digest);
-        }
+        let Some(answers) = &self.answers else { return self.query(digest) };
         let generation = self.generation.load(Ordering::SeqCst);
-        if let Some(hit) = self.answers.lock().unwrap_or_else(|e| e.into_inner()).get(digest).cloned() {
+        if let Some(hit) = answers.lock().unwrap_or_else(|e| e.into_inner()).get(digest).cloned() {
             return Ok(hit);
         }
         let found = self.query(digest)?;
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut answers = answers.lock().unwrap_or_else(|e| e.into_inner());
         if self.generation.load(Ordering::SeqCst) == generation {
             answers.put(digest.clone(), found.clone());
         }
