@@ -11,88 +11,166 @@ use tooltool_proto::{InvalidValue, Problem};
 /// The detail of every 403, as the protocol fixes it.
 pub const FORBIDDEN_DETAIL: &str = "You don't have the permission to access the requested resource. It is either read-protected or not readable by the server.";
 
-/// An error answer: status, stable code, caller-safe detail.
+/// Declares the error vocabulary once: each stable code with its status. The README's error
+/// table lists the same codes.
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident = $status:ident, $code:literal; )*) => {
+        /// The stable, machine-readable `code` of every error answer.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order declared.
+            pub const ALL: &[ErrorCode] = &[$( ErrorCode::$variant ),*];
+
+            /// The HTTP status this code is answered with.
+            pub fn status(self) -> StatusCode {
+                match self { $( ErrorCode::$variant => StatusCode::$status, )* }
+            }
+
+            /// The kebab-case code sent as `code`.
+            pub fn as_str(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $code, )* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// A digest that is not 128 lowercase hex characters.
+    InvalidDigest = BAD_REQUEST, "invalid-digest";
+    /// A visibility other than `public` or `internal`.
+    InvalidVisibility = BAD_REQUEST, "invalid-visibility";
+    /// An algorithm other than `sha512`.
+    InvalidAlgorithm = BAD_REQUEST, "invalid-algorithm";
+    /// A file name with `/` or `\`, or that is `.` or `..`.
+    InvalidFilename = BAD_REQUEST, "invalid-filename";
+    /// A size out of range.
+    InvalidSize = BAD_REQUEST, "invalid-size";
+    /// A malformed JSON body, or one that repeats a member name.
+    InvalidJson = BAD_REQUEST, "invalid-json";
+    /// A body that could not be read.
+    InvalidBody = BAD_REQUEST, "invalid-body";
+    /// A malformed query string.
+    InvalidQuery = BAD_REQUEST, "invalid-query";
+    /// A malformed path parameter.
+    InvalidPath = BAD_REQUEST, "invalid-path";
+    /// A region that is not configured.
+    UnknownRegion = BAD_REQUEST, "unknown-region";
+    /// An upload batch that gives an `author`.
+    AuthorNotAllowed = BAD_REQUEST, "author-not-allowed";
+    /// An upload batch with an empty message.
+    EmptyMessage = BAD_REQUEST, "empty-message";
+    /// An upload batch that names no file.
+    NoFiles = BAD_REQUEST, "no-files";
+    /// One digest declared twice in a batch with different sizes or visibilities.
+    InconsistentBatch = BAD_REQUEST, "inconsistent-batch";
+    /// A declaration that contradicts what is stored.
+    Conflict = BAD_REQUEST, "conflict";
+    /// Staged bytes that do not match their declaration (they were discarded).
+    UploadMismatch = BAD_REQUEST, "upload-mismatch";
+    /// An upload body cut short.
+    UploadInterrupted = BAD_REQUEST, "upload-interrupted";
+    /// A PATCH with no operation.
+    NoOperations = BAD_REQUEST, "no-operations";
+    /// A token request for no scope.
+    NoScopes = BAD_REQUEST, "no-scopes";
+    /// A token lifetime out of range.
+    InvalidLifetime = BAD_REQUEST, "invalid-lifetime";
+    /// Credentials missing where needed, or present and invalid.
+    Unauthorized = UNAUTHORIZED, "unauthorized";
+    /// A valid caller without the scope.
+    Forbidden = FORBIDDEN, "forbidden";
+    /// A signed URL that is forged or expired.
+    InvalidSignature = FORBIDDEN, "invalid-signature";
+    /// Nothing at this URL.
+    NotFound = NOT_FOUND, "not-found";
+    /// A method the route does not take.
+    MethodNotAllowed = METHOD_NOT_ALLOWED, "method-not-allowed";
+    /// Not uploaded or not verified yet: ask again after `X-Retry-After` seconds.
+    NotReady = CONFLICT, "not-ready";
+    /// A body over the limit.
+    BodyTooLarge = PAYLOAD_TOO_LARGE, "body-too-large";
+    /// A JSON route sent another Content-Type.
+    UnsupportedMediaType = UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type";
+    /// Anything the server could not do; the cause is logged, never sent.
+    InternalError = INTERNAL_SERVER_ERROR, "internal-error";
+}
+
+/// An error answer: a stable code (which fixes the status) and a caller-safe detail.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     detail: String,
     retry_after: Option<u64>,
 }
 
 impl ApiError {
-    /// Any status with a code and detail.
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), retry_after: None }
+    /// An error of this code with a detail.
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self { code, detail: detail.into(), retry_after: None }
     }
 
-    /// 400 with a detail.
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, detail)
-    }
-
-    /// 400 `Invalid sha512 digest`.
-    pub fn invalid_digest() -> Self {
-        Self::bad_request("invalid-digest", "Invalid sha512 digest")
-    }
-
-    /// 401: credentials were presented but are not valid.
+    /// 401: credentials were presented but are not valid, or are needed.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+        Self::new(ErrorCode::Unauthorized, detail)
     }
 
     /// 403 with the protocol's fixed detail.
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", FORBIDDEN_DETAIL)
+        Self::new(ErrorCode::Forbidden, FORBIDDEN_DETAIL)
     }
 
     /// 404 with a detail.
     pub fn not_found(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", detail)
+        Self::new(ErrorCode::NotFound, detail)
     }
 
     /// 409 with `X-Retry-After`.
     pub fn retry_later(detail: impl Into<String>, seconds: u64) -> Self {
-        Self { retry_after: Some(seconds), ..Self::new(StatusCode::CONFLICT, "not-ready", detail) }
+        Self { retry_after: Some(seconds), ..Self::new(ErrorCode::NotReady, detail) }
     }
 
     /// 500: logs the cause here, once, and tells the caller nothing about it.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "The server could not complete the request")
+        Self::new(ErrorCode::InternalError, "The server could not complete the request")
     }
 
-    /// The stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
         self.code
     }
 
     /// The problem body.
     pub fn problem(&self) -> Problem {
-        let reason = self.status.canonical_reason().unwrap_or("Error");
-        Problem::new(self.status.as_u16(), reason, &self.detail, self.code)
+        let status = self.code.status();
+        let reason = status.canonical_reason().unwrap_or("Error");
+        Problem::new(status.as_u16(), reason, &self.detail, self.code.as_str())
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+        write!(f, "{} {}: {}", self.code.status().as_u16(), self.code.as_str(), self.detail)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.code.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut res = HttpResponse::build(self.status);
+        let mut res = HttpResponse::build(self.code.status());
         res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
         if let Some(secs) = self.retry_after {
             res.insert_header(("X-Retry-After", secs.to_string()));
             res.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.code == ErrorCode::Unauthorized {
             res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
         res.body(serde_json::to_vec(&self.problem()).expect("problem serializes"))
@@ -102,19 +180,19 @@ impl ResponseError for ApiError {
 impl From<InvalidValue> for ApiError {
     fn from(e: InvalidValue) -> Self {
         let code = match e {
-            InvalidValue::Digest => "invalid-digest",
-            InvalidValue::Visibility => "invalid-visibility",
-            InvalidValue::Algorithm => "invalid-algorithm",
-            InvalidValue::FileName(_) => "invalid-filename",
+            InvalidValue::Digest => ErrorCode::InvalidDigest,
+            InvalidValue::Visibility => ErrorCode::InvalidVisibility,
+            InvalidValue::Algorithm => ErrorCode::InvalidAlgorithm,
+            InvalidValue::FileName(_) => ErrorCode::InvalidFilename,
         };
-        Self::bad_request(code, e.to_string())
+        Self::new(code, e.to_string())
     }
 }
 
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         match e {
-            crate::db::DbError::Conflict(detail) => Self::bad_request("conflict", detail),
+            crate::db::DbError::Conflict(detail) => Self::new(ErrorCode::Conflict, detail),
             e @ (crate::db::DbError::Other(_) | crate::db::DbError::FastRead(_)) => {
                 crate::metrics::METRICS.backend_errors.with_label_values(&["database"]).inc();
                 Self::internal(format_args!("database: {e}"))
@@ -130,9 +208,11 @@ impl From<crate::blobs::StoreError> for ApiError {
     }
 }
 
-/// Parses a JSON body, answering the protocol's 400 for anything malformed.
+/// Parses a JSON body, answering the protocol's 400 for anything malformed and for an object
+/// that repeats a member name.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid-json", format!("Invalid JSON body: {e}")))
+    tooltool_proto::json::from_slice_strict(body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("Invalid JSON body: {e}")))
 }
 
 #[cfg(test)]
@@ -150,6 +230,16 @@ mod tests {
         let p: Problem = serde_json::from_slice(&body).unwrap();
         assert_eq!(p.title, "409 Conflict: not yet");
         assert_eq!(p.code.as_deref(), Some("not-ready"));
+    }
+
+    #[test]
+    fn codes_are_unique_kebab_case() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{} twice", code.as_str());
+            assert!(code.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
+            assert!(code.status().is_client_error() || code.status().is_server_error());
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! to check it again.
 
 mod body;
+pub mod json;
 mod manifest;
 mod problem;
 mod values;

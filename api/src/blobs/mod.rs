@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use tooltool_proto::Digest;
 
-pub use local::{LocalStore, ReceiveError};
+pub use local::{LocalStore, ReceiveError, UrlSigner};
 pub use s3::S3Store;
 
 /// A blob-store failure (the cause is logged; callers see an opaque 500).
@@ -93,9 +93,10 @@ impl BlobStores {
         self.by_region.get(region)
     }
 
-    /// Where uploads go: the asked region if configured, else the default.
-    pub fn for_upload(&self, asked: Option<&str>) -> &Arc<dyn BlobStore> {
-        asked.and_then(|r| self.get(r)).unwrap_or_else(|| &self.by_region[&self.default_region])
+    /// Where uploads go: the asked region, `None` if it is not configured; without one, the
+    /// default region.
+    pub fn for_upload(&self, asked: Option<&str>) -> Option<&Arc<dyn BlobStore>> {
+        self.get(asked.unwrap_or(&self.default_region))
     }
 
     /// Where a download is served from: the asked region if it holds a copy, else the first

@@ -7,7 +7,7 @@ use crate::auth::{Caller, Scope};
 use crate::db::AuditFilter;
 use crate::error::ApiError;
 use crate::state::AppState;
-use tooltool_proto::AuditPage;
+use tooltool_proto::{AuditEntry, AuditPage};
 
 /// Filters and paging.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -45,7 +45,7 @@ pub async fn list(
         until: q.until,
         before: q.before,
     };
-    let result = state.db.audit_entries(&filter, limit).await?;
+    let result: Vec<AuditEntry> = state.db.audit_entries(&filter, limit).await?.into_iter().map(Into::into).collect();
     let next_before = (result.len() as i64 == limit).then(|| result.last().map(|e| e.id)).flatten();
     Ok(HttpResponse::Ok().json(AuditPage { result, next_before }))
 }

@@ -3,15 +3,14 @@
 //! neither is part of the public protocol, they are what its signed URLs point at.
 
 use actix_files::NamedFile;
-use actix_web::http::StatusCode;
 use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use crate::auth::token::unix_now;
 use crate::blobs::{LocalStore, ReceiveError};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
+use crate::time::unix_now;
 use tooltool_proto::Digest;
 
 /// The query of a signed URL.
@@ -25,7 +24,7 @@ pub struct Signed {
 
 fn refused(why: &str) -> ApiError {
     tracing::debug!(reason = why, "signed URL refused");
-    ApiError::new(StatusCode::FORBIDDEN, "invalid-signature", format!("This URL is not valid: {why}"))
+    ApiError::new(ErrorCode::InvalidSignature, format!("This URL is not valid: {why}"))
 }
 
 fn check(local: &LocalStore, method: &str, req: &HttpRequest, q: &Signed) -> Result<(), ApiError> {
@@ -85,11 +84,10 @@ pub async fn put(
             Ok(HttpResponse::Ok().finish())
         }
         Err(ReceiveError::TooLarge(n)) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
+            ErrorCode::BodyTooLarge,
             format!("The body is larger than the declared size of {n} bytes"),
         )),
-        Err(ReceiveError::Interrupted(why)) => Err(ApiError::bad_request("upload-interrupted", why)),
+        Err(ReceiveError::Interrupted(why)) => Err(ApiError::new(ErrorCode::UploadInterrupted, why)),
         Err(ReceiveError::Store(e)) => Err(e.into()),
     }
 }

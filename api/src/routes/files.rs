@@ -1,10 +1,10 @@
 //! Files: `GET /file/sha512/<digest>`, `PATCH` (manage), and `GET /file?q=`.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{SearchQuery, read_json};
 use crate::auth::{Caller, Scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use tooltool_proto::{Digest, FileInfo, PatchOp, Wrapped};
 
@@ -14,10 +14,15 @@ fn unknown() -> ApiError {
 
 /// One file, not wrapped.
 #[utoipa::path(get, path = "/file/sha512/{digest}", tag = "files", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), responses((status = 200, description = "The file", body = tooltool_proto::FileInfo), (status = 400, description = "Invalid sha512 digest", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown file", body = tooltool_proto::Problem, content_type = "application/problem+json")))]
-pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let digest = Digest::parse(&path)?;
+    caller?;
     let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
-    Ok(HttpResponse::Ok().json(file.info()))
+    Ok(HttpResponse::Ok().json(FileInfo::from(&file)))
 }
 
 /// Applies the operations in order: `set_visibility`, `delete_instances`.
@@ -27,25 +32,26 @@ pub async fn patch(
     state: web::Data<AppState>,
     caller: Result<Caller, ApiError>,
     path: web::Path<String>,
+    http: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let digest = Digest::parse(&path)?;
     let caller = caller?;
     caller.require_authenticated()?;
     caller.require(Scope::Manage)?;
-    let ops: Vec<PatchOp> = read_json(body, state.settings.max_body_bytes, &caller).await?;
+    let ops: Vec<PatchOp> = read_json(&http, body, state.settings.max_body_bytes, &caller).await?;
     if ops.is_empty() {
-        return Err(ApiError::bad_request("no-operations", "The body must list at least one operation"));
+        return Err(ApiError::new(ErrorCode::NoOperations, "The body must list at least one operation"));
     }
-    let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
+    state.db.file(&digest).await?.ok_or_else(unknown)?;
     for op in ops {
         let (action, details) = match op {
             PatchOp::SetVisibility { visibility } => {
-                state.db.set_visibility(file.id, visibility).await?;
+                state.db.set_visibility(&digest, visibility).await?;
                 ("file.visibility_changed", serde_json::json!({"visibility": visibility.as_str()}))
             }
             PatchOp::DeleteInstances => {
-                let regions = state.db.remove_instances(file.id).await?;
+                let regions = state.db.remove_instances(&digest).await?;
                 for region in &regions {
                     let Some(store) = state.blobs.get(region) else { continue };
                     // The instance is already gone from the database, so nothing can download
@@ -61,12 +67,17 @@ pub async fn patch(
         state.audit(caller.name(), action, digest.as_str(), details).await;
     }
     let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
-    Ok(HttpResponse::Ok().json(file.info()))
+    Ok(HttpResponse::Ok().json(FileInfo::from(&file)))
 }
 
 /// Files whose name in any batch contains the text, or whose digest starts with it.
 #[utoipa::path(get, path = "/file", tag = "files", params(("q" = Option<String>, Query, description = "text to find in file names, or a digest prefix")), responses((status = 200, description = "Matching files, at most 500", body = tooltool_proto::Wrapped<Vec<tooltool_proto::FileInfo>>)))]
-pub async fn search(state: web::Data<AppState>, query: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
-    let files: Vec<FileInfo> = state.db.search_files(&query.q).await?.iter().map(|f| f.info()).collect();
+pub async fn search(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    query: web::Query<SearchQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller?;
+    let files: Vec<FileInfo> = state.db.search_files(&query.q).await?.iter().map(FileInfo::from).collect();
     Ok(HttpResponse::Ok().json(Wrapped { result: files }))
 }

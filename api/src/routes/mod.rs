@@ -1,4 +1,11 @@
 //! The router: one place that lists every route. Handlers live in a file per resource.
+//!
+//! One authentication idiom, in every handler that reads credentials: the handler takes
+//! `caller: Result<Caller, ApiError>` rather than `Caller`, first validates what needs no
+//! database (a malformed digest is 400 `Invalid sha512 digest`, "checked before any lookup or
+//! permission check" as PROTOCOL.md puts it), then unwraps the caller with `caller?` (a present
+//! but invalid `Authorization` header is 401 on every such route, open ones included, never
+//! silently anonymous), and only then authorizes with `caller.require(Scope::…)?` (403).
 
 pub(crate) mod audit;
 pub(crate) mod blobs;
@@ -8,14 +15,13 @@ pub(crate) mod ops;
 pub(crate) mod tokens;
 pub(crate) mod uploads;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, parse_json};
+use crate::error::{ApiError, ErrorCode, parse_json};
 
 /// `?region=` on the download and upload routes.
 #[derive(Debug, Deserialize)]
@@ -68,11 +74,11 @@ routes! {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::QueryConfig::default()
-            .error_handler(|e, _| ApiError::bad_request("invalid-query", format!("Invalid query string: {e}")).into()),
+            .error_handler(|e, _| ApiError::new(ErrorCode::InvalidQuery, format!("Invalid query string: {e}")).into()),
     )
     .app_data(
         web::PathConfig::default()
-            .error_handler(|e, _| ApiError::bad_request("invalid-path", format!("Invalid path: {e}")).into()),
+            .error_handler(|e, _| ApiError::new(ErrorCode::InvalidPath, format!("Invalid path: {e}")).into()),
     );
     register(cfg);
     cfg.default_service(web::to(not_found));
@@ -89,32 +95,38 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 }
 
 async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        format!("The method {} is not allowed for this URL", req.method()),
-    ))
+    Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("The method {} is not allowed for this URL", req.method())))
 }
 
-/// Reads a JSON body of at most `limit` bytes (413 past it), checks it against the caller's
-/// Hawk payload hash if any (401), and parses it (400 if malformed).
+/// Whether a Content-Type names JSON: `application/json` or any `+json` type, parameters
+/// (`charset=utf-8`) allowed.
+fn is_json(content_type: Option<&str>) -> bool {
+    let Some(mime) = content_type.and_then(|v| v.parse::<mime::Mime>().ok()) else { return false };
+    mime.type_() == mime::APPLICATION && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+}
+
+/// Reads a JSON body: 415 unless it is sent as JSON, 413 past `limit` bytes, 401 if it does
+/// not match the caller's Hawk payload hash, 400 if malformed or if an object repeats a
+/// member name.
 pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
     caller: &Caller,
 ) -> Result<T, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            format!("The request body exceeds {limit} bytes"),
-        )
-    };
+    let content_type = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if !is_json(content_type) {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "The request body must be sent as application/json",
+        ));
+    }
+    let too_large = || ApiError::new(ErrorCode::BodyTooLarge, format!("The request body exceeds {limit} bytes"));
     let mut buf = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
             actix_web::error::PayloadError::Overflow => too_large(),
-            e => ApiError::bad_request("invalid-body", format!("Could not read the request body: {e}")),
+            e => ApiError::new(ErrorCode::InvalidBody, format!("Could not read the request body: {e}")),
         })?;
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
@@ -123,4 +135,29 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     }
     caller.check_payload(&buf)?;
     parse_json(&buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn json_content_types_are_json_and_nothing_else_is() {
+        for ok in
+            ["application/json", "application/json; charset=utf-8", "application/problem+json", "Application/JSON"]
+        {
+            assert!(is_json(Some(ok)), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/json",
+            "application/jsonx",
+            "",
+        ] {
+            assert!(!is_json(Some(bad)), "{bad}");
+        }
+        assert!(!is_json(None));
+    }
 }

@@ -1,12 +1,12 @@
 //! `POST /token` (derive a narrower, shorter-lived token) and `GET /__permissions__`.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::read_json;
-use crate::auth::clients::now;
 use crate::auth::{Caller, covers, full_scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
+use crate::time::now;
 use tooltool_proto::{Permissions, TokenRequest, TokenResponse};
 
 /// Mints a token whose scopes are covered by the caller's and which expires before the
@@ -17,13 +17,14 @@ use tooltool_proto::{Permissions, TokenRequest, TokenResponse};
 pub async fn derive(
     state: web::Data<AppState>,
     caller: Result<Caller, ApiError>,
+    http: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller?;
     caller.require_authenticated()?;
-    let req: TokenRequest = read_json(body, state.settings.max_body_bytes, &caller).await?;
+    let req: TokenRequest = read_json(&http, body, state.settings.max_body_bytes, &caller).await?;
     if req.scopes.is_empty() {
-        return Err(ApiError::bad_request("no-scopes", "At least one scope must be asked for"));
+        return Err(ApiError::new(ErrorCode::NoScopes, "At least one scope must be asked for"));
     }
     let scopes: Vec<String> = req.scopes.iter().map(|s| full_scope(caller.prefix(), s)).collect();
     if let Some(wider) = scopes.iter().find(|s| !caller.scopes().iter().any(|g| covers(g, s))) {
@@ -33,8 +34,8 @@ pub async fn derive(
     let now = now() as u64;
     let remaining = caller.expires().unwrap_or(0).saturating_sub(now);
     if req.expires_in == 0 || req.expires_in >= remaining {
-        return Err(ApiError::bad_request(
-            "invalid-lifetime",
+        return Err(ApiError::new(
+            ErrorCode::InvalidLifetime,
             format!(
                 "expires_in must be between 1 and {} seconds: shorter than your own credentials",
                 remaining.saturating_sub(1)
@@ -43,7 +44,7 @@ pub async fn derive(
     }
     let mut claims = state.tokens.claims(caller.name(), &scopes, std::time::Duration::from_secs(req.expires_in));
     claims.r#gen = caller.generation();
-    let expires = crate::db::rfc3339(claims.exp as i64);
+    let expires = crate::time::rfc3339(claims.exp as i64);
     Ok(HttpResponse::Ok().json(TokenResponse { token: state.tokens.sign(&claims), scopes, expires }))
 }
 

@@ -3,15 +3,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{RegionQuery, SearchQuery, read_json};
-use crate::auth::token::unix_now;
 use crate::auth::{Caller, Scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::verify::{self, Outcome};
-use tooltool_proto::{Digest, UploadFile, UploadRequest, Wrapped};
+use tooltool_proto::{Batch, Digest, FileInfo, UploadFile, UploadRequest, Wrapped};
 
 /// Seconds a client is told to wait before asking again about an upload.
 const RETRY_AFTER_SECS: u64 = 2;
@@ -24,35 +23,41 @@ pub async fn create(
     state: web::Data<AppState>,
     caller: Result<Caller, ApiError>,
     query: web::Query<RegionQuery>,
+    http: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller?;
-    let req: UploadRequest = read_json(body, state.settings.max_body_bytes, &caller).await?;
+    let req: UploadRequest = read_json(&http, body, state.settings.max_body_bytes, &caller).await?;
     if req.author.is_some() {
-        return Err(ApiError::bad_request(
-            "author-not-allowed",
+        return Err(ApiError::new(
+            ErrorCode::AuthorNotAllowed,
             "The author must not be given: it is the authenticated caller",
         ));
     }
     if req.message.trim().is_empty() {
-        return Err(ApiError::bad_request("empty-message", "The message must not be empty"));
+        return Err(ApiError::new(ErrorCode::EmptyMessage, "The message must not be empty"));
     }
     if req.files.is_empty() {
-        return Err(ApiError::bad_request("no-files", "The batch must name at least one file"));
+        return Err(ApiError::new(ErrorCode::NoFiles, "The batch must name at least one file"));
     }
     for visibility in req.files.values().map(|f| f.visibility).collect::<BTreeSet<_>>() {
         caller.require(Scope::upload(visibility))?;
     }
     check_consistent(&req)?;
     let ttl = state.settings.upload_url_ttl;
-    let store = state.blobs.for_upload(query.region.as_deref());
-    let now = unix_now() as i64;
+    let store = state.blobs.for_upload(query.region.as_deref()).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownRegion,
+            format!("The region {:?} is not configured", query.region.as_deref().unwrap_or("")),
+        )
+    })?;
+    let now = crate::time::now();
     let author = caller.id().unwrap_or("anonymous");
     let created = state
         .db
         .create_batch(author, &req.message, &req.files, store.region(), now, now + ttl.as_secs() as i64)
         .await?;
-    let mut batch = created.batch;
+    let mut batch = Batch::from(&created.batch);
     for file in batch.files.values_mut() {
         if let Some(key) = created.uploads.get(&file.digest) {
             file.put_url = Some(with_explicit_port(&store.upload_url(key, file.size, ttl).await?));
@@ -71,13 +76,13 @@ fn check_consistent(req: &UploadRequest) -> Result<(), ApiError> {
     let mut seen: HashMap<&Digest, &UploadFile> = HashMap::new();
     for (name, f) in &req.files {
         if f.size > i64::MAX as u64 {
-            return Err(ApiError::bad_request("invalid-size", format!("{name}: size {} is too large", f.size)));
+            return Err(ApiError::new(ErrorCode::InvalidSize, format!("{name}: size {} is too large", f.size)));
         }
         if let Some(prev) = seen.insert(&f.digest, f)
             && (prev.size != f.size || prev.visibility != f.visibility)
         {
-            return Err(ApiError::bad_request(
-                "inconsistent-batch",
+            return Err(ApiError::new(
+                ErrorCode::InconsistentBatch,
                 format!("{name}: the same digest is declared with another size or visibility in this batch"),
             ));
         }
@@ -98,12 +103,12 @@ pub async fn complete(
     let file = state.db.file(&digest).await?;
     let file = file.ok_or_else(|| ApiError::not_found("No upload batch ever declared a file with this digest"))?;
     if !file.instances.is_empty() {
-        return Ok(HttpResponse::Ok().json(file.info()));
+        return Ok(HttpResponse::Ok().json(FileInfo::from(&file)));
     }
     match verify::complete(&state, &file, caller.name()).await? {
-        Outcome::Verified(file) => Ok(HttpResponse::Ok().json(file.info())),
+        Outcome::Verified(file) => Ok(HttpResponse::Ok().json(FileInfo::from(&file))),
         Outcome::Rejected(why) => {
-            Err(ApiError::bad_request("upload-mismatch", format!("{why}; the uploaded bytes were discarded")))
+            Err(ApiError::new(ErrorCode::UploadMismatch, format!("{why}; the uploaded bytes were discarded")))
         }
         Outcome::NotReady => Err(ApiError::retry_later(
             "The upload has not been received or is still being verified; ask again later",
@@ -114,18 +119,28 @@ pub async fn complete(
 
 /// `GET /upload?q=`: batches whose author or message contains the text.
 #[utoipa::path(get, path = "/upload", tag = "history", params(("q" = Option<String>, Query, description = "text to find in author or message (case-insensitive)")), responses((status = 200, description = "Matching batches, newest first, at most 500", body = tooltool_proto::Wrapped<Vec<tooltool_proto::Batch>>)))]
-pub async fn search(state: web::Data<AppState>, query: web::Query<SearchQuery>) -> Result<HttpResponse, ApiError> {
-    let batches = state.db.search_batches(&query.q).await?;
+pub async fn search(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    query: web::Query<SearchQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller?;
+    let batches: Vec<Batch> = state.db.search_batches(&query.q).await?.iter().map(Batch::from).collect();
     Ok(HttpResponse::Ok().json(Wrapped { result: batches }))
 }
 
 /// `GET /upload/<id>`: one batch, not wrapped.
 #[utoipa::path(get, path = "/upload/{id}", tag = "history", params(("id" = i64, Path, description = "batch id")), responses((status = 200, description = "The batch", body = tooltool_proto::Batch), (status = 404, description = "No such batch", body = tooltool_proto::Problem, content_type = "application/problem+json")))]
-pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller?;
     let not_found = || ApiError::not_found("No upload batch has this id");
     let id: i64 = path.parse().map_err(|_| not_found())?;
     let batch = state.db.batch(id).await?.ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(batch))
+    Ok(HttpResponse::Ok().json(Batch::from(&batch)))
 }
 
 /// Makes the port of a URL explicit (`https://h/x` → `https://h:443/x`): the original client
