@@ -3,23 +3,19 @@
 //! (`x-amz-copy-source-if-match`): if a second PUT replaced the staged object while it was being
 //! hashed, the copy fails with 412 and nothing is published.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+mod presign;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{
-    Credentials, ProvideCredentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-    SharedCredentialsProvider,
-};
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use aws_sigv4::http_request::{
-    PercentEncodingMode, SessionTokenMode, SignableBody, SignableRequest, SignatureLocation, SigningSettings,
-    UriPathNormalizationMode, sign,
-};
 
+use self::presign::Presigner;
 use super::{BlobStore, Sha512Counter, StoreError, Verification, mismatch};
 use crate::settings::S3Settings;
 use tooltool_proto::Digest;
@@ -35,65 +31,6 @@ pub struct S3Store {
     client: Client,
     bucket: String,
     presigner: Arc<Presigner>,
-}
-
-/// Presigns object URLs with aws-sigv4 directly. Building a presigned SDK operation cost about
-/// 150 µs of CPU per redirect (more than everything else on the path); signing itself is a few
-/// HMACs. The endpoint stays the SDK's: the object URL prefix is taken once from a URL the SDK
-/// presigned, so partitions, path style and endpoint overrides resolve exactly as before.
-#[derive(Debug)]
-struct Presigner {
-    /// Everything before the object key, e.g. `http://127.0.0.1:9000/bucket/`.
-    prefix: String,
-    region: String,
-    provider: Option<SharedCredentialsProvider>,
-    /// Resolved credentials, until shortly before they expire.
-    credentials: Mutex<Option<Credentials>>,
-}
-
-/// Credentials this close to their expiry are resolved again.
-const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
-
-impl Presigner {
-    async fn credentials(&self) -> Result<Credentials, StoreError> {
-        let fresh = |c: &Credentials| c.expiry().is_none_or(|e| e > SystemTime::now() + CREDENTIALS_MARGIN);
-        if let Some(c) = self.credentials.lock().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|c| fresh(c)) {
-            return Ok(c.clone());
-        }
-        let provider =
-            self.provider.as_ref().ok_or_else(|| StoreError::msg("presign", "no AWS credentials configured"))?;
-        let c = provider.provide_credentials().await.map_err(|e| StoreError::msg("AWS credentials", e))?;
-        *self.credentials.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
-        Ok(c)
-    }
-
-    /// A URL for `method` on `key`, valid for `ttl`: SigV4 in the query string, unsigned
-    /// payload, single percent-encoding, no path normalisation (S3's rules, as the SDK signs).
-    async fn presign(&self, method: &str, key: &str, ttl: Duration) -> Result<String, StoreError> {
-        let identity = self.credentials().await?.into();
-        let mut settings = SigningSettings::default();
-        settings.signature_location = SignatureLocation::QueryParams;
-        settings.expires_in = Some(ttl);
-        settings.percent_encoding_mode = PercentEncodingMode::Single;
-        settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
-        settings.session_token_mode = SessionTokenMode::Include;
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| StoreError::msg("presign", e))?
-            .into();
-        let object = format!("{}{key}", self.prefix);
-        let request = SignableRequest::new(method, object.as_str(), std::iter::empty(), SignableBody::UnsignedPayload)
-            .map_err(|e| StoreError::msg("presign", e))?;
-        let (instructions, _) = sign(request, &params).map_err(|e| StoreError::msg("presign", e))?.into_parts();
-        let mut url = url::Url::parse(&object).map_err(|e| StoreError::msg("presign", e))?;
-        url.query_pairs_mut().extend_pairs(instructions.params().iter().map(|(k, v)| (*k, v.as_ref())));
-        Ok(url.into())
-    }
 }
 
 fn status_of<E, R: HttpStatus>(e: &SdkError<E, R>) -> Option<u16> {
@@ -146,12 +83,7 @@ impl S3Store {
         let uri = probe.uri();
         let prefix = uri.split('?').next().and_then(|u| u.strip_suffix(PROBE)).map(str::to_owned);
         let prefix = prefix.ok_or_else(|| anyhow::anyhow!("unexpected presigned S3 URL shape"))?;
-        let presigner = Presigner {
-            prefix,
-            region: s.region.clone(),
-            provider: sdk.credentials_provider(),
-            credentials: Mutex::new(None),
-        };
+        let presigner = Presigner::new(prefix, s.region.clone(), sdk.credentials_provider())?;
         Ok(Self { client, bucket: s.bucket.clone(), presigner: Arc::new(presigner) })
     }
 
@@ -254,7 +186,7 @@ impl S3Store {
 #[async_trait]
 impl BlobStore for S3Store {
     fn region(&self) -> &str {
-        &self.presigner.region
+        self.presigner.region()
     }
 
     async fn download_url(&self, digest: &Digest, ttl: Duration) -> Result<String, StoreError> {
