@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand};
 
 use tooltool_api::admin::{Admin, cli_actor};
 use tooltool_api::auth::full_scope;
-use tooltool_api::db::{AuditFilter, rfc3339};
+use tooltool_api::db::AuditFilter;
 use tooltool_api::settings::parse_duration;
+use tooltool_api::time::rfc3339;
 use tooltool_api::{Application, Settings, load_secrets, open_db, telemetry, tokens};
 
 #[derive(Parser)]
@@ -107,7 +108,7 @@ fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     // Sentry first, so that start-up failures are reported too.
     let _sentry = settings.sentry_dsn.as_ref().map(telemetry::init_sentry).transpose()?;
-    telemetry::init_tracing();
+    let _logs = telemetry::init_tracing(_sentry.is_some());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {

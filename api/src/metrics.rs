@@ -26,6 +26,13 @@ pub struct Metrics {
     pub backend_errors: IntCounterVec,
     /// Database pool connections by pool and state (`idle`, `in_use`).
     pub pool: IntGaugeVec,
+    /// Log lines dropped because the log writer could not keep up.
+    pub log_lines_dropped: IntCounter,
+    /// Download lookups answered from the in-memory cache, and read from the database.
+    pub lookups: IntCounterVec,
+    /// 1 while the lookup cache is in use (on PostgreSQL: while its invalidation listener is
+    /// connected), 0 while every lookup reads the database.
+    pub lookup_cache_active: prometheus::IntGauge,
 }
 
 fn build() -> Metrics {
@@ -52,6 +59,15 @@ fn build() -> Metrics {
             .expect("valid metric");
     let pool = IntGaugeVec::new(Opts::new("db_pool_connections", "Database pool connections"), &["pool", "state"])
         .expect("valid metric");
+    let log_lines_dropped =
+        IntCounter::new("log_lines_dropped_total", "Log lines dropped because the writer could not keep up")
+            .expect("valid metric");
+    let lookups =
+        IntCounterVec::new(Opts::new("lookups_total", "Download lookups by source (cache, database)"), &["source"])
+            .expect("valid metric");
+    let lookup_cache_active =
+        prometheus::IntGauge::new("lookup_cache_active", "1 while download lookups may be answered from memory")
+            .expect("valid metric");
     for m in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(latency.clone()),
@@ -60,10 +76,25 @@ fn build() -> Metrics {
         Box::new(verifications.clone()),
         Box::new(backend_errors.clone()),
         Box::new(pool.clone()),
+        Box::new(log_lines_dropped.clone()),
+        Box::new(lookups.clone()),
+        Box::new(lookup_cache_active.clone()),
     ] {
         registry.register(m).expect("metric registered once");
     }
-    Metrics { registry, requests, latency, redirects, verified_bytes, verifications, backend_errors, pool }
+    Metrics {
+        registry,
+        requests,
+        latency,
+        redirects,
+        verified_bytes,
+        verifications,
+        backend_errors,
+        pool,
+        log_lines_dropped,
+        lookups,
+        lookup_cache_active,
+    }
 }
 
 /// The process's metrics.
@@ -72,6 +103,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(build);
 impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        let dropped = crate::telemetry::log_lines_dropped();
+        self.log_lines_dropped.inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")

@@ -2,8 +2,11 @@
 //! when `SENTRY_DSN` is set. Request lines carry the path without its query string, because
 //! the query of a signed URL is a credential.
 
-use std::sync::Arc;
+use std::io::IsTerminal;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+
+use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use sentry::SentryFutureExt;
@@ -20,21 +23,50 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::settings::Secret;
 
-/// Installs the global subscriber.
-pub fn init_tracing() {
+/// Log lines that may wait for the writer thread before new ones are dropped (and counted).
+const LOG_BUFFER_LINES: usize = 64 * 1024;
+
+/// The writer thread's count of dropped lines, for `log_lines_dropped_total`.
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Lines dropped so far because the log writer could not keep up.
+pub fn log_lines_dropped() -> u64 {
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+}
+
+/// Keeps the log writer thread alive; dropping it flushes what is buffered.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+
+/// Installs the global subscriber: text lines, or JSON lines with `LOG_FORMAT=json`, on
+/// stderr. Requests never wait on the terminal or the disk: lines go through a bounded queue to
+/// a writer thread, which writes them in batches, and when the queue is full a line is dropped
+/// and counted rather than stall the request. Colours only when stderr is a terminal. The
+/// Sentry layers are installed only when Sentry is (`with_sentry`): their per-event work is
+/// not free even without a client.
+pub fn init_tracing(with_sentry: bool) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,aws=warn"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json");
-    // Error events go to Sentry as events, lower levels as breadcrumbs; both are no-ops
-    // unless Sentry was initialised.
-    let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(sentry::integrations::tracing::ErrorLayer::new().with_filter(LevelFilter::ERROR))
-        .with(sentry::integrations::tracing::BreadcrumbLayer::new().with_filter(LevelFilter::INFO));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .thread_name("tooltool-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let _ = DROPPED.set(writer.error_counter());
+    let sentry = with_sentry.then(|| {
+        // Error events go to Sentry as events, lower levels as breadcrumbs.
+        sentry::integrations::tracing::ErrorLayer::new()
+            .with_filter(LevelFilter::ERROR)
+            .and_then(sentry::integrations::tracing::BreadcrumbLayer::new().with_filter(LevelFilter::INFO))
+    });
+    let registry = tracing_subscriber::registry().with(filter).with(sentry);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     if json {
-        registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init();
+        registry.with(fmt.json()).init();
     } else {
-        registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).init();
+        registry.with(fmt.with_ansi(std::io::stderr().is_terminal())).init();
     }
+    LogGuard(guard)
 }
 
 /// Starts Sentry; the guard flushes on drop. Request headers are never sent.
@@ -100,10 +132,12 @@ pub async fn log_request(
     };
     let status = res.as_ref().map(|r| r.status().as_u16()).unwrap_or(500);
     let elapsed = start.elapsed().as_secs_f64();
+    // Milliseconds to the microsecond: `ms=0.012`, not `ms=0.011569000000000001`.
+    let ms = (elapsed * 1e6).round() / 1e3;
     let m = &crate::metrics::METRICS;
     m.requests.with_label_values(&[route.as_str(), method.as_str(), &status.to_string()]).inc();
     m.latency.with_label_values(&[route.as_str()]).observe(elapsed);
-    span.in_scope(|| tracing::info!(%method, path, status, ms = elapsed * 1000.0, "request"));
+    span.in_scope(|| tracing::info!(%method, path, status, ms, "request"));
     res.map(|mut r| {
         if let Ok(v) = HeaderValue::from_str(&id) {
             r.headers_mut().insert(HeaderName::from_static(REQUEST_ID), v);

@@ -287,3 +287,43 @@ async fn internal_errors_reach_sentry_with_route_and_request_id_but_no_credentia
     let signature = put_url.split("signature=").nth(1).unwrap().split('&').next().unwrap();
     assert!(!text.contains(signature), "nor does the signed URL's signature");
 }
+
+/// The access log as operators run it by default: text lines to a file (not a terminal). No
+/// colour escapes, and the duration a fixed-precision number of milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_to_a_file_have_no_escapes_and_plain_durations() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let mut cmd = command(&dir.path().join("data"));
+    cmd.env_remove("LOG_FORMAT");
+    let mut child = cmd.stderr(std::fs::File::create(&log_path).unwrap()).stdout(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        if let Some(line) = text.lines().find(|l| l.contains("tooltool-api listening")) {
+            let port = line.split("port=").nth(1).and_then(|r| r.split_whitespace().next()).expect("port=N");
+            break port.parse::<u16>().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the server did not log that it listens: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let http = reqwest::Client::new();
+    for _ in 0..20 {
+        let res = http.get(format!("http://127.0.0.1:{port}/__lbheartbeat__")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!text.contains('\u{1b}'), "no escape codes in a log written to a file:\n{text}");
+    let requests: Vec<&str> = text.lines().filter(|l| l.contains("/__lbheartbeat__")).collect();
+    assert_eq!(requests.len(), 20, "one line per request:\n{text}");
+    for line in requests {
+        let ms = line.split(" ms=").nth(1).and_then(|r| r.split_whitespace().next()).expect("ms=");
+        let value: f64 = ms.parse().unwrap_or_else(|_| panic!("ms is a number: {line}"));
+        assert!(value >= 0.0);
+        let decimals = ms.split('.').nth(1).map_or(0, str::len);
+        assert!(decimals <= 3, "milliseconds to the microsecond at most: {line}");
+    }
+}
