@@ -10,9 +10,10 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Tokens;
-use crate::auth::clients::{access_token, now};
+use crate::auth::client_cache::access_token;
 use crate::db::{AuditFilter, ClientRecord, Db, DbError};
 use crate::settings::Settings;
+use crate::time::now;
 use crate::{load_secrets, open_db, tokens};
 use tooltool_proto::AuditEntry;
 
@@ -106,7 +107,7 @@ impl Admin {
             Err(DbError::Conflict(msg)) => bail!(msg),
             other => other?,
         }
-        let details = serde_json::json!({"scopes": record.scopes, "expires": crate::db::rfc3339(record.expires)});
+        let details = serde_json::json!({"scopes": record.scopes, "expires": crate::time::rfc3339(record.expires)});
         self.db.audit(actor, "client.created", id, details, now).await?;
         self.credentials(&record)
     }
@@ -146,7 +147,7 @@ impl Admin {
 
     /// Audit entries, newest first.
     pub async fn audit(&self, filter: &AuditFilter, limit: i64) -> anyhow::Result<Vec<AuditEntry>> {
-        Ok(self.db.audit_entries(filter, limit).await?)
+        Ok(self.db.audit_entries(filter, limit).await?.into_iter().map(AuditEntry::from).collect())
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::auth::token::unix_now;
 use crate::state::AppState;
+use crate::time::unix_now;
 
 /// Removes expired staged uploads once; returns how many pending uploads were closed.
 pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {

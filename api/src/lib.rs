@@ -14,10 +14,11 @@ pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod settings;
-pub mod signing;
 pub mod state;
 pub mod telemetry;
+pub mod time;
 pub mod verify;
+pub mod wire;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -29,11 +30,11 @@ use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
 
 use crate::auth::Tokens;
+use crate::blobs::UrlSigner;
 use crate::blobs::{BlobStores, LocalStore, S3Store};
 use crate::db::{Backend, Db};
 use crate::settings::BlobSettings;
 pub use crate::settings::Settings;
-use crate::signing::{UrlSigner, derive_key};
 use crate::state::AppState;
 
 /// How long shutdown waits for running verifications.
@@ -83,8 +84,10 @@ impl Application {
         let workers = settings.workers;
         let state = web::Data::new(AppState::new(settings, db, blobs, local, tokens));
         state.clients.reload(&state.db, &state.tokens).await.context("cannot load client credentials")?;
-        tokio::spawn(auth::clients::refresh_loop(state.clone(), state.settings.auth_refresh));
+        tokio::spawn(auth::client_cache::refresh_loop(state.clone(), state.settings.auth_refresh));
         tokio::spawn(cleanup::run(state.clone(), SWEEP_INTERVAL));
+        let db = state.db.clone();
+        tokio::spawn(async move { db.follow_changes().await });
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -134,7 +137,7 @@ pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create TOOLTOOL_DATA_DIR {}", settings.data_dir.display()))?;
     }
-    Ok(Db::connect(&settings.database_url).await?.with_lookup_cache(settings.lookup_cache))
+    Db::connect(&settings.database_url, settings.lookup_cache, settings.lookup_max_age).await
 }
 
 /// The token service of these master secrets (the first signs).
@@ -161,6 +164,14 @@ pub fn load_secrets(settings: &Settings) -> anyhow::Result<Vec<Vec<u8>>> {
     Ok(all)
 }
 
+/// Derives a purpose-specific key (token signing, URL signing) from a master secret.
+pub fn derive_key(secret: &[u8], purpose: &str) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
 fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     use rand::RngCore;
     use std::io::Write;
@@ -184,4 +195,15 @@ fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     let text = std::fs::read_to_string(path)?;
     anyhow::ensure!(text.trim().len() >= 32, "the secret key file is too short");
     Ok(text.trim().as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::derive_key;
+
+    #[test]
+    fn derived_keys_differ_by_purpose_and_secret() {
+        assert_ne!(derive_key(b"s", "a"), derive_key(b"s", "b"));
+        assert_ne!(derive_key(b"s", "a"), derive_key(b"t", "a"));
+    }
 }

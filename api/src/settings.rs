@@ -111,6 +111,9 @@ pub struct Settings {
     pub workers: usize,
     /// Download lookups kept in memory on SQLite (`TOOLTOOL_LOOKUP_CACHE`); 0 turns it off.
     pub lookup_cache: usize,
+    /// Oldest cached lookup answered without reading the database again
+    /// (`TOOLTOOL_LOOKUP_MAX_AGE`): bounds staleness even if a change notification is lost.
+    pub lookup_max_age: Duration,
     /// Where blobs are stored.
     pub blobs: BlobSettings,
 }
@@ -140,6 +143,7 @@ impl Settings {
             max_body_bytes: 1024 * 1024,
             workers: 0,
             lookup_cache: 16_384,
+            lookup_max_age: Duration::from_secs(2),
             blobs: BlobSettings::Local { region: "local".into() },
         }
     }
@@ -200,6 +204,7 @@ impl Settings {
             ("TOOLTOOL_STAGING_GRACE", &mut s.staging_grace),
             ("TOOLTOOL_VERIFY_WAIT", &mut s.verify_wait),
             ("TOOLTOOL_AUTH_REFRESH", &mut s.auth_refresh),
+            ("TOOLTOOL_LOOKUP_MAX_AGE", &mut s.lookup_max_age),
         ] {
             if let Some(v) = get(name) {
                 *field = parse_duration(name, &v)?;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::clients::ClientCache;
+use crate::auth::client_cache::ClientCache;
 use crate::auth::{Scope, Tokens};
 use crate::blobs::{BlobStores, LocalStore};
 use crate::db::Db;
@@ -59,7 +59,7 @@ impl AppState {
     /// Appends to the audit trail. A failure is logged (and so reported to Sentry) rather than
     /// failing a request whose change has already happened.
     pub async fn audit(&self, actor: &str, action: &str, target: &str, details: serde_json::Value) {
-        let now = crate::auth::clients::now();
+        let now = crate::time::now();
         if let Err(e) = self.db.audit(actor, action, target, details, now).await {
             tracing::error!(error = %e, action, target, "could not write the audit trail");
         }

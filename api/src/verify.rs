@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use actix_web::web;
 
-use crate::auth::token::unix_now;
 use crate::blobs::Verification;
 use crate::db::StoredFile;
 use crate::error::ApiError;
@@ -96,7 +95,7 @@ async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Res
         let Some(store) = state.blobs.get(&pending.region) else { continue };
         match store.verify_and_publish(&pending.staging_key, &file.digest, file.size).await? {
             Verification::Published => {
-                let closed = state.db.mark_verified(file.id, store.region(), unix_now() as i64).await?;
+                let closed = state.db.mark_verified(&file.digest, file.id, store.region(), crate::time::now()).await?;
                 for other in closed.iter().filter(|p| p.staging_key != pending.staging_key) {
                     if let Some(s) = state.blobs.get(&other.region)
                         && let Err(e) = s.delete_staged(&other.staging_key).await

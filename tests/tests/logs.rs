@@ -5,8 +5,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tooltool_api::auth::clients::now;
 use tooltool_api::auth::hawk::{RequestParts, client_header};
+use tooltool_api::time::now;
 use tooltool_e2e::proto::Visibility;
 use tooltool_e2e::{Backend, TestApp, backend_tests, upload_request};
 

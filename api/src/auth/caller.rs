@@ -13,10 +13,10 @@ use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 
-use super::clients::now;
 use super::{Scope, hawk};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::time::now;
 
 /// A Hawk payload hash still to be checked against the body.
 #[derive(Debug, Clone)]

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::token::unix_now;
 use super::{Claims, Tokens};
 use crate::db::{ClientRecord, Db, DbError};
 use crate::settings::Secret;
@@ -92,9 +91,4 @@ pub async fn refresh_loop(state: actix_web::web::Data<crate::state::AppState>, i
             tracing::error!(error = %e, "could not reload client credentials");
         }
     }
-}
-
-/// Seconds since the epoch, signed.
-pub fn now() -> i64 {
-    unix_now() as i64
 }

@@ -4,7 +4,7 @@
 //! `caller.require(Scope::Manage)?`.
 
 mod caller;
-pub mod clients;
+pub mod client_cache;
 pub mod hawk;
 mod scopes;
 pub mod token;

@@ -3,9 +3,10 @@
 //! The algorithm is pinned (no `none`, no RS/HS confusion), and `exp`, `iss`, `aud`, `sub` are
 //! required. The key id (`kid`) names the key so that keys can rotate.
 
+use crate::time::unix_now;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -190,11 +191,6 @@ impl Tokens {
         let key = key.ok_or(TokenError::UnknownKey)?;
         Ok(jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation)?.claims)
     }
-}
-
-/// Seconds since the epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use tooltool::Credentials;
-use tooltool_api::auth::clients::now;
 use tooltool_api::auth::hawk::{RequestParts, client_header};
+use tooltool_api::time::now;
 use tooltool_e2e::proto::{AuditPage, PatchOp, Permissions, TokenResponse, Visibility};
 use tooltool_e2e::{Backend, FORBIDDEN, TestApp, backend_tests, digest_of, expect_status, upload_request};
 

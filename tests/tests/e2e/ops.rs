@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use tooltool_api::auth::Claims;
-use tooltool_api::auth::token::unix_now;
+use tooltool_api::time::unix_now;
 use tooltool_e2e::proto::Visibility;
 use tooltool_e2e::{Backend, TestApp, backend_tests, expect_status};
 

@@ -46,8 +46,8 @@ async fn revocation_on_one_replica_reaches_the_other_on_the_same_postgres() {
 /// another replica within the window is refused there too (nonces are shared in the database).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hawk_request_replayed_to_another_replica_is_refused() {
-    use tooltool_api::auth::clients::now;
     use tooltool_api::auth::hawk::{RequestParts, client_header};
+    use tooltool_api::time::now;
 
     let a = TestApp::spawn(Backend::PostgresS3).await;
     let b = a.spawn_replica().await;

@@ -1,10 +1,12 @@
 //! The embedded store: blobs as files under one directory, served and received by the server
-//! itself through URLs it signs ([`crate::signing`]).
+//! itself through URLs it signs ([`UrlSigner`]).
 //!
 //! Layout under the root: `sha512/<digest>` (verified), `incoming/` (PUTs in flight),
 //! `staging/<key>` (complete PUTs), `verifying/` (objects taken out of the PUT path while they
 //! are hashed). A staged file is renamed into `verifying/` before hashing, so a second PUT can
 //! only create a new staged file, never change the bytes being verified.
+
+mod signer;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,9 +17,9 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
+pub use self::signer::UrlSigner;
 use super::{BlobStore, Sha512Counter, StoreError, Verification, mismatch};
-use crate::auth::token::unix_now;
-use crate::signing::UrlSigner;
+use crate::time::unix_now;
 use tooltool_proto::Digest;
 
 /// Why a PUT to the embedded store was refused.

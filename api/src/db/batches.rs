@@ -1,0 +1,162 @@
+//! Tables `batches` and `batch_files`: who uploaded what, when, under which names.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, DbError, Result, SEARCH_LIMIT, contains_pattern, corrupt};
+use tooltool_proto::{Digest, FileName, UploadFile, Visibility};
+
+/// An upload batch as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRow {
+    /// The batch id.
+    pub id: i64,
+    /// The authenticated uploader.
+    pub author: String,
+    /// The uploader's message.
+    pub message: String,
+    /// When (unix seconds).
+    pub uploaded: i64,
+    /// The files by the name they had in this batch.
+    pub files: BTreeMap<String, BatchFileRow>,
+}
+
+/// One file of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchFileRow {
+    /// The digest.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// The file's visibility.
+    pub visibility: Visibility,
+}
+
+/// A batch just recorded, and the staging keys of the files that still need bytes.
+#[derive(Debug)]
+pub struct CreatedBatch {
+    /// The batch.
+    pub batch: BatchRow,
+    /// Digest → staging key, for each file with no verified copy.
+    pub uploads: HashMap<Digest, String>,
+}
+
+const BATCH_SELECT: &str = "SELECT b.id, b.author, b.message, b.uploaded, bf.filename, f.digest, f.size, f.visibility \
+     FROM batches b JOIN batch_files bf ON bf.batch_id = b.id JOIN files f ON f.id = bf.file_id";
+
+impl Db {
+    /// Records an upload batch: creates unknown files, checks known ones against the
+    /// declaration, and opens a pending upload in `region` for each file without a verified
+    /// copy. Nothing is recorded if any file conflicts.
+    pub async fn create_batch(
+        &self,
+        author: &str,
+        message: &str,
+        files: &BTreeMap<FileName, UploadFile>,
+        region: &str,
+        now: i64,
+        upload_expires: i64,
+    ) -> Result<CreatedBatch> {
+        let mut w = self.write_files().await?;
+        let mut ids: HashMap<Digest, i64> = HashMap::new();
+        let mut uploads = HashMap::new();
+        for (name, f) in files {
+            if ids.contains_key(&f.digest) {
+                continue;
+            }
+            let size = i64::try_from(f.size).map_err(|_| DbError::Conflict(format!("{name}: size is too large")))?;
+            let (id, stored_size, stored_vis, instances) = w.declare(&f.digest, size, f.visibility, now).await?;
+            if stored_size != size {
+                return Err(DbError::Conflict(format!(
+                    "{name}: declared size {size} differs from the size {stored_size} of the stored file with this digest"
+                )));
+            }
+            if stored_vis != f.visibility.as_str() {
+                return Err(DbError::Conflict(format!(
+                    "{name}: declared visibility {} differs from the stored file's visibility {stored_vis}",
+                    f.visibility
+                )));
+            }
+            ids.insert(f.digest.clone(), id);
+            if instances == 0 {
+                let key = Self::open_pending(w.tx(), id, region, upload_expires).await?;
+                uploads.insert(f.digest.clone(), key);
+            }
+        }
+        let batch_id: i64 =
+            sqlx::query("INSERT INTO batches (author, message, uploaded) VALUES ($1, $2, $3) RETURNING id")
+                .bind(author)
+                .bind(message)
+                .bind(now)
+                .fetch_one(&mut *w.tx())
+                .await?
+                .try_get("id")?;
+        for (name, f) in files {
+            sqlx::query("INSERT INTO batch_files (batch_id, file_id, filename) VALUES ($1, $2, $3)")
+                .bind(batch_id)
+                .bind(ids[&f.digest])
+                .bind(name.as_str())
+                .execute(&mut *w.tx())
+                .await?;
+        }
+        w.commit().await?;
+        let files = files
+            .iter()
+            .map(|(name, f)| {
+                let row = BatchFileRow { digest: f.digest.clone(), size: f.size, visibility: f.visibility };
+                (name.to_string(), row)
+            })
+            .collect();
+        let batch =
+            BatchRow { id: batch_id, author: author.to_owned(), message: message.to_owned(), uploaded: now, files };
+        Ok(CreatedBatch { batch, uploads })
+    }
+
+    /// One batch by id.
+    pub async fn batch(&self, id: i64) -> Result<Option<BatchRow>> {
+        let rows = sqlx::query(&format!("{BATCH_SELECT} WHERE b.id = $1 ORDER BY bf.filename"))
+            .bind(id)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(batches_from_rows(&rows)?.into_iter().next())
+    }
+
+    /// Batches whose author or message contains `q` (case-insensitive), newest first.
+    pub async fn search_batches(&self, q: &str) -> Result<Vec<BatchRow>> {
+        let rows = sqlx::query(&format!(
+            "{BATCH_SELECT} WHERE b.id IN (SELECT id FROM batches \
+             WHERE LOWER(author) LIKE $1 ESCAPE '\\' OR LOWER(message) LIKE $1 ESCAPE '\\' \
+             ORDER BY id DESC LIMIT {SEARCH_LIMIT}) ORDER BY b.id DESC, bf.filename"
+        ))
+        .bind(contains_pattern(q))
+        .fetch_all(&self.read)
+        .await?;
+        batches_from_rows(&rows)
+    }
+}
+
+/// Groups [`BATCH_SELECT`] rows, ordered by batch, into batches.
+fn batches_from_rows(rows: &[AnyRow]) -> Result<Vec<BatchRow>> {
+    let mut out: Vec<BatchRow> = Vec::new();
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        if out.last().is_none_or(|b| b.id != id) {
+            out.push(BatchRow {
+                id,
+                author: row.try_get("author")?,
+                message: row.try_get("message")?,
+                uploaded: row.try_get("uploaded")?,
+                files: BTreeMap::new(),
+            });
+        }
+        let file = BatchFileRow {
+            digest: Digest::parse(&row.try_get::<String, _>("digest")?).map_err(|_| corrupt("digest"))?,
+            size: u64::try_from(row.try_get::<i64, _>("size")?).map_err(|_| corrupt("size"))?,
+            visibility: row.try_get::<String, _>("visibility")?.parse().map_err(|_| corrupt("visibility"))?,
+        };
+        out.last_mut().expect("pushed above").files.insert(row.try_get("filename")?, file);
+    }
+    Ok(out)
+}

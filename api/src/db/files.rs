@@ -1,0 +1,215 @@
+//! Tables `files` and `file_instances`: what is known about each digest, and which regions
+//! hold a verified copy.
+//!
+//! Every write to these tables goes through a [`FileWrite`]: a transaction that, however it
+//! ends (commit, error, or a cancelled request), drops the cached download lookups of the
+//! digests it touched, and on PostgreSQL notifies every other replica at commit. There is no
+//! other way to write them, so no writer can forget the cache.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::lookup::{self, Invalidation};
+use super::{Backend, Db, Result, SEARCH_LIMIT, contains_pattern, corrupt, escape_like};
+use tooltool_proto::{Digest, Visibility};
+
+/// A file record with its verified instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// Row id.
+    pub id: i64,
+    /// The digest.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Visibility.
+    pub visibility: Visibility,
+    /// Regions holding a verified copy, sorted.
+    pub instances: Vec<String>,
+}
+
+/// The columns [`files_from_rows`] reads, for one digest.
+pub(super) const FILE_QUERY: &str = "SELECT f.id, f.size, f.visibility, i.region FROM files f \
+     LEFT JOIN file_instances i ON i.file_id = f.id WHERE f.digest = $1 ORDER BY i.region";
+
+/// A transaction that may write files and instances. Commit it with [`FileWrite::commit`];
+/// dropped without, it rolls back. Either way the cached lookups of every digest it touched are
+/// dropped when it ends.
+pub struct FileWrite {
+    tx: Transaction<'static, Any>,
+    backend: Backend,
+    /// Declared after `tx`: fields drop in order, so the cache is cleared only after the
+    /// transaction has committed or rolled back.
+    touched: Invalidation,
+}
+
+impl Db {
+    /// Starts a write to files and instances.
+    pub async fn write_files(&self) -> Result<FileWrite> {
+        let tx = self.write.begin().await?;
+        Ok(FileWrite { tx, backend: self.backend, touched: self.lookup.invalidation() })
+    }
+
+    /// The file with this digest and its instances: the download path's lookup (cached).
+    pub async fn file(&self, digest: &Digest) -> Result<Option<StoredFile>> {
+        self.lookup.file(digest).await
+    }
+
+    /// The same, always read through the pool (no cache).
+    pub async fn file_uncached(&self, digest: &Digest) -> Result<Option<StoredFile>> {
+        let rows = sqlx::query(FILE_QUERY).bind(digest.as_str()).fetch_all(&self.read).await?;
+        files_from_rows(digest, &rows)
+    }
+
+    /// Files whose name in any batch contains `q` (case-insensitive) or whose digest starts
+    /// with it.
+    pub async fn search_files(&self, q: &str) -> Result<Vec<StoredFile>> {
+        let rows = sqlx::query(&format!(
+            "SELECT f.id, f.digest, f.size, f.visibility, i.region FROM files f \
+             LEFT JOIN file_instances i ON i.file_id = f.id \
+             WHERE f.id IN (SELECT f2.id FROM files f2 WHERE f2.digest LIKE $2 ESCAPE '\\' \
+                 OR f2.id IN (SELECT bf.file_id FROM batch_files bf WHERE LOWER(bf.filename) LIKE $1 ESCAPE '\\') \
+                 ORDER BY f2.id LIMIT {SEARCH_LIMIT}) \
+             ORDER BY f.id, i.region"
+        ))
+        .bind(contains_pattern(q))
+        .bind(format!("{}%", escape_like(&q.to_lowercase())))
+        .fetch_all(&self.read)
+        .await?;
+        let mut out: Vec<StoredFile> = Vec::new();
+        for row in &rows {
+            let digest = Digest::parse(&row.try_get::<String, _>("digest")?).map_err(|_| corrupt("digest"))?;
+            let id: i64 = row.try_get("id")?;
+            if out.last().is_none_or(|f| f.id != id) {
+                out.extend(files_from_rows(&digest, std::slice::from_ref(row))?);
+            } else if let Some(region) = row.try_get::<Option<String>, _>("region")? {
+                out.last_mut().expect("pushed above").instances.push(region);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Changes a file's visibility.
+    pub async fn set_visibility(&self, digest: &Digest, v: Visibility) -> Result<()> {
+        let mut w = self.write_files().await?;
+        w.set_visibility(digest, v).await?;
+        w.commit().await
+    }
+
+    /// Forgets every instance of a file; returns the regions that had one.
+    pub async fn remove_instances(&self, digest: &Digest) -> Result<Vec<String>> {
+        let mut w = self.write_files().await?;
+        let regions = w.remove_instances(digest).await?;
+        w.commit().await?;
+        Ok(regions)
+    }
+}
+
+impl FileWrite {
+    /// The transaction, for writes to other tables that must commit with these.
+    pub(super) fn tx(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
+
+    /// Records `digest` if unknown; returns its row `(id, size, visibility, instances)` as
+    /// stored, which may predate this declaration.
+    pub(super) async fn declare(
+        &mut self,
+        digest: &Digest,
+        size: i64,
+        visibility: Visibility,
+        now: i64,
+    ) -> Result<(i64, i64, String, i64)> {
+        self.touched.add(digest);
+        sqlx::query(
+            "INSERT INTO files (digest, size, visibility, created) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest.as_str())
+        .bind(size)
+        .bind(visibility.as_str())
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        let row = sqlx::query(
+            "SELECT f.id, f.size, f.visibility, \
+             (SELECT COUNT(*) FROM file_instances i WHERE i.file_id = f.id) AS instances \
+             FROM files f WHERE f.digest = $1",
+        )
+        .bind(digest.as_str())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok((row.try_get("id")?, row.try_get("size")?, row.try_get("visibility")?, row.try_get("instances")?))
+    }
+
+    /// Changes a file's visibility.
+    pub async fn set_visibility(&mut self, digest: &Digest, v: Visibility) -> Result<()> {
+        self.touched.add(digest);
+        sqlx::query("UPDATE files SET visibility = $1 WHERE digest = $2")
+            .bind(v.as_str())
+            .bind(digest.as_str())
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets every instance of a file; returns the regions that had one.
+    pub async fn remove_instances(&mut self, digest: &Digest) -> Result<Vec<String>> {
+        self.touched.add(digest);
+        let rows = sqlx::query(
+            "DELETE FROM file_instances WHERE file_id = (SELECT id FROM files WHERE digest = $1) RETURNING region",
+        )
+        .bind(digest.as_str())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(|r| r.try_get("region").map_err(Into::into)).collect()
+    }
+
+    /// Records a verified copy of a file in `region`.
+    pub async fn add_instance(&mut self, digest: &Digest, file_id: i64, region: &str, now: i64) -> Result<()> {
+        self.touched.add(digest);
+        sqlx::query("INSERT INTO file_instances (file_id, region, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(file_id)
+            .bind(region)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Commits. On PostgreSQL each touched digest is first sent as a notification inside the
+    /// transaction, so other replicas hear of the change exactly when it commits.
+    pub async fn commit(mut self) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            for digest in self.touched.digests() {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(lookup::CHANNEL)
+                    .bind(digest.as_str())
+                    .execute(&mut *self.tx)
+                    .await?;
+            }
+        }
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Reads `(id, size, visibility, region?)` rows of one file, ordered by region.
+pub(super) fn files_from_rows(digest: &Digest, rows: &[AnyRow]) -> Result<Option<StoredFile>> {
+    let Some(first) = rows.first() else { return Ok(None) };
+    let size: i64 = first.try_get("size")?;
+    let visibility: String = first.try_get("visibility")?;
+    let mut instances = Vec::new();
+    for row in rows {
+        if let Some(region) = row.try_get::<Option<String>, _>("region")? {
+            instances.push(region);
+        }
+    }
+    Ok(Some(StoredFile {
+        id: first.try_get("id")?,
+        digest: digest.clone(),
+        size: u64::try_from(size).map_err(|_| corrupt("size"))?,
+        visibility: visibility.parse().map_err(|_| corrupt("visibility"))?,
+        instances,
+    }))
+}

@@ -1,0 +1,96 @@
+//! Table `pending_uploads`: upload URLs handed out whose bytes are not verified yet.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Db, Result};
+use tooltool_proto::Digest;
+
+/// An upload URL handed out whose bytes are not verified yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Row id.
+    pub id: i64,
+    /// The file it is for.
+    pub file_id: i64,
+    /// The region whose store holds the staged object.
+    pub region: String,
+    /// The staged object's key (below the store's staging prefix).
+    pub staging_key: String,
+    /// When the upload URL expires (unix seconds).
+    pub expires: i64,
+}
+
+const PENDING_COLUMNS: &str = "id, file_id, region, staging_key, expires";
+
+impl Db {
+    /// Opens a pending upload of a file in `region`; returns its new staging key.
+    pub(super) async fn open_pending(
+        tx: &mut sqlx::AnyConnection,
+        file_id: i64,
+        region: &str,
+        expires: i64,
+    ) -> Result<String> {
+        // A random key, unrelated to the digest: short enough for any store's object names.
+        let key = uuid::Uuid::new_v4().simple().to_string();
+        sqlx::query("INSERT INTO pending_uploads (file_id, region, staging_key, expires) VALUES ($1, $2, $3, $4)")
+            .bind(file_id)
+            .bind(region)
+            .bind(&key)
+            .bind(expires)
+            .execute(tx)
+            .await?;
+        Ok(key)
+    }
+
+    /// The pending uploads of a file, oldest first.
+    pub async fn pending_uploads(&self, file_id: i64) -> Result<Vec<Pending>> {
+        let rows =
+            sqlx::query(&format!("SELECT {PENDING_COLUMNS} FROM pending_uploads WHERE file_id = $1 ORDER BY id"))
+                .bind(file_id)
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter().map(pending_from_row).collect()
+    }
+
+    /// Records a verified instance of a file in `region` and closes every pending upload of
+    /// the file, in one transaction; returns the closed ones so their staged objects can be
+    /// removed.
+    pub async fn mark_verified(&self, digest: &Digest, file_id: i64, region: &str, now: i64) -> Result<Vec<Pending>> {
+        let mut w = self.write_files().await?;
+        w.add_instance(digest, file_id, region, now).await?;
+        let rows = sqlx::query(&format!("DELETE FROM pending_uploads WHERE file_id = $1 RETURNING {PENDING_COLUMNS}"))
+            .bind(file_id)
+            .fetch_all(&mut *w.tx())
+            .await?;
+        w.commit().await?;
+        rows.iter().map(pending_from_row).collect()
+    }
+
+    /// Pending uploads whose URL expired before `before`.
+    pub async fn expired_pending(&self, before: i64) -> Result<Vec<Pending>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {PENDING_COLUMNS} FROM pending_uploads WHERE expires < $1 ORDER BY id LIMIT 1000"
+        ))
+        .bind(before)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(pending_from_row).collect()
+    }
+
+    /// Forgets one pending upload.
+    pub async fn delete_pending(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM pending_uploads WHERE id = $1").bind(id).execute(&self.write).await?;
+        Ok(())
+    }
+}
+
+fn pending_from_row(row: &AnyRow) -> Result<Pending> {
+    Ok(Pending {
+        id: row.try_get("id")?,
+        file_id: row.try_get("file_id")?,
+        region: row.try_get("region")?,
+        staging_key: row.try_get("staging_key")?,
+        expires: row.try_get("expires")?,
+    })
+}

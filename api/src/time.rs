@@ -1,0 +1,31 @@
+//! Wall-clock time as the service records it: unix seconds, and RFC 3339 UTC on the wire.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds since the epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Seconds since the epoch, signed, as the database stores them.
+pub fn now() -> i64 {
+    unix_now() as i64
+}
+
+/// Unix seconds as RFC 3339 UTC, e.g. `2026-11-22T10:00:00Z`.
+pub fn rfc3339(secs: i64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_341_600), "2026-11-22T10:00:00Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,54 @@
+//! Domain rows of the metadata store turned into the wire types of PROTOCOL.md: the one place
+//! where the two meet, so neither the database layer nor `proto` knows of the other.
+
+use tooltool_proto::{Algorithm, AuditEntry, Batch, BatchFile, FileInfo};
+
+use crate::db::{AuditRow, BatchRow, StoredFile};
+use crate::time::rfc3339;
+
+impl From<&StoredFile> for FileInfo {
+    fn from(f: &StoredFile) -> Self {
+        FileInfo {
+            size: f.size,
+            digest: f.digest.clone(),
+            algorithm: Algorithm::Sha512,
+            visibility: f.visibility,
+            has_instances: !f.instances.is_empty(),
+            instances: f.instances.clone(),
+        }
+    }
+}
+
+impl From<&BatchRow> for Batch {
+    /// The batch without upload URLs.
+    fn from(b: &BatchRow) -> Self {
+        let files = b
+            .files
+            .iter()
+            .map(|(name, f)| {
+                let file = BatchFile {
+                    size: f.size,
+                    digest: f.digest.clone(),
+                    algorithm: Algorithm::Sha512,
+                    visibility: f.visibility,
+                    put_url: None,
+                };
+                (name.clone(), file)
+            })
+            .collect();
+        Batch { id: b.id, author: b.author.clone(), message: b.message.clone(), uploaded: rfc3339(b.uploaded), files }
+    }
+}
+
+impl From<AuditRow> for AuditEntry {
+    fn from(r: AuditRow) -> Self {
+        AuditEntry {
+            id: r.id,
+            at: rfc3339(r.at),
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            details: r.details,
+        }
+    }
+}
