@@ -5,8 +5,12 @@ Usage: python3 bench/run.py [--quick] [--only NAME ...] [--out bench/results.jso
 
 Builds the release binaries, installs wrk if missing (apt), then runs:
   redirect   GET /sha512/<digest> under wrk (64 connections) against baseline-302, a bare
-             actix-web handler returning a constant 302 (the framework ceiling); also an
-             internal file with a bearer token, and a 404.
+             actix-web handler returning a constant 302 (the framework ceiling), in interleaved
+             pairs (ceiling, tooltool, ...), the server with its default logging to a file; also
+             an internal file with a bearer token, a 404, JSON logs, the lookup cache off, and
+             RUST_LOG=warn as a labelled extra. redirect_pg_s3: the same on PostgreSQL + S3.
+  propagation  two replicas on one PostgreSQL: delay from a visibility PATCH answered on one to
+             the first download on the other that shows it (p50, p99 over 200 flips).
   verify     upload/complete of a 1 GiB blob (MB/s) against sha512sum of the same file.
   fetch      tooltool fetch of 100 x 1 MiB + 2 x 256 MiB, cold and from cache, against
              curl --parallel fetching the same URLs.
@@ -90,7 +94,11 @@ class Server:
         self.dir = os.path.join(workdir, f"server-{self.port}")
         os.makedirs(self.dir)
         self.env = dict(os.environ, PORT=str(self.port), TOOLTOOL_DATA_DIR=os.path.join(self.dir, "data"),
-                        RUST_LOG="warn", TOOLTOOL_VERIFY_WAIT="3600s", TOOLTOOL_MAX_BODY_BYTES="104857600")
+                        TOOLTOOL_VERIFY_WAIT="3600s", TOOLTOOL_MAX_BODY_BYTES="104857600")
+        # The server's default log settings, as operators run it: one access-log line per request,
+        # stderr to a file. A quieter configuration is measured only as a labelled extra.
+        self.env.pop("RUST_LOG", None)
+        self.env.pop("LOG_FORMAT", None)
         self.env.update(extra_env or {})
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([os.path.join(BIN, "tooltool-api")], env=self.env,
@@ -221,60 +229,135 @@ def median_of(runs, fn):
     return {k: statistics.median(r[k] for r in results) for k in keys}
 
 
+def paired(a, ceiling_url, url, headers=None):
+    """wrk on the ceiling, then on tooltool, `a.runs` times in turn: the ceiling drifts by +-20 %
+    between runs on this machine, so each tooltool run is compared with the ceiling run just
+    before it, and the figure is the median of those ratios."""
+    wrk(ceiling_url, 2)  # warm up both
+    wrk(url, 2, headers=headers)
+    pairs = []
+    for _ in range(a.runs):
+        c = wrk(ceiling_url, a.seconds)
+        t = wrk(url, a.seconds, headers=headers)
+        pairs.append((c, t))
+    ratios = [t["rps"] / c["rps"] for c, t in pairs]
+    return {
+        "ratio_to_ceiling": statistics.median(ratios),
+        "ratios": ratios,
+        "rps": statistics.median(t["rps"] for _, t in pairs),
+        "p50_ms": statistics.median(t["p50_ms"] for _, t in pairs),
+        "p99_ms": statistics.median(t["p99_ms"] for _, t in pairs),
+        "non_2xx_3xx": sum(t["non_2xx_3xx"] for _, t in pairs),
+        "ceiling_rps": statistics.median(c["rps"] for c, _ in pairs),
+    }
+
+
+class Ceiling:
+    """baseline-302: a bare actix-web handler answering every GET /sha512/{digest} with a 302."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen([os.path.join(BIN, "baseline-302"), str(self.port)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def url(self, digest):
+        return f"http://127.0.0.1:{self.port}/sha512/{digest}"
+
+    def stop(self):
+        self.proc.terminate()
+
+
+def small_files(work, server):
+    """A public and an internal 4 KiB file on `server`: their digests."""
+    path = os.path.join(work, "small.bin")
+    random_file(path, 4096)
+    public, _ = server.upload("public.bin", path, "public")
+    random_file(path, 4096)
+    internal, _ = server.upload("internal.bin", path, "internal")
+    return public, internal
+
+
+def redirect_variants(work, a, ceiling, variants, backend_env=None):
+    """Each variant (name, extra server env, which request) measured in pairs with the ceiling."""
+    out = {}
+    for name, env, which in variants:
+        server = Server(work, dict(backend_env or {}, **env))
+        try:
+            public, internal = small_files(work, server)
+            digest, headers = {"public": (public, None), "internal": (internal, server.auth()),
+                               "unknown": ("0" * 128, None)}[which]
+            log(f"   {name}")
+            out[name] = paired(a, ceiling.url(public), f"{server.url}/sha512/{digest}", headers)
+            out[name]["server_peak_rss_mib"] = server.peak_rss_kib() / 1024
+            out[name]["log_lines"] = sum(1 for _ in open(os.path.join(server.dir, "log")))
+        finally:
+            server.stop()
+    return out
+
+
 def bench_redirect(work, a):
-    return redirect_figures(work, a, Server(work))
+    ceiling = Ceiling()
+    try:
+        return redirect_variants(work, a, ceiling, [
+            ("public_anonymous", {}, "public"),
+            ("internal_bearer", {}, "internal"),
+            ("unknown_404", {}, "unknown"),
+            ("public_json_logs", {"LOG_FORMAT": "json"}, "public"),
+            ("public_cache_off", {"TOOLTOOL_LOOKUP_CACHE": "0"}, "public"),
+            ("extra_public_rust_log_warn", {"RUST_LOG": "warn"}, "public"),
+        ])
+    finally:
+        ceiling.stop()
 
 
 def bench_redirect_pg_s3(work, a):
     backends = ProductionBackends(work)
+    ceiling = Ceiling()
     try:
-        return redirect_figures(work, a, Server(work, backends.env))
+        return redirect_variants(work, a, ceiling, [
+            ("public_anonymous", {}, "public"),
+            ("internal_bearer", {}, "internal"),
+            ("unknown_404", {}, "unknown"),
+            ("public_cache_off", {"TOOLTOOL_LOOKUP_CACHE": "0"}, "public"),
+        ], backends.env)
     finally:
+        ceiling.stop()
         backends.stop()
 
 
-def redirect_figures(work, a, server):
-    base_port = free_port()
-    baseline = subprocess.Popen([os.path.join(BIN, "baseline-302"), str(base_port)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-    wait_port(base_port)
+def bench_propagation(work, a):
+    """Two replicas on one PostgreSQL: 200 visibility flips PATCHed on A; for each, the time from
+    A's answer to the first download on B whose status shows the change (302 <-> 403)."""
+    backends = ProductionBackends(work)
+    a_srv = Server(work, backends.env)
+    b_srv = Server(work, backends.env)
     try:
-        path = os.path.join(work, "small.bin")
-        random_file(path, 4096)
-        public, _ = server.upload("public.bin", path, "public")
-        random_file(path, 4096)
-        internal, _ = server.upload("internal.bin", path, "internal")
-        unknown = "0" * 128
-        secs = a.seconds
-        wrk(f"http://127.0.0.1:{base_port}/sha512/{public}", 2)  # warm up
-        wrk(f"{server.url}/sha512/{public}", 2)
-        ceiling = median_of(a.runs, lambda: wrk(f"http://127.0.0.1:{base_port}/sha512/{public}", secs))
-        pub = median_of(a.runs, lambda: wrk(f"{server.url}/sha512/{public}", secs))
-        intern = median_of(a.runs, lambda: wrk(f"{server.url}/sha512/{internal}", secs, headers=server.auth()))
-        missing = median_of(a.runs, lambda: wrk(f"{server.url}/sha512/{unknown}", secs))
-        rss = server.peak_rss_kib()
-        uncached = None
-        if "DATABASE_URL" not in server.env:
-            # The same request with the lookup cache off: every request reads SQLite.
-            plain = Server(work, {"TOOLTOOL_LOOKUP_CACHE": "0"})
-            try:
-                plain_public, _ = plain.upload("public.bin", path, "public")
-                wrk(f"{plain.url}/sha512/{plain_public}", 2)
-                uncached = median_of(a.runs, lambda: wrk(f"{plain.url}/sha512/{plain_public}", secs))
-                uncached["ratio_to_ceiling"] = uncached["rps"] / ceiling["rps"]
-            finally:
-                plain.stop()
-        return {
-            "ceiling_bare_actix_302": ceiling,
-            "public_anonymous": dict(pub, ratio_to_ceiling=pub["rps"] / ceiling["rps"]),
-            "internal_bearer": dict(intern, ratio_to_ceiling=intern["rps"] / ceiling["rps"]),
-            "unknown_404": dict(missing, ratio_to_ceiling=missing["rps"] / ceiling["rps"]),
-            "public_anonymous_cache_off": uncached,
-            "server_peak_rss_mib_after_load": rss / 1024,
-        }
+        _, internal = small_files(work, a_srv)
+        headers = dict(a_srv.auth(), **{"Content-Type": "application/json"})
+        flips = 20 if a.quick else 200
+        delays, visibility = [], "internal"
+        for i in range(flips):
+            visibility = "public" if visibility == "internal" else "internal"
+            want = 302 if visibility == "public" else 403
+            body = json.dumps([{"op": "set_visibility", "visibility": visibility}]).encode()
+            status, resp, _ = http("PATCH", f"{a_srv.url}/file/sha512/{internal}", body, headers)
+            assert status == 200, (status, resp)
+            answered = time.perf_counter()
+            deadline = answered + 10
+            while True:
+                status, _, _ = http("GET", f"{b_srv.url}/sha512/{internal}")
+                if status == want:
+                    delays.append((time.perf_counter() - answered) * 1000)
+                    break
+                assert time.perf_counter() < deadline, f"flip {i} never reached B"
+        delays.sort()
+        return {"flips": flips, "p50_ms": statistics.median(delays),
+                "p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))], "max_ms": delays[-1]}
     finally:
-        server.stop()
-        baseline.terminate()
+        a_srv.stop()
+        b_srv.stop()
+        backends.stop()
 
 
 def bench_verify(work, a):
@@ -473,7 +556,8 @@ def machine():
             "curl": cmd("curl", "--version"), "sha512sum": cmd("sha512sum", "--version")}
 
 
-BENCHES = {"redirect": bench_redirect, "redirect_pg_s3": bench_redirect_pg_s3, "verify": bench_verify, "fetch": bench_fetch, "memory": bench_memory,
+BENCHES = {"redirect": bench_redirect, "redirect_pg_s3": bench_redirect_pg_s3, "propagation": bench_propagation,
+           "verify": bench_verify, "fetch": bench_fetch, "memory": bench_memory,
            "growth": bench_growth}
 
 
@@ -481,8 +565,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smaller sizes and shorter runs (smoke test)")
     p.add_argument("--only", nargs="*", choices=sorted(BENCHES), help="run only these")
-    p.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
-    p.add_argument("--seconds", type=int, default=10, help="seconds per wrk run")
+    p.add_argument("--runs", type=int, default=5, help="runs (or ceiling/tooltool pairs) per measurement (median)")
+    p.add_argument("--seconds", type=int, default=6, help="seconds per wrk run")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results.json"))
     p.add_argument("--no-build", action="store_true")
     a = p.parse_args()

@@ -1,26 +1,24 @@
 //! Hawk request authentication, as the original `tooltool.py` sends it when its credentials
-//! file is JSON: `id` is the clientId, the key is the accessToken, HMAC-SHA256 over
+//! file is JSON: `id` is the clientId, the key is the accessToken, SHA-256 MACs.
 //!
-//! ```text
-//! hawk.1.header\n{ts}\n{nonce}\n{METHOD}\n{path?query}\n{host}\n{port}\n{hash}\n{ext}\n
-//! ```
-//!
-//! and, when the request has a body, `hash` = base64(SHA256("hawk.1.payload\n{content type}\n
-//! {body}\n")). Timestamps must be within [`SKEW`] of the server's clock and a nonce may be used
-//! once within that window.
+//! Parsing headers, checking MACs and timestamps, and hashing payloads are Taskcluster's `hawk`
+//! crate (the implementation Taskcluster maintains for its own services); this module only
+//! adapts it to the server: the window of [`SKEW`], a payload hash checked once the handler
+//! has read the body, and the single-use nonce, which every replica shares through the
+//! database (`Db::claim_hawk_nonce`), because the crate leaves nonces to its caller.
 
-use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::{Hmac, Mac};
-use sha2::{Digest as _, Sha256};
+use hawk::{Credentials, DigestAlgorithm, Key, PayloadHasher, RequestBuilder};
 
-/// Largest accepted difference between the client's timestamp and the server's clock.
+/// Largest accepted difference between the client's timestamp and the server's clock, seconds.
 pub const SKEW: i64 = 60;
 
-/// The attributes of a `Hawk …` authorization header.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A parsed `Hawk …` authorization header with the fields the server needs.
+#[derive(Debug)]
 pub struct HawkHeader {
     /// The client id.
     pub id: String,
@@ -28,12 +26,9 @@ pub struct HawkHeader {
     pub ts: i64,
     /// Client-chosen nonce.
     pub nonce: String,
-    /// base64 MAC.
-    pub mac: String,
     /// base64 payload hash, when the client sent one.
     pub hash: Option<String>,
-    /// Application data.
-    pub ext: Option<String>,
+    header: hawk::Header,
 }
 
 /// What a request looked like, as far as the MAC covers it.
@@ -49,77 +44,69 @@ pub struct RequestParts<'a> {
     pub port: u16,
 }
 
-/// Parses the part after `Hawk `.
-pub fn parse(attrs: &str) -> Result<HawkHeader, &'static str> {
-    let mut map: HashMap<&str, &str> = HashMap::new();
-    let mut rest = attrs.trim();
-    while !rest.is_empty() {
-        let (key, after) = rest.split_once('=').ok_or("malformed attribute")?;
-        let key = key.trim();
-        let after = after.trim_start().strip_prefix('"').ok_or("attribute value not quoted")?;
-        let (value, after) = after.split_once('"').ok_or("unterminated attribute value")?;
-        if value.contains('\\') || map.insert(key, value).is_some() {
-            return Err("bad or repeated attribute");
-        }
-        rest = after.trim_start().strip_prefix(',').unwrap_or(after).trim_start();
+impl RequestParts<'_> {
+    fn request(&self) -> hawk::Request<'_> {
+        RequestBuilder::new(self.method, self.host, self.port, self.resource).request()
     }
-    let get = |k: &str| map.get(k).map(|v| v.to_string());
-    Ok(HawkHeader {
-        id: get("id").ok_or("missing id")?,
-        ts: get("ts").ok_or("missing ts")?.parse().map_err(|_| "bad ts")?,
-        nonce: get("nonce").ok_or("missing nonce")?,
-        mac: get("mac").ok_or("missing mac")?,
-        hash: get("hash"),
-        ext: get("ext"),
-    })
 }
 
-/// The normalized string the MAC covers.
-pub fn normalized(h: &HawkHeader, r: &RequestParts<'_>) -> String {
-    format!(
-        "hawk.1.header\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
-        h.ts,
-        h.nonce,
-        r.method.to_uppercase(),
-        r.resource,
-        r.host.to_lowercase(),
-        r.port,
-        h.hash.as_deref().unwrap_or(""),
-        h.ext.as_deref().unwrap_or("")
-    )
+/// Parses the part after `Hawk `; id, ts, nonce and mac are required, and no attribute may be
+/// given twice (the crate keeps the last one; a proxy reading the first would see another id).
+pub fn parse(attrs: &str) -> Result<HawkHeader, &'static str> {
+    if has_repeated_attribute(attrs) {
+        return Err("repeated Hawk attribute");
+    }
+    let header = hawk::Header::from_str(attrs.trim()).map_err(|_| "malformed Hawk header")?;
+    let id = header.id.clone().ok_or("missing id")?;
+    let ts = header.ts.ok_or("missing ts")?;
+    let ts = ts.duration_since(UNIX_EPOCH).map_err(|_| "bad ts")?.as_secs() as i64;
+    let nonce = header.nonce.clone().ok_or("missing nonce")?;
+    header.mac.as_ref().ok_or("missing mac")?;
+    let hash = header.hash.as_ref().map(|h| B64.encode(h));
+    Ok(HawkHeader { id, ts, nonce, hash, header })
 }
 
-fn mac_of(key: &[u8], text: &str) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(text.as_bytes());
-    mac
+/// Whether `name="value"` attributes repeat a name. Values are quoted and cannot contain a
+/// quote, so the names are what stands before each `="` outside quotes.
+fn has_repeated_attribute(attrs: &str) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut outside = true;
+    let mut start = 0;
+    for (i, c) in attrs.char_indices() {
+        match c {
+            '"' if outside => {
+                let name = attrs[start..i].trim_end().trim_end_matches('=').trim().trim_start_matches(',').trim();
+                if !seen.insert(name) {
+                    return true;
+                }
+                outside = false;
+            }
+            '"' => {
+                outside = true;
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
-/// The base64 MAC of a request.
-pub fn compute_mac(key: &[u8], h: &HawkHeader, r: &RequestParts<'_>) -> String {
-    B64.encode(mac_of(key, &normalized(h, r)).finalize().into_bytes())
+/// Whether the header's MAC is right for `key` and this request, and its timestamp within
+/// [`SKEW`] of the clock. The payload hash, when given, is covered by the MAC; whether it
+/// matches the body is checked when the body is read ([`payload_hash`]).
+pub fn verify(key: &[u8], h: &HawkHeader, parts: &RequestParts<'_>) -> bool {
+    let Ok(key) = Key::new(key, DigestAlgorithm::Sha256) else { return false };
+    parts.request().validate_header(&h.header, &key, Duration::from_secs(SKEW as u64))
 }
 
-/// Whether the header's MAC is right for `key` (constant time).
-pub fn mac_matches(key: &[u8], h: &HawkHeader, r: &RequestParts<'_>) -> bool {
-    let Ok(given) = B64.decode(&h.mac) else { return false };
-    mac_of(key, &normalized(h, r)).verify_slice(&given).is_ok()
-}
-
-/// The base64 payload hash of a body.
+/// The base64 payload hash of a body (content type without parameters, lowercased).
 pub fn payload_hash(content_type: &str, body: &[u8]) -> String {
     let ct = content_type.split(';').next().unwrap_or("").trim().to_lowercase();
-    let mut h = Sha256::new();
-    h.update(b"hawk.1.payload\n");
-    h.update(ct.as_bytes());
-    h.update(b"\n");
-    h.update(body);
-    h.update(b"\n");
-    B64.encode(h.finalize())
+    B64.encode(PayloadHasher::hash(ct, DigestAlgorithm::Sha256, body).expect("SHA-256 is supported"))
 }
 
-/// Builds a complete `Authorization` header value, as a Hawk client does (used by tests and
-/// tools that speak Hawk).
+/// Builds a complete `Authorization` header value, as a Hawk client does (the tests use it to
+/// speak Hawk as `tooltool.py` does).
 pub fn client_header(
     id: &str,
     key: &str,
@@ -128,19 +115,18 @@ pub fn client_header(
     nonce: &str,
     payload: Option<(&str, &[u8])>,
 ) -> String {
-    let h = HawkHeader {
+    let credentials = Credentials {
         id: id.to_owned(),
-        ts,
-        nonce: nonce.to_owned(),
-        mac: String::new(),
-        hash: payload.map(|(ct, body)| payload_hash(ct, body)),
-        ext: None,
+        key: Key::new(key.as_bytes(), DigestAlgorithm::Sha256).expect("SHA-256 is supported"),
     };
-    let mac = compute_mac(key.as_bytes(), &h, r);
-    match &h.hash {
-        Some(hash) => format!(r#"Hawk mac="{mac}", hash="{hash}", id="{id}", ts="{ts}", nonce="{nonce}""#),
-        None => format!(r#"Hawk mac="{mac}", id="{id}", ts="{ts}", nonce="{nonce}""#),
-    }
+    let hash = payload.map(|(ct, body)| {
+        let ct = ct.split(';').next().unwrap_or("").trim().to_lowercase();
+        PayloadHasher::hash(ct, DigestAlgorithm::Sha256, body).expect("SHA-256 is supported")
+    });
+    let request = RequestBuilder::new(r.method, r.host, r.port, r.resource).hash(hash.as_deref()).request();
+    let ts = UNIX_EPOCH + Duration::from_secs(ts.max(0) as u64);
+    let header = request.make_header_full(&credentials, ts, nonce).expect("a header of plain values");
+    format!("Hawk {header}")
 }
 
 #[cfg(test)]
@@ -150,40 +136,57 @@ mod tests {
     const PARTS: RequestParts<'static> =
         RequestParts { method: "GET", resource: "/sha512/abc?region=us-east-1", host: "example.com", port: 443 };
 
-    #[test]
-    fn normalized_string_matches_the_original_client() {
-        let h = parse(r#"mac="x", id="c", ts="1353832234", nonce="j4h3g2""#).unwrap();
-        assert_eq!(
-            normalized(&h, &PARTS),
-            "hawk.1.header\n1353832234\nj4h3g2\nGET\n/sha512/abc?region=us-east-1\nexample.com\n443\n\n\n"
-        );
+    fn now() -> i64 {
+        crate::time::now()
     }
 
     #[test]
     fn a_signed_header_verifies_and_tampering_does_not() {
-        let value = client_header("c", "secret", &PARTS, 1000, "abcdef", None);
+        let value = client_header("c", "secret", &PARTS, now(), "abcdef", None);
         let h = parse(value.strip_prefix("Hawk ").unwrap()).unwrap();
-        assert!(mac_matches(b"secret", &h, &PARTS));
-        assert!(!mac_matches(b"wrong", &h, &PARTS));
-        let other = RequestParts { resource: "/sha512/abd?region=us-east-1", ..PARTS };
-        assert!(!mac_matches(b"secret", &h, &other));
-        let other = RequestParts { port: 80, ..PARTS };
-        assert!(!mac_matches(b"secret", &h, &other));
-        let stale = HawkHeader { ts: 1001, ..h };
-        assert!(!mac_matches(b"secret", &stale, &PARTS));
+        assert_eq!((h.id.as_str(), h.nonce.as_str(), h.hash.as_deref()), ("c", "abcdef", None));
+        assert!(verify(b"secret", &h, &PARTS));
+        assert!(!verify(b"wrong", &h, &PARTS));
+        assert!(!verify(b"secret", &h, &RequestParts { resource: "/sha512/abd?region=us-east-1", ..PARTS }));
+        assert!(!verify(b"secret", &h, &RequestParts { port: 80, ..PARTS }));
+        assert!(!verify(b"secret", &h, &RequestParts { method: "POST", ..PARTS }));
+    }
+
+    #[test]
+    fn stale_and_future_timestamps_are_refused() {
+        for ts in [now() - SKEW - 5, now() + SKEW + 5] {
+            let value = client_header("c", "secret", &PARTS, ts, "abcdef", None);
+            assert!(!verify(b"secret", &parse(value.strip_prefix("Hawk ").unwrap()).unwrap(), &PARTS));
+        }
+    }
+
+    /// The MAC of the Hawk specification's own example (hueniverse/hawk README), which
+    /// `tooltool.py`'s mohawk computes the same way.
+    #[test]
+    fn the_mac_is_the_one_of_the_specification() {
+        let header = r#"id="dh37fgj492je", ts="1353832234", nonce="j4h3g2", ext="some-app-ext-data", mac="6R4rV5iE+NPoym+WwjeHzjAGXUtLNIxmo1vpMofpLAE=""#;
+        let h = parse(header).unwrap();
+        let key = Key::new(b"werxhqb98rpaxn39848xrunpaw3489ruxnpa98w4rxn", DigestAlgorithm::Sha256).unwrap();
+        let request = RequestBuilder::new("GET", "example.com", 8000, "/resource/1?b=1&a=2").ext("some-app-ext-data");
+        let ts_skew = Duration::from_secs(u32::MAX as u64 * 10);
+        assert!(request.request().validate_header(&h.header, &key, ts_skew));
     }
 
     #[test]
     fn payload_hash_ignores_content_type_parameters() {
         assert_eq!(payload_hash("application/json; charset=utf-8", b"{}"), payload_hash("application/json", b"{}"));
         assert_ne!(payload_hash("application/json", b"{}"), payload_hash("application/json", b"{ }"));
+        let signed = client_header("c", "k", &PARTS, now(), "n", Some(("application/json", b"{}")));
+        let h = parse(signed.strip_prefix("Hawk ").unwrap()).unwrap();
+        assert_eq!(h.hash.unwrap(), payload_hash("application/json", b"{}"));
     }
 
     #[test]
     fn malformed_headers_are_refused() {
-        assert!(parse(r#"mac="x", ts="1", nonce="n""#).is_err(), "no id");
-        assert!(parse(r#"id="c", mac="x", ts="soon", nonce="n""#).is_err());
-        assert!(parse(r#"id="c", id="d", mac="x", ts="1", nonce="n""#).is_err());
-        assert!(parse(r#"id=c, mac="x", ts="1", nonce="n""#).is_err());
+        assert!(parse(r#"mac="eA==", ts="1", nonce="n""#).is_err(), "no id");
+        assert!(parse(r#"id="c", mac="eA==", ts="soon", nonce="n""#).is_err());
+        assert!(parse(r#"id="c", id="d", mac="eA==", ts="1", nonce="n""#).is_err());
+        assert!(parse(r#"id=c, mac="eA==", ts="1", nonce="n""#).is_err());
+        assert!(parse(r#"id="c", ts="1", nonce="n""#).is_err(), "no mac");
     }
 }

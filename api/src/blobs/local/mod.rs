@@ -198,7 +198,9 @@ impl BlobStore for LocalStore {
         // the file goes back to staging, so the upload can be completed again instead of being
         // stranded in verifying/.
         let mut restore = Restore { from: work.clone(), to: self.staged_path(staging_key), armed: true };
-        match tokio::fs::rename(self.staged_path(staging_key), &work).await {
+        // A plain rename, not tokio's: tokio::fs runs it on a blocking thread, and a future
+        // dropped while that thread renames would find nothing to put back and strand the file.
+        match std::fs::rename(self.staged_path(staging_key), &work) {
             Ok(()) => {}
             Err(e) => {
                 restore.armed = false;
