@@ -1,10 +1,19 @@
 //! The OpenAPI document served at `GET /openapi.json`, generated from the handlers' own
 //! annotations. The test below compares it with [`crate::routes::ROUTE_TABLE`], the list the
 //! router is built from, so a route cannot be served undocumented or documented unserved.
+//!
+//! Handlers document their success answers only. The error answers are one set, made from the
+//! error vocabulary ([`ErrorCode`]) and attached to every operation by [`Problems`]: every
+//! error is the same problem+json shape, and which codes a status carries is listed once.
 
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use std::collections::BTreeMap;
+
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+
+use crate::error::ErrorCode;
 use crate::routes::{audit, blobs, download, files, ops, tokens, uploads};
 
 /// The document.
@@ -37,7 +46,8 @@ use crate::routes::{audit, blobs, download, files, ops, tokens, uploads};
         blobs::get,
         blobs::put,
     ),
-    modifiers(&Security)
+    components(schemas(tooltool_proto::Problem)),
+    modifiers(&Security, &Problems)
 )]
 pub struct ApiDoc;
 
@@ -52,6 +62,35 @@ impl utoipa::Modify for Security {
             .description(Some("A token from `tooltool-api clients create`, `token issue` or `POST /token`."))
             .build();
         components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+    }
+}
+
+/// Adds the problem+json answers of [`ErrorCode`] to every operation except the operations
+/// routes (health checks and metrics never answer with a problem).
+struct Problems;
+
+impl utoipa::Modify for Problems {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let mut by_status: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
+        for code in ErrorCode::ALL {
+            by_status.entry(code.status().as_u16()).or_default().push(code.as_str());
+        }
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if path.starts_with("/__") || path == "/metrics" || path == "/openapi.json" {
+                continue;
+            }
+            let operations = [&mut item.get, &mut item.head, &mut item.post, &mut item.put, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                for (status, codes) in &by_status {
+                    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+                    let response = ResponseBuilder::new()
+                        .description(format!("Problem; `code` one of: {}", codes.join(", ")))
+                        .content("application/problem+json", content)
+                        .build();
+                    operation.responses.responses.entry(status.to_string()).or_insert(response.into());
+                }
+            }
+        }
     }
 }
 
@@ -128,5 +167,18 @@ mod tests {
         let problem = &schemas["Problem"]["properties"];
         assert!(problem.get("type").is_some(), "serde renames are honoured: {problem}");
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    }
+
+    #[test]
+    fn every_api_operation_documents_the_problem_answers_once() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let upload = &doc["paths"]["/upload"]["post"]["responses"];
+        for status in ["400", "401", "403", "413", "415", "500"] {
+            let problem = &upload[status]["content"]["application/problem+json"]["schema"]["$ref"];
+            assert_eq!(problem, "#/components/schemas/Problem", "POST /upload {status}");
+        }
+        assert!(upload["415"]["description"].as_str().unwrap().contains("unsupported-media-type"));
+        assert!(upload["200"]["content"]["application/json"].is_object(), "the success answer stays the handler's");
+        assert!(doc["paths"]["/__lbheartbeat__"]["get"]["responses"].get("400").is_none());
     }
 }

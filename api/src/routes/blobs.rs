@@ -42,7 +42,7 @@ fn local_store(state: &AppState) -> Result<&LocalStore, ApiError> {
 }
 
 /// Streams a verified blob (with Range support).
-#[utoipa::path(method(get, head), path = "/_blobs/sha512/{digest}", tag = "storage", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters"), ("expires" = u64, Query), ("signature" = String, Query)), responses((status = 200, description = "The blob (Range supported)", content_type = "application/octet-stream"), (status = 403, description = "Bad or expired signature", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 404, description = "No such blob", body = tooltool_proto::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(method(get, head), path = "/_blobs/sha512/{digest}", tag = "storage", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters"), ("expires" = u64, Query), ("signature" = String, Query)), responses((status = 200, description = "The blob (Range supported)", content_type = "application/octet-stream")))]
 pub async fn get(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -64,7 +64,7 @@ pub async fn get(
 }
 
 /// Receives an upload into staging; answers exactly 200 on success.
-#[utoipa::path(put, path = "/_blobs/staging/{key}", tag = "storage", params(("key" = String, Path), ("expires" = u64, Query), ("size" = u64, Query), ("signature" = String, Query)), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, description = "Staged"), (status = 403, description = "Bad or expired signature", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 413, description = "Larger than the declared size", body = tooltool_proto::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(put, path = "/_blobs/staging/{key}", tag = "storage", params(("key" = String, Path), ("expires" = u64, Query), ("size" = u64, Query), ("signature" = String, Query)), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, description = "Staged")))]
 pub async fn put(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -10,7 +10,7 @@ use crate::state::AppState;
 use tooltool_proto::Digest;
 
 /// Digest → file → permission → signed URL → 302.
-#[utoipa::path(method(get, head), path = "/sha512/{digest}", tag = "download", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters"), ("region" = Option<String>, Query, description = "preferred region")), responses((status = 302, description = "Redirect to a short-lived signed URL of a verified copy", headers(("Location" = String, description = "the signed URL"))), (status = 400, description = "Invalid sha512 digest", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 401, description = "Invalid credentials", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 403, description = "The caller may not download this file", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 404, description = "No verified stored copy", body = tooltool_proto::Problem, content_type = "application/problem+json")), security((), ("bearer" = [])))]
+#[utoipa::path(method(get, head), path = "/sha512/{digest}", tag = "download", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters"), ("region" = Option<String>, Query, description = "preferred region")), responses((status = 302, description = "Redirect to a short-lived signed URL of a verified copy", headers(("Location" = String, description = "the signed URL")))), security((), ("bearer" = [])))]
 #[tracing::instrument(name = "download", skip_all, fields(digest = %path))]
 pub async fn download(
     state: web::Data<AppState>,

@@ -13,7 +13,7 @@ fn unknown() -> ApiError {
 }
 
 /// One file, not wrapped.
-#[utoipa::path(get, path = "/file/sha512/{digest}", tag = "files", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), responses((status = 200, description = "The file", body = tooltool_proto::FileInfo), (status = 400, description = "Invalid sha512 digest", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown file", body = tooltool_proto::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/file/sha512/{digest}", tag = "files", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), responses((status = 200, description = "The file", body = tooltool_proto::FileInfo)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Result<Caller, ApiError>,
@@ -26,7 +26,7 @@ pub async fn get(
 }
 
 /// Applies the operations in order: `set_visibility`, `delete_instances`.
-#[utoipa::path(patch, path = "/file/sha512/{digest}", tag = "files", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), request_body = Vec<tooltool_proto::PatchOp>, responses((status = 200, description = "The file after the operations", body = tooltool_proto::FileInfo), (status = 400, description = "Invalid digest or operations", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 401, description = "No or invalid credentials", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing manage scope", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown file", body = tooltool_proto::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/file/sha512/{digest}", tag = "files", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), request_body = Vec<tooltool_proto::PatchOp>, responses((status = 200, description = "The file after the operations", body = tooltool_proto::FileInfo)), security(("bearer" = [])))]
 #[tracing::instrument(name = "patch_file", skip_all, fields(digest = %path))]
 pub async fn patch(
     state: web::Data<AppState>,

@@ -17,7 +17,7 @@ const RETRY_AFTER_SECS: u64 = 2;
 
 /// Validates the batch, checks upload scopes, records it, and signs an upload URL for every
 /// file without a verified copy.
-#[utoipa::path(post, path = "/upload", tag = "upload", request_body = tooltool_proto::UploadRequest, params(("region" = Option<String>, Query, description = "region to stage the uploads in")), responses((status = 200, description = "The recorded batch; files without a verified copy carry a put_url", body = tooltool_proto::Wrapped<tooltool_proto::Batch>), (status = 400, description = "Invalid batch; nothing recorded", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 401, description = "Invalid credentials", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing upload scope", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = tooltool_proto::Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/upload", tag = "upload", request_body = tooltool_proto::UploadRequest, params(("region" = Option<String>, Query, description = "region to stage the uploads in")), responses((status = 200, description = "The recorded batch; files without a verified copy carry a put_url", body = tooltool_proto::Wrapped<tooltool_proto::Batch>)), security(("bearer" = [])))]
 #[tracing::instrument(name = "upload", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
@@ -91,7 +91,7 @@ fn check_consistent(req: &UploadRequest) -> Result<(), ApiError> {
 }
 
 /// Verifies the staged bytes of a declared file and publishes them.
-#[utoipa::path(method(get, post), path = "/upload/complete/sha512/{digest}", tag = "upload", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), responses((status = 200, description = "Verified: the file is downloadable", body = tooltool_proto::FileInfo), (status = 400, description = "Invalid digest, or staged bytes that do not match (discarded)", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 404, description = "No batch ever declared this digest", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 409, description = "Nothing staged yet, or verification still running", headers(("X-Retry-After" = u64, description = "seconds to wait")), body = tooltool_proto::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(method(get, post), path = "/upload/complete/sha512/{digest}", tag = "upload", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), responses((status = 200, description = "Verified: the file is downloadable", body = tooltool_proto::FileInfo)))]
 #[tracing::instrument(name = "upload_complete", skip_all, fields(digest = %path))]
 pub async fn complete(
     state: web::Data<AppState>,
@@ -130,7 +130,7 @@ pub async fn search(
 }
 
 /// `GET /upload/<id>`: one batch, not wrapped.
-#[utoipa::path(get, path = "/upload/{id}", tag = "history", params(("id" = i64, Path, description = "batch id")), responses((status = 200, description = "The batch", body = tooltool_proto::Batch), (status = 404, description = "No such batch", body = tooltool_proto::Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/upload/{id}", tag = "history", params(("id" = i64, Path, description = "batch id")), responses((status = 200, description = "The batch", body = tooltool_proto::Batch)))]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Result<Caller, ApiError>,
