@@ -233,6 +233,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_code_with_its_status() {
+        let readme = include_str!("../../README.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
+            assert!(readme.contains(&row), "README lacks {row}");
+        }
+    }
+
+    #[test]
     fn codes_are_unique_kebab_case() {
         let mut seen = std::collections::HashSet::new();
         for code in ErrorCode::ALL {
