@@ -69,12 +69,16 @@ async fn changes_on_one_replica_reach_the_other_through_the_notification() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_bypasses_the_notification_is_served_from_the_cache_until_the_max_age() {
-    let (a, b) = pg_replicas(Duration::from_secs(1)).await;
+    let (a, b) = pg_replicas(Duration::from_secs(5)).await;
     let d = a.upload("stale.bin", b"cached on postgres", Visibility::Internal).await;
+    let pool = sqlx::PgPool::connect(&a.settings.database_url).await.unwrap();
     assert_eq!(status(&b, d.as_str()).await, 403);
-    raw_sql(&a, &format!("UPDATE files SET visibility = 'public' WHERE digest = '{d}'")).await;
+    sqlx::query("UPDATE files SET visibility = 'public' WHERE digest = $1")
+        .bind(d.as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
     assert_eq!(status(&b, d.as_str()).await, 403, "no notification: B answers from its cache");
-    assert_eq!(status(&a, d.as_str()).await, 403, "and so does A");
     until(|| async { status(&b, d.as_str()).await == 302 }, "the cached answer ages out").await;
 }
 
