@@ -139,11 +139,6 @@ impl ApiError {
         Self::new(ErrorCode::InternalError, "The server could not complete the request")
     }
 
-    /// The stable code.
-    pub fn code(&self) -> ErrorCode {
-        self.code
-    }
-
     /// The problem body.
     pub fn problem(&self) -> Problem {
         let status = self.code.status();

@@ -7,7 +7,6 @@
 pub mod admin;
 pub mod auth;
 pub mod blobs;
-pub mod cleanup;
 pub mod db;
 pub mod error;
 pub mod metrics;
@@ -17,7 +16,7 @@ pub mod settings;
 pub mod state;
 pub mod telemetry;
 pub mod time;
-pub mod verify;
+pub mod uploads;
 pub mod wire;
 
 use std::net::TcpListener;
@@ -85,7 +84,7 @@ impl Application {
         let state = web::Data::new(AppState::new(settings, db, blobs, local, tokens));
         state.clients.reload(&state.db, &state.tokens).await.context("cannot load client credentials")?;
         tokio::spawn(auth::client_cache::refresh_loop(state.clone(), state.settings.auth_refresh));
-        tokio::spawn(cleanup::run(state.clone(), SWEEP_INTERVAL));
+        tokio::spawn(uploads::sweep::run(state.clone(), SWEEP_INTERVAL));
         let db = state.db.clone();
         tokio::spawn(async move { db.follow_changes().await });
         let app_state = state.clone();

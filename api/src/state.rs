@@ -7,7 +7,7 @@ use crate::auth::{Scope, Tokens};
 use crate::blobs::{BlobStores, LocalStore};
 use crate::db::Db;
 use crate::settings::Settings;
-use crate::verify::InFlight;
+use crate::uploads::verify::InFlight;
 
 /// Shared application state.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use super::{RegionQuery, SearchQuery, read_json};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use crate::verify::{self, Outcome};
+use crate::uploads::verify::{self, Outcome};
 use tooltool_proto::{Batch, Digest, FileInfo, UploadFile, UploadRequest, Wrapped};
 
 /// Seconds a client is told to wait before asking again about an upload.

@@ -31,9 +31,9 @@ async fn never_completed_uploads_are_swept_after_the_grace_period(backend: Backe
     let batch = client.upload_batch(&upload_request("m", &[("a", data, Visibility::Public)])).await.unwrap();
     client.put_bytes(batch.files["a"].put_url.as_ref().unwrap(), bytes::Bytes::from_static(data)).await.unwrap();
     assert_eq!(staged_count(&app).await, 1);
-    assert_eq!(tooltool_api::cleanup::sweep_once(&app.state).await.unwrap(), 0, "not expired yet");
+    assert_eq!(tooltool_api::uploads::sweep::sweep_once(&app.state).await.unwrap(), 0, "not expired yet");
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(tooltool_api::cleanup::sweep_once(&app.state).await.unwrap(), 1);
+    assert_eq!(tooltool_api::uploads::sweep::sweep_once(&app.state).await.unwrap(), 1);
     assert_eq!(staged_count(&app).await, 0);
     assert!(matches!(client.complete(digest_of(data).as_str()).await.unwrap(), Completion::Pending { .. }));
 }
