@@ -412,6 +412,15 @@ mod tests {
         sqlx::query(&sql).execute(&db.write).await.unwrap();
     }
 
+    /// A 1-byte internal file of digest `c…c`, inserted behind the Db's back.
+    async fn insert_internal(db: &Db, c: char) {
+        exec(
+            db,
+            format!("INSERT INTO files (digest, size, visibility, created) VALUES ('{}', 1, 'internal', 0)", digest(c)),
+        )
+        .await;
+    }
+
     /// The inline SQLite read answers exactly what the pool answers, and sees each commit at once.
     #[tokio::test]
     async fn answers_like_the_pool_and_sees_every_commit() {
@@ -488,14 +497,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = test_db(dir.path(), 100).await;
         for c in ['e', 'f'] {
-            exec(
-                &db,
-                format!(
-                    "INSERT INTO files (digest, size, visibility, created) VALUES ('{}', 1, 'internal', 0)",
-                    digest(c)
-                ),
-            )
-            .await;
+            insert_internal(&db, c).await;
             db.file(&digest(c)).await.unwrap();
         }
         exec(&db, "UPDATE files SET visibility = 'public'".into()).await;
@@ -510,14 +512,7 @@ mod tests {
     async fn a_write_dropped_without_commit_still_clears_the_cache() {
         let dir = tempfile::tempdir().unwrap();
         let db = test_db(dir.path(), 100).await;
-        exec(
-            &db,
-            format!(
-                "INSERT INTO files (digest, size, visibility, created) VALUES ('{}', 1, 'internal', 0)",
-                digest('d')
-            ),
-        )
-        .await;
+        insert_internal(&db, 'd').await;
         assert_eq!(db.file(&digest('d')).await.unwrap().unwrap().visibility, Visibility::Internal);
         exec(&db, "UPDATE files SET visibility = 'public'".into()).await;
         assert_eq!(db.file(&digest('d')).await.unwrap().unwrap().visibility, Visibility::Internal, "served cached");
@@ -537,14 +532,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = test_db(dir.path(), 2).await;
         for c in ['a', 'b', 'c'] {
-            exec(
-                &db,
-                format!(
-                    "INSERT INTO files (digest, size, visibility, created) VALUES ('{}', 1, 'internal', 0)",
-                    digest(c)
-                ),
-            )
-            .await;
+            insert_internal(&db, c).await;
         }
         let visibility = |c| {
             let db = db.clone();
@@ -566,14 +554,7 @@ mod tests {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
         let db = Db::connect(&url, 100, Duration::from_millis(200)).await.unwrap();
         db.migrate().await.unwrap();
-        exec(
-            &db,
-            format!(
-                "INSERT INTO files (digest, size, visibility, created) VALUES ('{}', 1, 'internal', 0)",
-                digest('9')
-            ),
-        )
-        .await;
+        insert_internal(&db, '9').await;
         assert_eq!(db.file(&digest('9')).await.unwrap().unwrap().visibility, Visibility::Internal);
         exec(&db, "UPDATE files SET visibility = 'public'".into()).await;
         assert_eq!(db.file(&digest('9')).await.unwrap().unwrap().visibility, Visibility::Internal, "served cached");
