@@ -97,6 +97,14 @@ error_codes! {
     UnsupportedMediaType = UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type";
     /// Anything the server could not do; the cause is logged, never sent.
     InternalError = INTERNAL_SERVER_ERROR, "internal-error";
+    /// The database does not answer (down, restarting, or too slow); retry after `Retry-After`.
+    DatabaseUnavailable = SERVICE_UNAVAILABLE, "database-unavailable";
+    /// The blob store does not answer; nothing was lost, retry after `Retry-After`.
+    StorageUnavailable = SERVICE_UNAVAILABLE, "storage-unavailable";
+    /// The request did not finish within `TOOLTOOL_REQUEST_TIMEOUT`.
+    TimedOut = SERVICE_UNAVAILABLE, "timed-out";
+    /// The embedded store's disk is full; nothing partial was kept.
+    InsufficientStorage = INSUFFICIENT_STORAGE, "insufficient-storage";
 }
 
 /// An error answer: a stable code (which fixes the status) and a caller-safe detail.
@@ -131,6 +139,12 @@ impl ApiError {
     /// 409 with `X-Retry-After`.
     pub fn retry_later(detail: impl Into<String>, seconds: u64) -> Self {
         Self { retry_after: Some(seconds), ..Self::new(ErrorCode::NotReady, detail) }
+    }
+
+    /// 503 with `Retry-After`: a backend is away; the cause is logged, never sent.
+    pub fn unavailable(code: ErrorCode, detail: &str, cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, code = code.as_str(), "backend unavailable");
+        Self { retry_after: Some(1), ..Self::new(code, detail) }
     }
 
     /// 500: logs the cause here, once, and tells the caller nothing about it.
@@ -188,6 +202,10 @@ impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         match e {
             crate::db::DbError::Conflict(detail) => Self::new(ErrorCode::Conflict, detail),
+            crate::db::DbError::Unavailable(e) => {
+                crate::metrics::METRICS.backend_errors.with_label_values(&["database"]).inc();
+                Self::unavailable(ErrorCode::DatabaseUnavailable, "The database is unavailable; try again shortly", e)
+            }
             e @ (crate::db::DbError::Other(_) | crate::db::DbError::FastRead(_)) => {
                 crate::metrics::METRICS.backend_errors.with_label_values(&["database"]).inc();
                 Self::internal(format_args!("database: {e}"))
@@ -199,6 +217,13 @@ impl From<crate::db::DbError> for ApiError {
 impl From<crate::blobs::StoreError> for ApiError {
     fn from(e: crate::blobs::StoreError) -> Self {
         crate::metrics::METRICS.backend_errors.with_label_values(&["blob_store"]).inc();
+        if e.is_unavailable() {
+            return Self::unavailable(
+                ErrorCode::StorageUnavailable,
+                "The blob store is unavailable; nothing was lost, try again shortly",
+                format_args!("{e:#}"),
+            );
+        }
         Self::internal(format_args!("blob store: {e:#}"))
     }
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod blobs;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
@@ -87,10 +88,12 @@ impl Application {
         tokio::spawn(uploads::sweep::run(state.clone(), SWEEP_INTERVAL));
         let db = state.db.clone();
         tokio::spawn(async move { db.follow_changes().await });
+        tokio::spawn(health::watch(state.clone()));
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
+                .wrap(actix_web::middleware::from_fn(health::guard))
                 .wrap(actix_web::middleware::from_fn(telemetry::log_request))
                 .configure(routes::configure)
         });

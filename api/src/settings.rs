@@ -114,6 +114,8 @@ pub struct Settings {
     /// Oldest cached lookup answered without reading the database again
     /// (`TOOLTOOL_LOOKUP_MAX_AGE`): bounds staleness even if a change notification is lost.
     pub lookup_max_age: Duration,
+    /// Longest an API request may take before it is answered 503 (`TOOLTOOL_REQUEST_TIMEOUT`).
+    pub request_timeout: Duration,
     /// Where blobs are stored.
     pub blobs: BlobSettings,
 }
@@ -144,6 +146,7 @@ impl Settings {
             workers: 0,
             lookup_cache: 16_384,
             lookup_max_age: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
             blobs: BlobSettings::Local { region: "local".into() },
         }
     }
@@ -205,6 +208,7 @@ impl Settings {
             ("TOOLTOOL_VERIFY_WAIT", &mut s.verify_wait),
             ("TOOLTOOL_AUTH_REFRESH", &mut s.auth_refresh),
             ("TOOLTOOL_LOOKUP_MAX_AGE", &mut s.lookup_max_age),
+            ("TOOLTOOL_REQUEST_TIMEOUT", &mut s.request_timeout),
         ] {
             if let Some(v) = get(name) {
                 *field = parse_duration(name, &v)?;

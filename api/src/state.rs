@@ -30,6 +30,8 @@ pub struct AppState {
     pub verifications: InFlight,
     /// Registered clients, refreshed in the background.
     pub clients: ClientCache,
+    /// Whether the database answered its last ping.
+    pub database_health: crate::health::DatabaseHealth,
     /// The main runtime, where work that must outlive a request runs.
     pub runtime: tokio::runtime::Handle,
 }
@@ -50,6 +52,7 @@ impl AppState {
             anonymous_scopes,
             verifications: InFlight::default(),
             clients: ClientCache::default(),
+            database_health: Default::default(),
             runtime: tokio::runtime::Handle::current(),
         }
     }

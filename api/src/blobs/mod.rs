@@ -18,17 +18,39 @@ use tooltool_proto::Digest;
 pub use local::{LocalStore, ReceiveError, UrlSigner};
 pub use s3::S3Store;
 
-/// A blob-store failure (the cause is logged; callers see an opaque 500).
-#[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct StoreError(#[from] anyhow::Error);
+/// A blob-store failure. The cause is logged; callers see a 503 when the store could not be
+/// reached or did not answer ([`StoreError::unavailable`]: retrying later will do), an opaque
+/// 500 otherwise.
+#[derive(Debug)]
+pub struct StoreError {
+    cause: anyhow::Error,
+    unavailable: bool,
+}
 
 impl StoreError {
     /// Wraps any error with context.
     pub fn msg(context: &str, e: impl std::fmt::Display) -> Self {
-        Self(anyhow::anyhow!("{context}: {e}"))
+        Self { cause: anyhow::anyhow!("{context}: {e}"), unavailable: false }
+    }
+
+    /// The store could not be reached, timed out, or answered 5xx.
+    pub fn unavailable(context: &str, e: impl std::fmt::Display) -> Self {
+        Self { unavailable: true, ..Self::msg(context, e) }
+    }
+
+    /// Whether the store was unreachable rather than faulty.
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
     }
 }
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.cause)
+    }
+}
+
+impl std::error::Error for StoreError {}
 
 /// What verifying one staged upload found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,8 +38,9 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 /// Most rows a search returns.
 pub const SEARCH_LIMIT: i64 = 500;
 
-/// Longest wait for a pooled connection.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a pooled connection (which includes connecting): a database that does not
+/// answer costs a request at most this before it is answered 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A metadata-store failure, by meaning.
 #[derive(Debug, thiserror::Error)]
@@ -47,15 +48,39 @@ pub enum DbError {
     /// The request contradicts what is recorded (answered as 400).
     #[error("{0}")]
     Conflict(String),
+    /// The database could not be reached or did not answer in time (answered as 503).
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
     /// Anything else (answered as an opaque 500).
     #[error(transparent)]
-    Other(#[from] sqlx::Error),
+    Other(sqlx::Error),
     /// A failure of the SQLite download lookup (answered as an opaque 500).
     #[error(transparent)]
     FastRead(#[from] rusqlite::Error),
 }
 
 type Result<T, E = DbError> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for DbError {
+    /// Failures to reach the database, or the server going away, are `Unavailable`: the
+    /// request may succeed once it is back. Everything else is a fault.
+    fn from(e: sqlx::Error) -> Self {
+        let gone = match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // Class 08: connection exceptions; 57P01-57P03: the server is shutting down or
+            // starting up.
+            sqlx::Error::Database(db) => {
+                db.code().is_some_and(|c| c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03"))
+            }
+            _ => false,
+        };
+        if gone { Self::Unavailable(e) } else { Self::Other(e) }
+    }
+}
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

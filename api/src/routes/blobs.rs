@@ -88,6 +88,10 @@ pub async fn put(
             format!("The body is larger than the declared size of {n} bytes"),
         )),
         Err(ReceiveError::Interrupted(why)) => Err(ApiError::new(ErrorCode::UploadInterrupted, why)),
+        Err(ReceiveError::NoSpace) => {
+            tracing::error!("the embedded store's disk is full; an upload was refused");
+            Err(ApiError::new(ErrorCode::InsufficientStorage, "The store has no space left for this upload"))
+        }
         Err(ReceiveError::Store(e)) => Err(e.into()),
     }
 }

@@ -31,9 +31,21 @@ pub enum ReceiveError {
     /// The client's stream failed.
     #[error("the upload was interrupted: {0}")]
     Interrupted(String),
+    /// The disk is full: nothing of the upload was kept.
+    #[error("no space left for the upload")]
+    NoSpace,
     /// Writing failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A write error, as [`ReceiveError::NoSpace`] when the disk (or its quota) is full.
+fn write_error(what: &str, e: std::io::Error) -> ReceiveError {
+    if matches!(e.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) {
+        ReceiveError::NoSpace
+    } else {
+        StoreError::msg(what, e).into()
+    }
 }
 
 /// Blobs under a local directory.
@@ -52,7 +64,37 @@ impl LocalStore {
         for dir in ["sha512", "incoming", "staging", "verifying"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
-        Ok(Self { root, region: region.to_owned(), signer, base_url: base_url.trim_end_matches('/').to_owned() })
+        let store =
+            Self { root, region: region.to_owned(), signer, base_url: base_url.trim_end_matches('/').to_owned() };
+        store.put_back_interrupted_verifications();
+        Ok(store)
+    }
+
+    /// A process killed while it verified an upload leaves the file in `verifying/`, where no
+    /// `complete` would find it. The store belongs to one process, so at start every such file
+    /// goes back to `staging/` (unless a newer upload of that key was staged), to be verified
+    /// again by the next `complete`.
+    fn put_back_interrupted_verifications(&self) {
+        let Ok(entries) = std::fs::read_dir(self.root.join("verifying")) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((key, _)) = name.rsplit_once('.') else { continue };
+            if !Self::valid_staging_key(key) {
+                continue;
+            }
+            let staged = self.staged_path(key);
+            let result = if staged.exists() {
+                std::fs::remove_file(entry.path())
+            } else {
+                std::fs::rename(entry.path(), &staged)
+            };
+            match result {
+                Ok(()) => tracing::warn!(staging_key = key, "put back an upload whose verification was interrupted"),
+                Err(e) => {
+                    tracing::error!(error = %e, staging_key = key, "could not put back an interrupted verification")
+                }
+            }
+        }
     }
 
     /// The URL signer (shared with the blob routes).
@@ -86,8 +128,7 @@ impl LocalStore {
     {
         let tmp = self.root.join("incoming").join(format!("{key}.{}", uuid::Uuid::new_v4().simple()));
         let result = async {
-            let mut file =
-                tokio::fs::File::create(&tmp).await.map_err(|e| StoreError::msg("create incoming file", e))?;
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| write_error("create incoming file", e))?;
             let mut written = 0u64;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| ReceiveError::Interrupted(e.to_string()))?;
@@ -95,9 +136,10 @@ impl LocalStore {
                 if written > limit {
                     return Err(ReceiveError::TooLarge(limit));
                 }
-                file.write_all(&chunk).await.map_err(|e| StoreError::msg("write incoming file", e))?;
+                file.write_all(&chunk).await.map_err(|e| write_error("write incoming file", e))?;
             }
-            file.sync_all().await.map_err(|e| StoreError::msg("sync incoming file", e))?;
+            file.flush().await.map_err(|e| write_error("write incoming file", e))?;
+            file.sync_all().await.map_err(|e| write_error("sync incoming file", e))?;
             Ok(written)
         }
         .await;
@@ -317,6 +359,24 @@ mod tests {
         assert!(s.staged_path(key).exists(), "the staged upload is back");
         assert_eq!(std::fs::read_dir(dir.path().join("verifying")).unwrap().count(), 0);
         assert_eq!(s.verify_and_publish(key, &d, big.len() as u64).await.unwrap(), Verification::Published);
+    }
+
+    /// A process killed mid-verification leaves the file in verifying/; the next start puts it
+    /// back, and it verifies.
+    #[tokio::test]
+    async fn a_verification_killed_with_the_process_is_put_back_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "0123abcd";
+        let d = digest_of(b"killed");
+        {
+            let s = store(dir.path());
+            std::fs::write(dir.path().join("verifying").join(format!("{key}.5f3a")), b"killed").unwrap();
+            assert_eq!(s.verify_and_publish(key, &d, 6).await.unwrap(), Verification::NotStaged);
+        }
+        let s = store(dir.path());
+        assert!(s.staged_path(key).exists());
+        assert_eq!(std::fs::read_dir(dir.path().join("verifying")).unwrap().count(), 0);
+        assert_eq!(s.verify_and_publish(key, &d, 6).await.unwrap(), Verification::Published);
     }
 
     #[test]

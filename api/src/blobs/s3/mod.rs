@@ -24,6 +24,13 @@ use tooltool_proto::Digest;
 const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
 /// Part size for larger copies.
 const COPY_PART: u64 = 512 * 1024 * 1024;
+/// Longest wait to connect to S3.
+const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for any read of an S3 response, including each chunk of a streamed body.
+const S3_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for one attempt's response (a body is then bounded by the read timeout). A
+/// server-side copy of a large object answers only when done: 5 GiB parts take minutes.
+const S3_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Blobs in one S3 bucket.
 #[derive(Debug, Clone)]
@@ -48,8 +55,19 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
     }
 }
 
-fn sdk_err<E: std::error::Error + 'static, R: std::fmt::Debug + 'static>(what: &str, e: SdkError<E, R>) -> StoreError {
-    StoreError::msg(what, DisplayErrorContext(e))
+/// An SDK failure: unavailable when S3 could not be reached, timed out, or answered 5xx.
+fn sdk_err<E: std::error::Error + 'static, R: HttpStatus + std::fmt::Debug + 'static>(
+    what: &str,
+    e: SdkError<E, R>,
+) -> StoreError {
+    let unreachable =
+        matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_))
+            || status_of(&e).is_some_and(|s| s >= 500);
+    if unreachable {
+        StoreError::unavailable(what, DisplayErrorContext(e))
+    } else {
+        StoreError::msg(what, DisplayErrorContext(e))
+    }
 }
 
 impl S3Store {
@@ -61,7 +79,7 @@ impl S3Store {
             loader =
                 loader.credentials_provider(Credentials::new(id, secret.expose(), None, None, "tooltool-settings"));
         }
-        let sdk = loader.load().await;
+        let sdk = loader.timeout_config(Self::timeouts()).load().await;
         // Presigned PUTs must not carry an SDK-computed checksum of an empty body.
         let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(s.force_path_style)
@@ -85,6 +103,16 @@ impl S3Store {
         let prefix = prefix.ok_or_else(|| anyhow::anyhow!("unexpected presigned S3 URL shape"))?;
         let presigner = Presigner::new(prefix, s.region.clone(), sdk.credentials_provider())?;
         Ok(Self { client, bucket: s.bucket.clone(), presigner: Arc::new(presigner) })
+    }
+
+    /// Every S3 call is bounded: connecting, each read of a response (a stalled body stream
+    /// included), and each attempt's response headers.
+    fn timeouts() -> aws_config::timeout::TimeoutConfig {
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(S3_CONNECT_TIMEOUT)
+            .read_timeout(S3_READ_TIMEOUT)
+            .operation_attempt_timeout(S3_ATTEMPT_TIMEOUT)
+            .build()
     }
 
     fn presign_config(ttl: Duration) -> Result<PresigningConfig, StoreError> {
