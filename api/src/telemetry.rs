@@ -69,6 +69,11 @@ pub fn init_tracing(with_sentry: bool) -> LogGuard {
     LogGuard(guard)
 }
 
+/// Longest wait to connect to Sentry.
+const SENTRY_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest a report to Sentry may take.
+const SENTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Starts Sentry; the guard flushes on drop. Request headers are never sent.
 pub fn init_sentry(dsn: &Secret) -> anyhow::Result<sentry::ClientInitGuard> {
     let dsn: sentry::types::Dsn =
@@ -77,6 +82,17 @@ pub fn init_sentry(dsn: &Secret) -> anyhow::Result<sentry::ClientInitGuard> {
     options.dsn = Some(dsn);
     options.release = sentry::release_name!();
     options.send_default_pii = false;
+    // Reports go out on the transport's own thread, never on a request; still, a Sentry that
+    // does not answer must not hold them forever.
+    options.transport = Some(Arc::new(|opts: &sentry::ClientOptions| -> Arc<dyn sentry::Transport> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(SENTRY_CONNECT_TIMEOUT)
+            .timeout(SENTRY_TIMEOUT)
+            .build()
+            .expect("a TLS client with timeouts builds");
+        let general = sentry::TransportOptions::try_from_client_options(opts).expect("Sentry starts with a DSN");
+        Arc::new(sentry::transports::ReqwestHttpTransportOptions::from(general).with_client(client).build())
+    }));
     options.before_send = Some(std::sync::Arc::new(|mut event| {
         if let Some(req) = event.request.as_mut() {
             req.headers.retain(|k, _| !k.eq_ignore_ascii_case("authorization"));
