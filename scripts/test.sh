@@ -66,5 +66,8 @@ export TOOLTOOL_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgr
 export TOOLTOOL_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 export TOOLTOOL_TEST_S3_ACCESS_KEY="$s3_key"
 export TOOLTOOL_TEST_S3_SECRET_KEY="$s3_secret"
+# The failure tests start, stop and restart backends of their own from these.
+export TOOLTOOL_TEST_PG_BIN="$pg_bin"
+export TOOLTOOL_TEST_S3S_BIN="$s3s"
 echo "test.sh: PostgreSQL on port $pg_port, s3s-fs on port $s3_port"
 cargo test --workspace --all-targets "$@"

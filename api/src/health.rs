@@ -12,10 +12,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{Error, ResponseError, web};
+use actix_web::{Error, web};
 
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
@@ -68,39 +68,32 @@ fn exempt(path: &str) -> bool {
     path.starts_with("/__") || path.starts_with("/_blobs/") || matches!(path, "/metrics" | "/openapi.json")
 }
 
-/// Middleware: 503 at once while the database is away, 503 past the request timeout.
+/// Middleware: 503 at once while the database is away, 503 past the request timeout. The
+/// refusals are errors, rendered as problem+json by [`ApiError`]'s `ResponseError`.
 pub async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
-    };
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else { return next.call(req).await };
     if exempt(req.path()) {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return next.call(req).await;
     }
-    let refuse = |req: actix_web::HttpRequest, e: ApiError| {
-        Ok(ServiceResponse::new(req, e.error_response()).map_into_right_body())
-    };
     if !state.database_health.is_up() {
-        let e = ApiError::unavailable(
+        return Err(ApiError::unavailable(
             ErrorCode::DatabaseUnavailable,
             "The database is unavailable; try again shortly",
             "the last database ping failed",
-        );
-        return refuse(req.request().clone(), e);
+        )
+        .into());
     }
-    let http = req.request().clone();
     let limit = state.settings.request_timeout;
     match tokio::time::timeout(limit, next.call(req)).await {
-        Ok(res) => res.map(ServiceResponse::map_into_left_body),
-        Err(_) => refuse(
-            http,
-            ApiError::unavailable(
-                ErrorCode::TimedOut,
-                "The request did not finish in time; try again shortly",
-                format_args!("request exceeded {limit:?}"),
-            ),
-        ),
+        Ok(res) => res,
+        Err(_) => Err(ApiError::unavailable(
+            ErrorCode::TimedOut,
+            "The request did not finish in time; try again shortly",
+            format_args!("request exceeded {limit:?}"),
+        )
+        .into()),
     }
 }

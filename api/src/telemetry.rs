@@ -146,7 +146,10 @@ pub async fn log_request(
         // Without SENTRY_DSN there is no client, and nothing to tag.
         call.await
     };
-    let status = res.as_ref().map(|r| r.status().as_u16()).unwrap_or(500);
+    let status = match &res {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.as_response_error().status_code().as_u16(),
+    };
     let elapsed = start.elapsed().as_secs_f64();
     // Milliseconds to the microsecond: `ms=0.012`, not `ms=0.011569000000000001`.
     let ms = (elapsed * 1e6).round() / 1e3;

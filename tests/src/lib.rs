@@ -19,6 +19,8 @@ use tooltool_api::state::AppState;
 use tooltool_api::{Application, Settings};
 use tooltool_proto::{DEFAULT_SCOPE_PREFIX, Digest};
 
+pub mod services;
+
 pub use tooltool;
 pub use tooltool_api;
 pub use tooltool_proto as proto;

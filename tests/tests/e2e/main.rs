@@ -9,6 +9,7 @@ mod client_unpack;
 mod client_upload;
 mod credentials;
 mod download;
+mod faults;
 mod files;
 mod hostile;
 mod ops;

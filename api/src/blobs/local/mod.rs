@@ -150,6 +150,17 @@ impl LocalStore {
             }
             Err(e) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
+                if matches!(e, ReceiveError::NoSpace) {
+                    // Read (and drop) the rest of the body, at most the signed size, so that
+                    // the client gets the 507 instead of a connection reset mid-send.
+                    let mut read = 0u64;
+                    while let Some(Ok(chunk)) = body.next().await {
+                        read += chunk.len() as u64;
+                        if read > limit {
+                            break;
+                        }
+                    }
+                }
                 Err(e)
             }
         }
