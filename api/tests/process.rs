@@ -115,38 +115,32 @@ async fn json_logs_carry_the_request_id() {
     assert!(request_line.to_string().contains("/__lbheartbeat__"), "{request_line}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_an_in_flight_verification_finish_and_publish() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let token = token(&data_dir);
+/// A blob large enough that hashing it takes a while (hundreds of ms): its path, size, digest.
+fn big_blob(dir: &Path) -> (std::path::PathBuf, u64, String) {
+    let blob = dir.join("blob.bin");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&blob).unwrap());
+    let mut hasher = Sha512::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    for i in 0..384u32 {
+        chunk.iter_mut().enumerate().for_each(|(j, b)| *b = (i as usize * 31 + j) as u8);
+        hasher.update(&chunk);
+        f.write_all(&chunk).unwrap();
+        size += chunk.len() as u64;
+    }
+    f.flush().unwrap();
+    (blob, size, hex::encode(hasher.finalize()))
+}
 
-    // Large enough that hashing it takes a while (hundreds of ms) after the signal arrives.
-    let blob = dir.path().join("blob.bin");
-    let (size, digest) = {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&blob).unwrap());
-        let mut hasher = Sha512::new();
-        let mut chunk = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        for i in 0..384u32 {
-            chunk.iter_mut().enumerate().for_each(|(j, b)| *b = (i as usize * 31 + j) as u8);
-            hasher.update(&chunk);
-            f.write_all(&chunk).unwrap();
-            size += chunk.len() as u64;
-        }
-        f.flush().unwrap();
-        (size, hex::encode(hasher.finalize()))
-    };
-
-    let mut server = Process::start(&data_dir);
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let body = serde_json::json!({"message": "graceful", "files": {"big.bin": {
+/// Declares the blob and streams it to its upload URL, without completing.
+async fn stage(http: &reqwest::Client, server: &Process, token: &str, blob: &Path, size: u64, digest: &str) {
+    let body = serde_json::json!({"message": "staged", "files": {"big.bin": {
         "size": size, "digest": digest, "algorithm": "sha512", "visibility": "public"}}});
-    let res = http.post(server.url("/upload")).bearer_auth(&token).json(&body).send().await.unwrap();
+    let res = http.post(server.url("/upload")).bearer_auth(token).json(&body).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let batch: serde_json::Value = res.json().await.unwrap();
     let put_url = batch["result"]["files"]["big.bin"]["put_url"].as_str().unwrap().to_owned();
-    let file = tokio::fs::File::open(&blob).await.unwrap();
+    let file = tokio::fs::File::open(blob).await.unwrap();
     let stream = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
     let res = http
         .put(&put_url)
@@ -157,6 +151,35 @@ async fn sigterm_lets_an_in_flight_verification_finish_and_publish() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// A download of `digest` redirects to exactly its bytes.
+async fn serves_exactly(http: &reqwest::Client, server: &Process, digest: &str) {
+    let res = http.get(server.url(&format!("/sha512/{digest}"))).send().await.unwrap();
+    assert_eq!(res.status(), 302);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let mut res = http.get(&location).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut hasher = Sha512::new();
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        hasher.update(&chunk);
+    }
+    assert_eq!(hex::encode(hasher.finalize()), digest);
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_verification_finish_and_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let token = token(&data_dir);
+    let (blob, size, digest) = big_blob(dir.path());
+    let mut server = Process::start(&data_dir);
+    let http = no_redirects();
+    stage(&http, &server, &token, &blob, size, &digest).await;
 
     // Start the verification, and stop the server while it runs.
     let complete = {
@@ -177,16 +200,52 @@ async fn sigterm_lets_an_in_flight_verification_finish_and_publish() {
 
     // Published whole: a new process serves exactly those bytes.
     let server = Process::start(&data_dir);
-    let res = http.get(server.url(&format!("/sha512/{digest}"))).send().await.unwrap();
-    assert_eq!(res.status(), 302);
-    let location = res.headers()["location"].to_str().unwrap().to_owned();
-    let mut res = http.get(&location).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let mut hasher = Sha512::new();
-    while let Some(chunk) = res.chunk().await.unwrap() {
-        hasher.update(&chunk);
+    serves_exactly(&http, &server, &digest).await;
+}
+
+/// SIGKILL while an upload is verified: nothing is published or recorded, and after a restart
+/// `complete` verifies and publishes exactly the uploaded bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_verification_publishes_nothing_and_complete_succeeds_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let token = token(&data_dir);
+    let (blob, size, digest) = big_blob(dir.path());
+    let mut server = Process::start(&data_dir);
+    let http = no_redirects();
+    stage(&http, &server, &token, &blob, size, &digest).await;
+    let complete = server.url(&format!("/upload/complete/sha512/{digest}"));
+    let pending = tokio::spawn({
+        let (http, complete) = (http.clone(), complete.clone());
+        async move { http.get(complete).send().await }
+    });
+    // Killed once the verification has taken the staged file, while it hashes.
+    let verifying = data_dir.join("blobs").join("verifying");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&verifying).unwrap().count() == 0 {
+        assert!(Instant::now() < deadline, "the verification never started");
+        std::thread::sleep(Duration::from_millis(2));
     }
-    assert_eq!(hex::encode(hasher.finalize()), digest);
+    assert!(Command::new("kill").args(["-KILL", &server.child.id().to_string()]).status().unwrap().success());
+    assert!(!server.wait(Duration::from_secs(10)).success());
+    assert!(pending.await.unwrap().is_err(), "the connection died with the process");
+    assert!(!data_dir.join("blobs").join("sha512").join(&digest).exists(), "nothing was published");
+    drop(server);
+
+    let server = Process::start(&data_dir);
+    let res = http.get(server.url(&format!("/sha512/{digest}"))).send().await.unwrap();
+    assert_eq!(res.status(), 404, "no instance was recorded");
+    let mut status = 0;
+    for _ in 0..30 {
+        let res = http.get(server.url(&format!("/upload/complete/sha512/{digest}"))).send().await.unwrap();
+        status = res.status().as_u16();
+        if status != 409 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(status, 200, "complete verifies the upload again");
+    serves_exactly(&http, &server, &digest).await;
 }
 
 /// A stand-in Sentry: answers 200 to every request and keeps what was sent.
