@@ -9,6 +9,8 @@ Builds the release binaries, installs wrk if missing (apt), then runs:
              pairs (ceiling, tooltool, ...), the server with its default logging to a file; also
              an internal file with a bearer token, a 404, JSON logs, the lookup cache off, and
              RUST_LOG=warn as a labelled extra. redirect_pg_s3: the same on PostgreSQL + S3.
+  soak       60 s of mixed load (redirects, searches, uploads) on both backends: errors, RSS
+             before/peak/after, open descriptors before and after.
   propagation  two replicas on one PostgreSQL: delay from a visibility PATCH answered on one to
              the first download on the other that shows it (p50, p99 over 200 flips).
   verify     upload/complete of a 1 GiB blob (MB/s) against sha512sum of the same file.
@@ -205,7 +207,7 @@ def random_file(path, size):
             left -= n
 
 
-def wrk(url, seconds, connections=64, headers=None, script=None):
+def wrk(url, seconds, connections=64, headers=None, script=None, raw=False):
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         cmd += ["-s", script]
@@ -220,7 +222,11 @@ def wrk(url, seconds, connections=64, headers=None, script=None):
         return v * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0}
+    result = {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0}
+    if raw:
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        result["socket_errors"] = sum(int(g) for g in errors.groups()) if errors else 0
+    return result
 
 
 def median_of(runs, fn):
@@ -358,6 +364,68 @@ def bench_propagation(work, a):
         a_srv.stop()
         b_srv.stop()
         backends.stop()
+
+
+def soak_script(work, public):
+    """Mostly redirects, some searches: 90 % GET /sha512/<public>, 5 % each search route."""
+    path = os.path.join(work, "soak.lua")
+    with open(path, "w") as f:
+        f.write('local n = 0\nrequest = function()\n  n = n + 1\n')
+        f.write('  if n % 20 == 0 then return wrk.format("GET", "/upload?q=soak") end\n')
+        f.write('  if n % 20 == 10 then return wrk.format("GET", "/file?q=soak") end\n')
+        f.write(f'  return wrk.format("GET", "/sha512/{public}")\nend\n')
+    return path
+
+
+def soak_one(work, a, env):
+    """60 s of mixed load on one server: wrk (redirects and searches) plus a client uploading
+    small files back to back. Errors, peak and final RSS, open descriptors before and after."""
+    server = Server(work, env)
+    try:
+        public, _ = small_files(work, server)
+        fds = lambda: len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+        rss = lambda: int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{server.proc.pid}/status").read()).group(1))
+        fds_before, rss_before = fds(), rss()
+        seconds = 10 if a.quick else 60
+        uploads = {"ok": 0, "failed": 0}
+        stop = time.monotonic() + seconds
+
+        def uploader():
+            i = 0
+            while time.monotonic() < stop:
+                i += 1
+                path = os.path.join(work, f"soak-{i}.bin")
+                random_file(path, 64 << 10)
+                try:
+                    server.upload(f"soak-{i}.bin", path)
+                    uploads["ok"] += 1
+                except Exception as e:  # counted, the soak goes on
+                    log(f"soak upload failed: {e}")
+                    uploads["failed"] += 1
+                os.remove(path)
+
+        import threading
+        t = threading.Thread(target=uploader)
+        t.start()
+        out = wrk(f"{server.url}/", seconds, script=soak_script(work, public), raw=True)
+        t.join()
+        time.sleep(1)
+        return {"seconds": seconds, "requests_per_s": out["rps"], "non_2xx_3xx": out["non_2xx_3xx"],
+                "socket_errors": out["socket_errors"], "uploads": uploads,
+                "rss_mib_before": rss_before / 1024, "rss_mib_peak": server.peak_rss_kib() / 1024,
+                "rss_mib_after": rss() / 1024, "fds_before": fds_before, "fds_after": fds()}
+    finally:
+        server.stop()
+
+
+def bench_soak(work, a):
+    out = {"embedded": soak_one(work, a, {})}
+    backends = ProductionBackends(work)
+    try:
+        out["postgres_s3"] = soak_one(work, a, backends.env)
+    finally:
+        backends.stop()
+    return out
 
 
 def bench_verify(work, a):
@@ -557,6 +625,7 @@ def machine():
 
 
 BENCHES = {"redirect": bench_redirect, "redirect_pg_s3": bench_redirect_pg_s3, "propagation": bench_propagation,
+           "soak": bench_soak,
            "verify": bench_verify, "fetch": bench_fetch, "memory": bench_memory,
            "growth": bench_growth}
 
