@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 mod clients;
 mod fast_read;
+mod history;
 
 pub use clients::{AuditFilter, ClientRecord};
 
