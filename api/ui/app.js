@@ -38,7 +38,12 @@ async function render(focus = false) {
     if (here) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  if (focus) (main.querySelector('h1') ?? main).focus();
+  if (focus) {
+    // Keyboard and screen-reader users land on the new page's heading.
+    const heading = main.querySelector('h1');
+    if (heading) heading.setAttribute('tabindex', '-1');
+    (heading ?? main).focus();
+  }
 }
 
 /** Goes to a page of the UI without reloading. */

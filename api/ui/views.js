@@ -276,7 +276,7 @@ export async function audit(params, signIn) {
   const form = h('form', { class: 'filters', action: '/ui/audit', method: 'get', 'aria-label': 'Filters' },
     field('f-action', 'Action', actionSelect),
     field('f-actor', 'Actor', h('input', { id: 'f-actor', name: 'actor', value: val('actor'), autocomplete: 'off' })),
-    field('f-target', 'Target (digest, batch:ID, client id)', h('input', { id: 'f-target', name: 'target', value: val('target'), autocomplete: 'off' })),
+    field('f-target', 'Target', h('input', { id: 'f-target', name: 'target', value: val('target'), autocomplete: 'off', placeholder: 'digest, batch:ID or client id' })),
     field('f-since', 'From (day)', h('input', { id: 'f-since', name: 'since', type: 'date', value: val('since') })),
     field('f-until', 'To (day, included)', h('input', { id: 'f-until', name: 'until', type: 'date', value: val('until') })),
     h('div', { class: 'buttons' }, h('button', { type: 'submit', text: 'Apply filters' }), link('/ui/audit', 'Clear filters')));
