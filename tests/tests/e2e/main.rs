@@ -13,4 +13,5 @@ mod files;
 mod ops;
 mod replicas;
 mod staging;
+mod ui;
 mod upload;
