@@ -394,6 +394,16 @@ async fn sign_in(b: &Browser, pasted: &str) {
     b.click("#signin-submit").await;
 }
 
+/// Every control of the current page (dialogs included) has a label a screen reader can read.
+async fn assert_every_control_is_labelled(b: &Browser) {
+    let unlabelled = b
+        .js("return [...document.querySelectorAll('input, select, textarea, button')]\
+             .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())\
+             .map((e) => e.id || e.name || e.tagName)")
+        .await;
+    assert_eq!(unlabelled, json!([]), "controls without a label");
+}
+
 /// What the page keeps in the browser: sessionStorage, localStorage, cookies.
 async fn storage(b: &Browser) -> (Value, Value, Value) {
     let v = b
@@ -424,6 +434,7 @@ async fn anonymous_visitors_search_and_follow_every_deep_link() {
     b.type_into("#q", "gcc").await;
     b.click("form[role=search] button").await;
     b.wait_text("h1", "Results for “gcc”").await;
+    assert_every_control_is_labelled(&b).await;
     assert!(b.client.current_url().await.unwrap().as_str().ends_with("/ui/?q=gcc"));
     assert_eq!(b.text("#files-h").await, "Files (1)");
     let row = b.texts("section[aria-labelledby=files-h] tbody td").await;
@@ -612,6 +623,7 @@ async fn a_manager_changes_visibility_and_deletes_copies_and_the_api_agrees() {
     sign_in(&b, &serde_json::to_string(&creds.unwrap()).unwrap()).await;
     b.wait_text("#manage-h", "Manage").await;
     assert_eq!(b.text(".badge").await, "internal");
+    assert_every_control_is_labelled(&b).await;
     b.screenshots("file-manage").await;
 
     // Visibility: the confirmation names the file; cancelling changes nothing.
@@ -678,6 +690,7 @@ async fn a_manager_changes_visibility_and_deletes_copies_and_the_api_agrees() {
     assert!(b.client.current_url().await.unwrap().as_str().ends_with("/ui/audit?action=file.visibility_changed"));
     assert_eq!(b.texts("table.stack tbody tr").await.len(), 1);
     assert_eq!(b.text("table.stack tbody td:nth-child(2)").await, "boss@example.com");
+    assert_every_control_is_labelled(&b).await;
     b.screenshots("audit").await;
 
     // A refused action shows the API's problem, and the page forgets the dead session: here the
