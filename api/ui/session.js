@@ -1,5 +1,5 @@
 // The signed-in session: a short-lived derived token, kept in sessionStorage only (this tab,
-// gone when it closes), never in localStorage or a cookie. Also: reading pasted credentials,
+// gone when it closes), never in local storage or a cookie. Also: reading pasted credentials,
 // and which scopes grant what.
 
 const KEY = 'tooltool.session';
