@@ -73,7 +73,10 @@ document.addEventListener('submit', (e) => {
   navigate(s ? `${action}?${s}` : action);
 });
 window.addEventListener('popstate', () => render(true));
-window.addEventListener('tooltool:session-ended', () => drawWho());
+window.addEventListener('tooltool:session-ended', () => {
+  drawWho();
+  announce('Your session ended (expired or revoked): sign in again.');
+});
 
 /** The header: who is signed in, with which scopes, and the button to sign in or out. */
 function drawWho() {

@@ -706,6 +706,7 @@ async fn a_manager_changes_visibility_and_deletes_copies_and_the_api_agrees() {
     )
     .await;
     b.wait_text("#who-text", "Not signed in: public metadata only.").await;
+    b.wait_text("#status", "Your session ended (expired or revoked): sign in again.").await;
     b.screenshots("action-refused").await;
     assert_eq!(app.anonymous().get_file(d.as_str()).await.unwrap().visibility, Visibility::Public);
     b.finish(&[&format!("/file/sha512/{d}")]).await;
