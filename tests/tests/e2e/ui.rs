@@ -144,6 +144,7 @@ struct Browser {
     driver_url: String,
     session: String,
     base: String,
+    requests: std::sync::Mutex<Vec<String>>,
     closed: bool,
     _profile: tempfile::TempDir,
     _turn: tokio::sync::MutexGuard<'static, ()>,
@@ -194,6 +195,7 @@ impl Browser {
             driver_url,
             session,
             base: app.url.clone(),
+            requests: Default::default(),
             closed: false,
             _profile: profile,
             _turn: turn,
@@ -316,6 +318,25 @@ impl Browser {
         body["value"].as_array().cloned().unwrap_or_else(|| panic!("the {kind} log: {body}"))
     }
 
+    /// Every request a document of the server made so far (its navigations included), as
+    /// `METHOD URL`, from the DevTools network events; the browser's own pages (chrome://) are
+    /// not the page's. Reading the log empties it, so what was read is kept.
+    async fn requests(&self) -> Vec<String> {
+        let mut seen = self.requests.lock().unwrap().clone();
+        for entry in self.log("performance").await {
+            let msg: Value = serde_json::from_str(entry["message"].as_str().unwrap()).unwrap();
+            let params = &msg["message"]["params"];
+            if msg["message"]["method"] == "Network.requestWillBeSent"
+                && params["documentURL"].as_str().unwrap_or_default().starts_with(&self.base)
+            {
+                let req = &params["request"];
+                seen.push(format!("{} {}", req["method"].as_str().unwrap(), req["url"].as_str().unwrap()));
+            }
+        }
+        self.requests.lock().unwrap().clone_from(&seen);
+        seen
+    }
+
     /// Checks the console and the network, then closes the browser. `expected_failures`: the
     /// request paths the test made fail on purpose (Chromium logs "Failed to load resource" for
     /// them); any other console error, or any request to a host other than the test server,
@@ -336,22 +357,16 @@ impl Browser {
             .collect();
         assert!(errors.is_empty(), "console errors: {errors:#?}");
 
-        // Every request a document of the server made (its navigations included), from the
-        // DevTools network events; the browser's own pages (chrome://) are not the page's.
-        let mut urls = Vec::new();
-        for entry in self.log("performance").await {
-            let msg: Value = serde_json::from_str(entry["message"].as_str().unwrap()).unwrap();
-            let params = &msg["message"]["params"];
-            if msg["message"]["method"] == "Network.requestWillBeSent"
-                && params["documentURL"].as_str().unwrap_or_default().starts_with(&self.base)
-            {
-                urls.push(params["request"]["url"].as_str().unwrap().to_owned());
-            }
-        }
-        assert!(urls.iter().any(|u| u.ends_with("/ui/assets/app.js")), "the network log was read: {urls:?}");
+        let urls = self.requests().await;
+        assert!(urls.iter().any(|u| u == &format!("GET {}/ui/assets/app.js", self.base)), "the log was read: {urls:?}");
         // `data:` URLs carry their bytes and go nowhere (Chromium's own date-picker icon is one).
-        let elsewhere: Vec<&String> =
-            urls.iter().filter(|u| !u.starts_with(&format!("{}/", self.base)) && !u.starts_with("data:")).collect();
+        let elsewhere: Vec<&String> = urls
+            .iter()
+            .filter(|u| {
+                let url = u.split_once(' ').map_or(u.as_str(), |(_, url)| url);
+                !url.starts_with(&format!("{}/", self.base)) && !url.starts_with("data:")
+            })
+            .collect();
         assert!(elsewhere.is_empty(), "requests to something other than the server: {elsewhere:?}");
         self.client.clone().close().await.expect("the browser closes");
         self.closed = true;
@@ -624,6 +639,19 @@ async fn a_manager_changes_visibility_and_deletes_copies_and_the_api_agrees() {
     b.wait_text("#manage-h", "Manage").await;
     assert_eq!(b.text(".badge").await, "internal");
     assert_every_control_is_labelled(&b).await;
+    // An internal file: the link asks for the signed URL with the session's token, then goes
+    // there (the embedded store's own URL, on the same server).
+    let link = b.find("#download").await;
+    assert_eq!(link.text().await.unwrap(), "Download tool.tar.gz");
+    link.click().await.unwrap();
+    let blob = format!("GET {}/_blobs/sha512/{d}?", app.url);
+    let started = Instant::now();
+    while !b.requests().await.iter().any(|r| r.starts_with(&blob)) {
+        assert!(started.elapsed() < WAIT, "no download: {:?}", b.requests().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(b.requests().await.contains(&format!("HEAD {}/sha512/{d}", app.url)));
+    assert!(!b.exists("main .error").await, "{}", b.text("main .error").await);
     b.screenshots("file-manage").await;
 
     // Visibility: the confirmation names the file; cancelling changes nothing.
