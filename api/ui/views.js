@@ -188,7 +188,9 @@ function download(info, name, session) {
       method: 'HEAD', headers: { Authorization: `Bearer ${session.token}` }, credentials: 'omit',
     }).catch(() => null);
     if (res && res.ok) window.location.assign(res.url);
-    else out.append(errorBox(`Download refused (${res ? res.status : 'no answer'}).`));
+    else if (res) out.append(errorBox(`Download refused: ${res.status} ${res.statusText}.`));
+    // The page may only contact its own server: storage on another host (S3) is out of reach.
+    else out.append(errorBox('The page could not get a download URL: use `tooltool fetch` with your credentials.'));
   });
   return out;
 }
