@@ -288,17 +288,18 @@ impl Browser {
         assert!(res.status().is_success(), "{cmd}: {}", res.text().await.unwrap());
     }
 
-    /// Screenshots of the current page at each width, as `<name>-<width>.png`.
+    /// Full-page screenshots of the current page at each width, as `<name>-<width>.png`.
     async fn screenshots(&self, name: &str) {
         let dir = screenshot_dir();
         for (width, height) in WIDTHS {
-            self.cdp(
-                "Emulation.setDeviceMetricsOverride",
-                json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}),
-            )
-            .await;
+            let metrics =
+                |height: u64| json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600});
+            self.cdp("Emulation.setDeviceMetricsOverride", metrics(height.into())).await;
             let inner = self.js("return window.innerWidth").await;
             assert_eq!(inner, json!(width), "the viewport is {width} px wide");
+            // The whole page, not only what fits the screen: as tall as its content.
+            let content = self.js("return document.documentElement.scrollHeight").await.as_u64().unwrap();
+            self.cdp("Emulation.setDeviceMetricsOverride", metrics(content.max(height.into()))).await;
             tokio::time::sleep(Duration::from_millis(150)).await;
             let png = self.client.screenshot().await.unwrap();
             std::fs::write(dir.join(format!("{name}-{width}.png")), png).unwrap();
