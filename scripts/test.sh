@@ -2,7 +2,8 @@
 # Runs every test of the workspace, the PostgreSQL + S3 ones included.
 #
 # Starts a throwaway PostgreSQL cluster and an s3s-fs S3 server (installing s3s-fs, and on a
-# machine without PostgreSQL the postgresql package, when missing), runs `cargo test` for the
+# machine without PostgreSQL the postgresql package, when missing; likewise chromium and
+# chromium-driver for the admin page's browser tests), runs `cargo test` for the
 # whole workspace with their coordinates in the environment, and stops them whatever happens.
 # Extra arguments go to `cargo test` (e.g. `./scripts/test.sh -- upload`).
 set -euo pipefail
@@ -23,6 +24,17 @@ if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
         pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
     else
         echo "test.sh: PostgreSQL server binaries not found: install the postgresql package" >&2
+        exit 1
+    fi
+fi
+
+# The admin page's tests drive the distribution's Chromium through its chromedriver.
+if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || [ -x /usr/lib/chromium/chromium ]; }; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "test.sh: installing chromium and chromium-driver"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+    else
+        echo "test.sh: chromedriver not found: install the chromium and chromium-driver packages" >&2
         exit 1
     fi
 fi

@@ -35,6 +35,7 @@ use crate::routes::{audit, blobs, download, files, ops, tokens, uploads};
         files::search,
         files::get,
         files::patch,
+        files::batches,
         tokens::derive,
         tokens::permissions,
         audit::list,

@@ -1,9 +1,9 @@
 //! Domain rows of the metadata store turned into the wire types of PROTOCOL.md: the one place
 //! where the two meet, so neither the database layer nor `proto` knows of the other.
 
-use tooltool_proto::{Algorithm, AuditEntry, Batch, BatchFile, FileInfo};
+use tooltool_proto::{Algorithm, AuditEntry, Batch, BatchFile, FileBatch, FileInfo};
 
-use crate::db::{AuditRow, BatchRow, StoredFile};
+use crate::db::{AuditRow, BatchRow, FileBatchRow, StoredFile};
 use crate::time::rfc3339;
 
 impl From<&StoredFile> for FileInfo {
@@ -49,6 +49,18 @@ impl From<AuditRow> for AuditEntry {
             action: r.action,
             target: r.target,
             details: r.details,
+        }
+    }
+}
+
+impl From<FileBatchRow> for FileBatch {
+    fn from(r: FileBatchRow) -> Self {
+        FileBatch {
+            id: r.id,
+            author: r.author,
+            message: r.message,
+            uploaded: rfc3339(r.uploaded),
+            filename: r.filename,
         }
     }
 }

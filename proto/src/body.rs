@@ -222,3 +222,20 @@ pub struct AuditPage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_before: Option<i64>,
 }
+
+/// One batch that carried a file, with the name the file had in it: an entry of
+/// `GET /file/sha512/<digest>/batches`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileBatch {
+    /// The batch id.
+    pub id: i64,
+    /// Who uploaded the batch.
+    pub author: String,
+    /// The uploader's message.
+    pub message: String,
+    /// When, as RFC 3339 UTC.
+    pub uploaded: String,
+    /// The file's name in this batch.
+    pub filename: String,
+}

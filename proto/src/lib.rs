@@ -12,8 +12,8 @@ mod problem;
 mod values;
 
 pub use body::{
-    AuditEntry, AuditPage, Batch, BatchFile, FileInfo, PatchOp, Permissions, ResultList, TokenRequest, TokenResponse,
-    UploadFile, UploadRequest, VersionInfo, Wrapped,
+    AuditEntry, AuditPage, Batch, BatchFile, FileBatch, FileInfo, PatchOp, Permissions, ResultList, TokenRequest,
+    TokenResponse, UploadFile, UploadRequest, VersionInfo, Wrapped,
 };
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
 pub use problem::Problem;

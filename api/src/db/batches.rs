@@ -43,6 +43,21 @@ pub struct CreatedBatch {
     pub uploads: HashMap<Digest, String>,
 }
 
+/// A batch that carried a file, and the name the file had in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileBatchRow {
+    /// The batch id.
+    pub id: i64,
+    /// The authenticated uploader.
+    pub author: String,
+    /// The uploader's message.
+    pub message: String,
+    /// When (unix seconds).
+    pub uploaded: i64,
+    /// The file's name in this batch.
+    pub filename: String,
+}
+
 const BATCH_SELECT: &str = "SELECT b.id, b.author, b.message, b.uploaded, bf.filename, f.digest, f.size, f.visibility \
      FROM batches b JOIN batch_files bf ON bf.batch_id = b.id JOIN files f ON f.id = bf.file_id";
 
@@ -134,6 +149,33 @@ impl Db {
         .fetch_all(&self.read)
         .await?;
         batches_from_rows(&rows)
+    }
+}
+
+impl Db {
+    /// The batches that carried the file with row id `file_id`, newest first, one entry per
+    /// name it had (a batch may carry the same bytes under two names); at most
+    /// [`SEARCH_LIMIT`] entries.
+    pub async fn file_batches(&self, file_id: i64) -> Result<Vec<FileBatchRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT b.id, b.author, b.message, b.uploaded, bf.filename FROM batch_files bf \
+             JOIN batches b ON b.id = bf.batch_id WHERE bf.file_id = $1 \
+             ORDER BY b.id DESC, bf.filename LIMIT {SEARCH_LIMIT}"
+        ))
+        .bind(file_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FileBatchRow {
+                    id: r.try_get("id")?,
+                    author: r.try_get("author")?,
+                    message: r.try_get("message")?,
+                    uploaded: r.try_get("uploaded")?,
+                    filename: r.try_get("filename")?,
+                })
+            })
+            .collect()
     }
 }
 

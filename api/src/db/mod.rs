@@ -26,7 +26,7 @@ mod nonces;
 mod pending;
 
 pub use audit::{AuditFilter, AuditRow};
-pub use batches::{BatchFileRow, BatchRow, CreatedBatch};
+pub use batches::{BatchFileRow, BatchRow, CreatedBatch, FileBatchRow};
 pub use clients::ClientRecord;
 pub use files::{FileWrite, StoredFile};
 pub use lookup::LISTENER_APPLICATION_NAME;

@@ -1,4 +1,5 @@
-//! Files: `GET /file/sha512/<digest>`, `PATCH` (manage), and `GET /file?q=`.
+//! Files: `GET /file/sha512/<digest>`, `PATCH` (manage), its history
+//! (`GET /file/sha512/<digest>/batches`), and `GET /file?q=`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -6,7 +7,7 @@ use super::{SearchQuery, read_json};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use tooltool_proto::{Digest, FileInfo, PatchOp, Wrapped};
+use tooltool_proto::{Digest, FileBatch, FileInfo, PatchOp, Wrapped};
 
 fn unknown() -> ApiError {
     ApiError::not_found("No file has this digest")
@@ -80,4 +81,18 @@ pub async fn search(
     caller?;
     let files: Vec<FileInfo> = state.db.search_files(&query.q).await?.iter().map(FileInfo::from).collect();
     Ok(HttpResponse::Ok().json(Wrapped { result: files }))
+}
+
+/// The batches that carried the file, newest first, one entry per name it had in each.
+#[utoipa::path(get, path = "/file/sha512/{digest}/batches", tag = "history", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), responses((status = 200, description = "The batches that carried the file and its name in each, newest first, at most 500", body = tooltool_proto::Wrapped<Vec<tooltool_proto::FileBatch>>), (status = 400, description = "Invalid sha512 digest", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 401, description = "Invalid credentials", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown file", body = tooltool_proto::Problem, content_type = "application/problem+json")), security((), ("bearer" = [])))]
+pub async fn batches(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let digest = Digest::parse(&path)?;
+    caller?;
+    let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
+    let result: Vec<FileBatch> = state.db.file_batches(file.id).await?.into_iter().map(Into::into).collect();
+    Ok(HttpResponse::Ok().json(Wrapped { result }))
 }

@@ -13,6 +13,7 @@ pub(crate) mod download;
 pub(crate) mod files;
 pub(crate) mod ops;
 pub(crate) mod tokens;
+pub mod ui;
 pub(crate) mod uploads;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -58,6 +59,7 @@ routes! {
     "/upload/{id}": get => uploads::get;
     "/file": get => files::search;
     "/file/sha512/{digest}": get => files::get, patch => files::patch;
+    "/file/sha512/{digest}/batches": get => files::batches;
     "/token": post => tokens::derive;
     "/audit": get => audit::list;
     "/__permissions__": get => tokens::permissions;
@@ -81,6 +83,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(|e, _| ApiError::new(ErrorCode::InvalidPath, format!("Invalid path: {e}")).into()),
     );
     register(cfg);
+    // The admin page is not an API route: it stays out of ROUTE_TABLE and the OpenAPI document.
+    cfg.configure(ui::configure);
     cfg.default_service(web::to(not_found));
 }
 

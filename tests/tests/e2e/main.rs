@@ -16,4 +16,5 @@ mod ops;
 mod propagation;
 mod replicas;
 mod staging;
+mod ui;
 mod upload;
