@@ -1,9 +1,9 @@
 //! Domain rows of the metadata store turned into the wire types of PROTOCOL.md: the one place
 //! where the two meet, so neither the database layer nor `proto` knows of the other.
 
-use tooltool_proto::{Algorithm, AuditEntry, Batch, BatchFile, FileInfo};
+use tooltool_proto::{Algorithm, AuditEntry, Batch, BatchFile, Event, FileInfo};
 
-use crate::db::{AuditRow, BatchRow, StoredFile};
+use crate::db::{AuditRow, BatchRow, EventRow, StoredFile};
 use crate::time::rfc3339;
 
 impl From<&StoredFile> for FileInfo {
@@ -49,6 +49,22 @@ impl From<AuditRow> for AuditEntry {
             action: r.action,
             target: r.target,
             details: r.details,
+        }
+    }
+}
+
+impl From<EventRow> for Event {
+    fn from(r: EventRow) -> Self {
+        Event {
+            specversion: tooltool_proto::events::SPEC_VERSION.to_owned(),
+            id: r.id,
+            source: r.source,
+            kind: r.event.kind,
+            time: rfc3339(r.time),
+            subject: r.event.subject,
+            datacontenttype: tooltool_proto::events::DATA_CONTENT_TYPE.to_owned(),
+            data: r.event.data,
+            seq: r.seq,
         }
     }
 }

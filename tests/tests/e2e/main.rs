@@ -9,6 +9,7 @@ mod client_unpack;
 mod client_upload;
 mod credentials;
 mod download;
+mod events;
 mod files;
 mod hostile;
 mod ops;
