@@ -12,6 +12,7 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod relay;
 pub mod routes;
 pub mod settings;
 pub mod state;
@@ -87,6 +88,15 @@ impl Application {
         tokio::spawn(cleanup::run(state.clone(), SWEEP_INTERVAL));
         let db = state.db.clone();
         tokio::spawn(async move { db.follow_changes().await });
+        if let Some(url) = &state.settings.amqp_url {
+            let relay =
+                relay::Relay::new(state.db.clone(), url.clone(), &state.settings.amqp_exchange, state.relay.clone());
+            tokio::spawn(async move {
+                if let Err(e) = relay.run().await {
+                    tracing::error!(error = %e, "events relay stopped");
+                }
+            });
+        }
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()

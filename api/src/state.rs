@@ -6,6 +6,7 @@ use crate::auth::client_cache::ClientCache;
 use crate::auth::{Scope, Tokens};
 use crate::blobs::{BlobStores, LocalStore};
 use crate::db::Db;
+use crate::relay::RelayHealth;
 use crate::settings::Settings;
 use crate::verify::InFlight;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub clients: ClientCache,
     /// The main runtime, where work that must outlive a request runs.
     pub runtime: tokio::runtime::Handle,
+    /// What this process's events relay is doing (disabled without a broker).
+    pub relay: RelayHealth,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             verifications: InFlight::default(),
             clients: ClientCache::default(),
             runtime: tokio::runtime::Handle::current(),
+            relay: RelayHealth::default(),
         }
     }
 }

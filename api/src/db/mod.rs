@@ -202,6 +202,15 @@ fn corrupt(what: &str) -> DbError {
     DbError::Other(sqlx::Error::Decode(format!("corrupt {what} in the database").into()))
 }
 
+/// A migrated SQLite database in `dir` caching `cache` lookups, for this crate's unit tests.
+#[cfg(test)]
+pub(crate) async fn test_db(dir: &std::path::Path, cache: usize) -> Db {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+    let db = Db::connect(&url, cache, Duration::from_secs(3600)).await.unwrap();
+    db.migrate().await.unwrap();
+    db
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,13 +220,4 @@ mod tests {
         assert_eq!(contains_pattern("GCC_13%"), "%gcc\\_13\\%%");
         assert_eq!(escape_like("a\\b"), "a\\\\b");
     }
-}
-
-/// A migrated SQLite database in `dir` caching `cache` lookups, for this crate's unit tests.
-#[cfg(test)]
-pub(crate) async fn test_db(dir: &std::path::Path, cache: usize) -> Db {
-    let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-    let db = Db::connect(&url, cache, Duration::from_secs(3600)).await.unwrap();
-    db.migrate().await.unwrap();
-    db
 }

@@ -10,6 +10,7 @@ mod client_upload;
 mod credentials;
 mod download;
 mod events;
+mod events_relay;
 mod files;
 mod hostile;
 mod ops;
