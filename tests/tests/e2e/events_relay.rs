@@ -208,8 +208,10 @@ async fn two_replicas_relay_one_at_a_time_and_publish_each_event_once() {
     assert_eq!(s, [RelayState::Standby, RelayState::Connected], "still one relay");
 }
 
-/// Needs no broker: the URL points at a closed port.
+/// Needs no broker: the URL points at a closed port. Holds [`BROKER`] all the same: the
+/// metrics gauges are process-wide, and the outage test reads them alone.
 async fn an_unreachable_broker_is_a_heartbeat_warning_and_downloads_still_work(backend: Backend) {
+    let _gauges = BROKER.read().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let app =
         TestApp::spawn_with(backend, |s| s.amqp_url = Some(Secret::new(format!("amqp://127.0.0.1:{closed}/%2f"))))
