@@ -208,6 +208,35 @@ async fn two_replicas_relay_one_at_a_time_and_publish_each_event_once() {
     assert_eq!(s, [RelayState::Standby, RelayState::Connected], "still one relay");
 }
 
+/// The relay dies (its task ends, closing the lock's connection): the replica standing by
+/// takes over, and the events recorded after go out through it, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_relay_dies_a_standing_by_replica_takes_over() {
+    let _up = BROKER.read().await;
+    let tap = Tap::new().await;
+    // No relay of its own: the test runs two, as two replicas would.
+    let app = TestApp::spawn(Backend::PostgresS3).await;
+    let relay = |health: &RelayHealth| {
+        Relay::new(app.state.db.clone(), Secret::new(broker::url()), tap.exchange(), health.clone()).run()
+    };
+    let (first, second) = (RelayHealth::default(), RelayHealth::default());
+    let leader = tokio::spawn(relay(&first));
+    eventually(RELAY_WAIT, "the first relay leads", || async { first.get() == RelayState::Connected }).await;
+    let standby = tokio::spawn(relay(&second));
+    eventually(RELAY_WAIT, "the second stands by", || async { second.get() == RelayState::Standby }).await;
+    app.upload("one", b"through the first relay", Visibility::Public).await;
+    let mut got = tap.take(2, RELAY_WAIT).await;
+
+    leader.abort();
+    eventually(RELAY_WAIT, "the second relay takes over", || async { second.get() == RelayState::Connected }).await;
+    app.upload("two", b"through the second relay", Visibility::Public).await;
+    got.extend(tap.take(2, RELAY_WAIT).await);
+    let delivered: Vec<Event> = got.into_iter().map(|m| m.event).collect();
+    assert_eq!(delivered, all_events(&app).await);
+    assert!(tap.rest(Duration::from_secs(1)).await.is_empty(), "each event once");
+    standby.abort();
+}
+
 /// Needs no broker: the URL points at a closed port. Holds [`BROKER`] all the same: the
 /// metrics gauges are process-wide, and the outage test reads them alone.
 async fn an_unreachable_broker_is_a_heartbeat_warning_and_downloads_still_work(backend: Backend) {
