@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, the PostgreSQL + S3 ones included.
 #
-# Starts a throwaway PostgreSQL cluster and an s3s-fs S3 server (installing s3s-fs, and on a
-# machine without PostgreSQL the postgresql package, when missing; likewise chromium and
-# chromium-driver for the admin page's browser tests), runs `cargo test` for the
-# whole workspace with their coordinates in the environment, and stops them whatever happens.
+# Starts a throwaway PostgreSQL cluster, an s3s-fs S3 server and a private RabbitMQ node, and
+# has Chromium and chromedriver for the admin page's browser tests (installing s3s-fs, and on a
+# machine without them the postgresql, rabbitmq-server, chromium and chromium-driver packages,
+# when missing), runs `cargo test` for the whole workspace with their coordinates in the
+# environment, and stops them whatever happens.
 # Extra arguments go to `cargo test` (e.g. `./scripts/test.sh -- upload`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,36 +17,50 @@ if [ ! -x "$s3s" ]; then
     cargo install s3s-fs@0.14.1 --locked --features binary --root "$tools"
 fi
 
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
-if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
+# Installs Debian packages a test needs (as root), or stops saying which are missing.
+apt_updated=""
+install_packages() {
+    local what=$1
+    shift
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "test.sh: installing PostgreSQL"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-        pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+        echo "test.sh: installing $what"
+        [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
     else
-        echo "test.sh: PostgreSQL server binaries not found: install the postgresql package" >&2
+        echo "test.sh: $what not found: install the packages $*" >&2
         exit 1
     fi
+}
+
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
+    install_packages PostgreSQL postgresql
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+fi
+
+mq_bin=/usr/lib/rabbitmq/bin
+if [ ! -x "$mq_bin/rabbitmq-server" ] || [ ! -x "$mq_bin/rabbitmqctl" ]; then
+    install_packages RabbitMQ rabbitmq-server
 fi
 
 # The admin page's tests drive the distribution's Chromium through its chromedriver.
 if ! command -v chromedriver >/dev/null || ! { command -v chromium >/dev/null || [ -x /usr/lib/chromium/chromium ]; }; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "test.sh: installing chromium and chromium-driver"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
-    else
-        echo "test.sh: chromedriver not found: install the chromium and chromium-driver packages" >&2
-        exit 1
-    fi
+    install_packages "Chromium and chromedriver" chromium chromium-driver
 fi
 
 work=$(mktemp -d /tmp/tooltool-test.XXXXXX)
 chmod 755 "$work"
 s3_pid=""
+mq_started=""
 as_pg() {
     if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$1"; else sh -c "$1"; fi
 }
 cleanup() {
+    if [ -n "$mq_started" ]; then
+        HOME="$work/mq/home" "$mq_bin/rabbitmqctl" -n "$RABBITMQ_NODENAME" stop >/dev/null 2>&1 || true
+        # If the node would not stop cleanly, kill its Erlang VM (by the pid it wrote).
+        [ -s "$RABBITMQ_PID_FILE" ] && kill -9 "$(cat "$RABBITMQ_PID_FILE")" 2>/dev/null || true
+    fi
     as_pg "$pg_bin/pg_ctl -D $work/pg -m immediate stop" >/dev/null 2>&1 || true
     [ -n "$s3_pid" ] && kill "$s3_pid" 2>/dev/null || true
     rm -rf "$work"
@@ -74,6 +89,37 @@ for _ in $(seq 100); do
 done
 curl -s -o /dev/null "http://127.0.0.1:$s3_port/" || { echo "test.sh: s3s-fs did not start" >&2; cat "$work/s3.log"; exit 1; }
 
+# A private RabbitMQ node: its own ports, name, data, logs, configuration and Erlang cookie
+# (under its own HOME, given to its commands only), so nothing global is read or touched.
+# The tests stop and start its application with `rabbitmqctl -n $RABBITMQ_NODENAME
+# stop_app|start_app`, run with these variables and HOME=$TOOLTOOL_TEST_RABBITMQ_HOME.
+mq_port=$(free_port)
+mq_dist_port=$(free_port)
+mkdir -p "$work/mq/home" "$work/mq/mnesia" "$work/mq/log"
+echo "[]." >"$work/mq/enabled_plugins"
+printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users = none\n' "$mq_port" >"$work/mq/rabbitmq.conf"
+export RABBITMQ_NODENAME="tt-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')@localhost"
+export RABBITMQ_NODE_PORT="$mq_port"
+export RABBITMQ_DIST_PORT="$mq_dist_port"
+export RABBITMQ_SERVER_START_ARGS="-kernel inet_dist_listen_min $mq_dist_port -kernel inet_dist_listen_max $mq_dist_port"
+export RABBITMQ_MNESIA_BASE="$work/mq/mnesia"
+export RABBITMQ_LOG_BASE="$work/mq/log"
+export RABBITMQ_CONFIG_FILE="$work/mq/rabbitmq.conf"
+export RABBITMQ_ENABLED_PLUGINS_FILE="$work/mq/enabled_plugins"
+export RABBITMQ_PLUGINS_EXPAND_DIR="$work/mq/plugins"
+export RABBITMQ_PID_FILE="$work/mq/pid"
+mq_started=1
+HOME="$work/mq/home" "$mq_bin/rabbitmq-server" >"$work/mq/server.log" 2>&1 &
+mq_ok=""
+for _ in $(seq 60); do
+    if HOME="$work/mq/home" "$mq_bin/rabbitmqctl" -n "$RABBITMQ_NODENAME" await_startup --timeout 60 >/dev/null 2>&1; then mq_ok=1; break; fi
+    sleep 1
+done
+[ -n "$mq_ok" ] || { echo "test.sh: RabbitMQ did not start" >&2; tail -n 30 "$work/mq/server.log" >&2; exit 1; }
+export TOOLTOOL_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$mq_port/%2f"
+export TOOLTOOL_TEST_RABBITMQCTL="$mq_bin/rabbitmqctl"
+export TOOLTOOL_TEST_RABBITMQ_HOME="$work/mq/home"
+
 export TOOLTOOL_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
 export TOOLTOOL_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 export TOOLTOOL_TEST_S3_ACCESS_KEY="$s3_key"
@@ -81,5 +127,5 @@ export TOOLTOOL_TEST_S3_SECRET_KEY="$s3_secret"
 # The failure tests start, stop and restart backends of their own from these.
 export TOOLTOOL_TEST_PG_BIN="$pg_bin"
 export TOOLTOOL_TEST_S3S_BIN="$s3s"
-echo "test.sh: PostgreSQL on port $pg_port, s3s-fs on port $s3_port"
+echo "test.sh: PostgreSQL on port $pg_port, s3s-fs on port $s3_port, RabbitMQ $RABBITMQ_NODENAME on port $mq_port"
 cargo test --workspace --all-targets "$@"

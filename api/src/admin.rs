@@ -1,5 +1,6 @@
-//! Admin operations behind `tooltool-api clients …` and `tooltool-api audit`: the credential
-//! lifecycle (create, list, revoke, rotate) and reading the audit trail. Library functions, so
+//! Admin operations behind `tooltool-api clients …`, `tooltool-api audit` and `tooltool-api
+//! events tail`: the credential lifecycle (create, list, revoke, rotate), reading the audit
+//! trail and the events feed. Library functions, so
 //! the tests drive exactly what the commands run.
 
 use std::io::Write;
@@ -15,7 +16,7 @@ use crate::db::{AuditFilter, ClientRecord, Db, DbError};
 use crate::settings::Settings;
 use crate::time::now;
 use crate::{load_secrets, open_db, tokens};
-use tooltool_proto::AuditEntry;
+use tooltool_proto::{Audience, AuditEntry, Event};
 
 /// The credentials file handed to a user: `{"clientId": "...", "accessToken": "..."}`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +104,7 @@ impl Admin {
             jti: uuid::Uuid::new_v4().simple().to_string(),
             kid: self.tokens.signing_kid().to_owned(),
         };
-        match self.db.create_client(&record, now).await {
+        match self.db.create_client(&record, actor, now).await {
             Err(DbError::Conflict(msg)) => bail!(msg),
             other => other?,
         }
@@ -121,7 +122,7 @@ impl Admin {
     /// every replica within `TOOLTOOL_AUTH_REFRESH`.
     pub async fn revoke_client(&self, id: &str, actor: &str) -> anyhow::Result<()> {
         let now = now();
-        if !self.db.revoke_client(id, now).await? {
+        if !self.db.revoke_client(id, actor, now).await? {
             bail!("no unrevoked client has the id {id:?}");
         }
         self.db.audit(actor, "client.revoked", id, serde_json::json!({}), now).await?;
@@ -138,11 +139,24 @@ impl Admin {
         record.issued = now;
         record.jti = uuid::Uuid::new_v4().simple().to_string();
         record.kid = self.tokens.signing_kid().to_owned();
-        if !self.db.rotate_client(&record, now).await? {
+        if !self.db.rotate_client(&record, actor, now).await? {
             bail!("the client {id:?} was revoked meanwhile");
         }
         self.db.audit(actor, "client.rotated", id, serde_json::json!({"generation": record.generation}), now).await?;
         self.credentials(&record)
+    }
+
+    /// Every event after `after` (all audiences), oldest first, at most `limit`.
+    pub async fn events(&self, after: i64, limit: i64) -> anyhow::Result<Vec<Event>> {
+        let all = [Audience::Public, Audience::Internal, Audience::Manage];
+        Ok(self.db.events_after(after, &all, limit).await?.into_iter().map(Event::from).collect())
+    }
+
+    /// Waits up to `limit` for this process or, by polling, another to record events.
+    pub async fn wait_for_events(&self, after: i64, limit: Duration) -> anyhow::Result<()> {
+        let all = [Audience::Public, Audience::Internal, Audience::Manage];
+        self.db.wait_for_events(after, &all, 1, limit).await?;
+        Ok(())
     }
 
     /// Audit entries, newest first.

@@ -12,6 +12,7 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+pub mod relay;
 pub mod routes;
 pub mod settings;
 pub mod state;
@@ -58,9 +59,8 @@ impl Application {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("cannot listen on {}:{} (HOST, PORT)", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
-        let public_url =
-            settings.public_url.clone().unwrap_or_else(|| format!("http://{}:{port}", url_host(&settings.host)));
-        let db = open_db(&settings).await?;
+        let public_url = service_url(&settings, port);
+        let db = open_db(&settings).await?.with_event_source(&public_url);
         if db.backend() == Backend::Sqlite {
             db.migrate().await?;
         } else {
@@ -89,6 +89,15 @@ impl Application {
         let db = state.db.clone();
         tokio::spawn(async move { db.follow_changes().await });
         tokio::spawn(health::watch(state.clone()));
+        if let Some(url) = &state.settings.amqp_url {
+            let relay =
+                relay::Relay::new(state.db.clone(), url.clone(), &state.settings.amqp_exchange, state.relay.clone());
+            tokio::spawn(async move {
+                if let Err(e) = relay.run().await {
+                    tracing::error!(error = %e, "events relay stopped");
+                }
+            });
+        }
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -128,6 +137,12 @@ impl Application {
     }
 }
 
+/// The service URL: `TOOLTOOL_PUBLIC_URL`, or the address the server listens on at `port`. The
+/// base of the URLs the server signs for itself, and the `source` of its events.
+pub fn service_url(settings: &Settings, port: u16) -> String {
+    settings.public_url.clone().unwrap_or_else(|| format!("http://{}:{port}", url_host(&settings.host)))
+}
+
 /// `[::1]` for IPv6 hosts, the host itself otherwise.
 fn url_host(host: &str) -> String {
     if host.contains(':') { format!("[{host}]") } else { host.to_owned() }
@@ -139,7 +154,8 @@ pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create TOOLTOOL_DATA_DIR {}", settings.data_dir.display()))?;
     }
-    Db::connect(&settings.database_url, settings.lookup_cache, settings.lookup_max_age).await
+    let db = Db::connect(&settings.database_url, settings.lookup_cache, settings.lookup_max_age).await?;
+    Ok(db.with_event_source(&service_url(settings, settings.port)))
 }
 
 /// The token service of these master secrets (the first signs).

@@ -47,6 +47,22 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+    /// The events feed (every event, whatever its audience).
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print the events after SEQ as JSON lines, oldest first.
+    Tail {
+        /// Only events with a larger seq.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// Keep waiting for new events instead of stopping at the last one.
+        #[arg(long, short)]
+        follow: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +141,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Clients(cmd) => clients(&settings, cmd).await,
+            Command::Events(EventsCommand::Tail { after, follow }) => tail_events(&settings, after, follow).await,
             Command::Audit { action, actor, target, limit } => {
                 let filter = AuditFilter { action, actor, target, ..Default::default() };
                 for entry in Admin::open(&settings).await?.audit(&filter, limit).await? {
@@ -134,6 +151,25 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// Prints events after `after`; with `follow`, forever.
+async fn tail_events(settings: &Settings, mut after: i64, follow: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let admin = Admin::open(settings).await?;
+    loop {
+        let events = admin.events(after, 1000).await?;
+        let mut out = std::io::stdout().lock();
+        for event in &events {
+            writeln!(out, "{}", serde_json::to_string(event)?)?;
+        }
+        out.flush()?;
+        match events.last() {
+            Some(last) => after = last.seq,
+            None if follow => admin.wait_for_events(after, Duration::from_secs(30)).await?,
+            None => return Ok(()),
+        }
+    }
 }
 
 async fn clients(settings: &Settings, cmd: ClientsCommand) -> anyhow::Result<()> {

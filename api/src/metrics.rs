@@ -33,6 +33,12 @@ pub struct Metrics {
     /// 1 while the lookup cache is in use (on PostgreSQL: while its invalidation listener is
     /// connected), 0 while every lookup reads the database.
     pub lookup_cache_active: prometheus::IntGauge,
+    /// Events the broker has not confirmed yet (set when a broker is configured).
+    pub events_pending: prometheus::IntGauge,
+    /// Age in seconds of the oldest event the broker has not confirmed (0 when none).
+    pub events_oldest_pending_age: prometheus::IntGauge,
+    /// Events this process's relay had confirmed by the broker.
+    pub events_published: IntCounter,
 }
 
 fn build() -> Metrics {
@@ -68,6 +74,15 @@ fn build() -> Metrics {
     let lookup_cache_active =
         prometheus::IntGauge::new("lookup_cache_active", "1 while download lookups may be answered from memory")
             .expect("valid metric");
+    let events_pending =
+        prometheus::IntGauge::new("events_pending", "Events the broker has not confirmed yet").expect("valid metric");
+    let events_oldest_pending_age = prometheus::IntGauge::new(
+        "events_oldest_pending_age_seconds",
+        "Age of the oldest event the broker has not confirmed (0 when none)",
+    )
+    .expect("valid metric");
+    let events_published =
+        IntCounter::new("events_published_total", "Events confirmed by the broker").expect("valid metric");
     for m in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(latency.clone()),
@@ -79,6 +94,9 @@ fn build() -> Metrics {
         Box::new(log_lines_dropped.clone()),
         Box::new(lookups.clone()),
         Box::new(lookup_cache_active.clone()),
+        Box::new(events_pending.clone()),
+        Box::new(events_oldest_pending_age.clone()),
+        Box::new(events_published.clone()),
     ] {
         registry.register(m).expect("metric registered once");
     }
@@ -94,6 +112,9 @@ fn build() -> Metrics {
         log_lines_dropped,
         lookups,
         lookup_cache_active,
+        events_pending,
+        events_oldest_pending_age,
+        events_published,
     }
 }
 

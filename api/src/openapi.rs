@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use crate::error::ErrorCode;
-use crate::routes::{audit, blobs, download, files, ops, tokens, uploads};
+use crate::routes::{audit, blobs, download, events, files, ops, tokens, uploads};
 
 /// The document.
 #[derive(OpenApi)]
@@ -39,6 +39,7 @@ use crate::routes::{audit, blobs, download, files, ops, tokens, uploads};
         tokens::derive,
         tokens::permissions,
         audit::list,
+        events::list,
         ops::lbheartbeat,
         ops::heartbeat,
         ops::version,

@@ -118,6 +118,14 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Where blobs are stored.
     pub blobs: BlobSettings,
+    /// The RabbitMQ broker the events relay publishes to (`TOOLTOOL_AMQP_URL`, `amqp://…`);
+    /// no relay when unset.
+    pub amqp_url: Option<Secret>,
+    /// The durable topic exchange events are published to (`TOOLTOOL_AMQP_EXCHANGE`).
+    pub amqp_exchange: String,
+    /// How long events are kept (`TOOLTOOL_EVENTS_RETENTION`): published ones when a relay
+    /// runs, all of them otherwise.
+    pub events_retention: Duration,
 }
 
 impl Settings {
@@ -148,6 +156,9 @@ impl Settings {
             lookup_max_age: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),
             blobs: BlobSettings::Local { region: "local".into() },
+            amqp_url: None,
+            amqp_exchange: "tooltool".into(),
+            events_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 
@@ -209,6 +220,7 @@ impl Settings {
             ("TOOLTOOL_AUTH_REFRESH", &mut s.auth_refresh),
             ("TOOLTOOL_LOOKUP_MAX_AGE", &mut s.lookup_max_age),
             ("TOOLTOOL_REQUEST_TIMEOUT", &mut s.request_timeout),
+            ("TOOLTOOL_EVENTS_RETENTION", &mut s.events_retention),
         ] {
             if let Some(v) = get(name) {
                 *field = parse_duration(name, &v)?;
@@ -222,6 +234,15 @@ impl Settings {
         }
         if let Some(v) = get("TOOLTOOL_LOOKUP_CACHE") {
             s.lookup_cache = parse_var("TOOLTOOL_LOOKUP_CACHE", &v)?;
+        }
+        if let Some(v) = get("TOOLTOOL_AMQP_URL") {
+            if !v.starts_with("amqp://") {
+                bail!("TOOLTOOL_AMQP_URL must start with amqp:// (this build has no TLS to the broker)");
+            }
+            s.amqp_url = Some(Secret::new(v));
+        }
+        if let Some(v) = get("TOOLTOOL_AMQP_EXCHANGE") {
+            s.amqp_exchange = v;
         }
         if let Some(bucket) = get("TOOLTOOL_S3_BUCKET") {
             s.blobs = BlobSettings::S3(S3Settings {
@@ -323,6 +344,26 @@ mod tests {
         assert_eq!(s3.region, "us-east-1");
         assert!(s3.force_path_style);
         assert_eq!(s.download_url_ttl, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn events_settings_come_from_the_environment() {
+        let s = from(&[]).unwrap();
+        assert!(s.amqp_url.is_none());
+        assert_eq!(s.amqp_exchange, "tooltool");
+        assert_eq!(s.events_retention, Duration::from_secs(30 * 24 * 3600));
+        let s = from(&[
+            ("TOOLTOOL_AMQP_URL", "amqp://u:p@mq:5672/%2f"),
+            ("TOOLTOOL_AMQP_EXCHANGE", "releng"),
+            ("TOOLTOOL_EVENTS_RETENTION", "7d"),
+        ])
+        .unwrap();
+        assert_eq!(s.amqp_url.as_ref().map(Secret::expose), Some("amqp://u:p@mq:5672/%2f"));
+        assert!(!format!("{s:?}").contains("u:p@"), "the URL holds a password");
+        assert_eq!(s.amqp_exchange, "releng");
+        assert_eq!(s.events_retention, Duration::from_secs(7 * 24 * 3600));
+        let err = from(&[("TOOLTOOL_AMQP_URL", "http://mq")]).unwrap_err().to_string();
+        assert!(err.contains("TOOLTOOL_AMQP_URL"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::auth::client_cache::ClientCache;
 use crate::auth::{Scope, Tokens};
 use crate::blobs::{BlobStores, LocalStore};
 use crate::db::Db;
+use crate::relay::RelayHealth;
 use crate::settings::Settings;
 use crate::uploads::verify::InFlight;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub database_health: crate::health::DatabaseHealth,
     /// The main runtime, where work that must outlive a request runs.
     pub runtime: tokio::runtime::Handle,
+    /// What this process's events relay is doing (disabled without a broker).
+    pub relay: RelayHealth,
 }
 
 impl AppState {
@@ -54,6 +57,7 @@ impl AppState {
             clients: ClientCache::default(),
             database_health: Default::default(),
             runtime: tokio::runtime::Handle::current(),
+            relay: RelayHealth::default(),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! Domain rows of the metadata store turned into the wire types of PROTOCOL.md: the one place
 //! where the two meet, so neither the database layer nor `proto` knows of the other.
 
-use tooltool_proto::{Algorithm, AuditEntry, Batch, BatchFile, FileBatch, FileInfo};
+use tooltool_proto::{Algorithm, AuditEntry, Batch, BatchFile, Event, FileBatch, FileInfo};
 
-use crate::db::{AuditRow, BatchRow, FileBatchRow, StoredFile};
+use crate::db::{AuditRow, BatchRow, EventRow, FileBatchRow, StoredFile};
 use crate::time::rfc3339;
 
 impl From<&StoredFile> for FileInfo {
@@ -61,6 +61,22 @@ impl From<FileBatchRow> for FileBatch {
             message: r.message,
             uploaded: rfc3339(r.uploaded),
             filename: r.filename,
+        }
+    }
+}
+
+impl From<EventRow> for Event {
+    fn from(r: EventRow) -> Self {
+        Event {
+            specversion: tooltool_proto::events::SPEC_VERSION.to_owned(),
+            id: r.id,
+            source: r.source,
+            kind: r.event.kind,
+            time: rfc3339(r.time),
+            subject: r.event.subject,
+            datacontenttype: tooltool_proto::events::DATA_CONTENT_TYPE.to_owned(),
+            data: r.event.data,
+            seq: r.seq,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! to check it again.
 
 mod body;
+pub mod events;
 pub mod json;
 mod manifest;
 mod problem;
@@ -15,6 +16,7 @@ pub use body::{
     AuditEntry, AuditPage, Batch, BatchFile, FileBatch, FileInfo, PatchOp, Permissions, ResultList, TokenRequest,
     TokenResponse, UploadFile, UploadRequest, VersionInfo, Wrapped,
 };
+pub use events::{Audience, Event, EventData, EventFile, EventPage, EventType};
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
 pub use problem::Problem;
 pub use values::{Algorithm, Digest, FileName, InvalidValue, Sha512Counter, Visibility};

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::events::NewEvent;
 use super::{Db, DbError, Result, SEARCH_LIMIT, contains_pattern, corrupt};
-use tooltool_proto::{Digest, FileName, UploadFile, Visibility};
+use tooltool_proto::{Audience, Digest, EventData, EventFile, EventType, FileName, UploadFile, Visibility};
 
 /// An upload batch as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +65,7 @@ const BATCH_SELECT: &str = "SELECT b.id, b.author, b.message, b.uploaded, bf.fil
 impl Db {
     /// Records an upload batch: creates unknown files, checks known ones against the
     /// declaration, and opens a pending upload in `region` for each file without a verified
-    /// copy. Nothing is recorded if any file conflicts.
+    /// copy, with its `batch.uploaded` event. Nothing is recorded if any file conflicts.
     pub async fn create_batch(
         &self,
         author: &str,
@@ -116,6 +117,7 @@ impl Db {
                 .execute(&mut *w.tx())
                 .await?;
         }
+        w.record(batch_event(batch_id, author, message, files));
         w.commit().await?;
         let files = files
             .iter()
@@ -176,6 +178,34 @@ impl Db {
                 })
             })
             .collect()
+    }
+}
+
+/// The `batch.uploaded` event of a batch: seen with `download/internal` if it names an
+/// internal file, by whoever may download public files otherwise.
+fn batch_event(batch_id: i64, author: &str, message: &str, files: &BTreeMap<FileName, UploadFile>) -> NewEvent {
+    let listed: Vec<EventFile> = files
+        .iter()
+        .map(|(name, f)| EventFile {
+            filename: name.to_string(),
+            digest: f.digest.clone(),
+            size: f.size,
+            visibility: f.visibility,
+        })
+        .collect();
+    let internal = listed.iter().any(|f| f.visibility == Visibility::Internal);
+    let data = EventData {
+        actor: author.to_owned(),
+        batch_id: Some(batch_id),
+        message: Some(message.to_owned()),
+        files: Some(listed),
+        ..Default::default()
+    };
+    NewEvent {
+        kind: EventType::BatchUploaded,
+        subject: format!("batch/{batch_id}"),
+        audience: if internal { Audience::Internal } else { Audience::Public },
+        data,
     }
 }
 

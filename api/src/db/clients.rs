@@ -3,7 +3,9 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::events::NewEvent;
 use super::{Db, DbError};
+use tooltool_proto::EventType;
 
 type Result<T, E = DbError> = std::result::Result<T, E>;
 
@@ -52,10 +54,31 @@ fn client_from_row(row: &AnyRow) -> Result<ClientRecord> {
 }
 
 impl Db {
-    /// Records a new client; a taken id is a conflict.
-    pub async fn create_client(&self, c: &ClientRecord, now: i64) -> Result<()> {
+    /// Runs one write to `clients` and, if it changed a row, records `event` in the same
+    /// transaction; whether it changed a row.
+    async fn write_client<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+        event: NewEvent,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let changed = query.execute(&mut *tx).await?.rows_affected() == 1;
+        if changed {
+            self.outbox.insert(&mut tx, self.backend, std::slice::from_ref(&event), now).await?;
+        }
+        tx.commit().await?;
+        if changed {
+            self.outbox.committed();
+        }
+        Ok(changed)
+    }
+
+    /// Records a new client and its `client.created` event (by `actor`); a taken id is a
+    /// conflict.
+    pub async fn create_client(&self, c: &ClientRecord, actor: &str, now: i64) -> Result<()> {
         let scopes = serde_json::to_string(&c.scopes).expect("strings serialize");
-        let res = sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO clients (id, scopes, description, created, issued, expires, revoked, generation, jti, kid, updated) \
              VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
         )
@@ -68,10 +91,11 @@ impl Db {
         .bind(c.generation)
         .bind(&c.jti)
         .bind(&c.kid)
-        .bind(now)
-        .execute(&self.write)
-        .await?;
-        if res.rows_affected() == 0 {
+        .bind(now);
+        let mut event = NewEvent::client(EventType::ClientCreated, &c.id, actor);
+        event.data.scopes = Some(c.scopes.clone());
+        event.data.generation = Some(c.generation);
+        if !self.write_client(query, event, now).await? {
             return Err(DbError::Conflict(format!("a client with id {:?} already exists", c.id)));
         }
         Ok(())
@@ -89,20 +113,19 @@ impl Db {
         rows.iter().map(client_from_row).collect()
     }
 
-    /// Marks a client revoked; `false` if there is no such (unrevoked) client.
-    pub async fn revoke_client(&self, id: &str, now: i64) -> Result<bool> {
-        let res = sqlx::query("UPDATE clients SET revoked = $1, updated = $1 WHERE id = $2 AND revoked IS NULL")
+    /// Marks a client revoked, with its `client.revoked` event; `false` if there is no such
+    /// (unrevoked) client.
+    pub async fn revoke_client(&self, id: &str, actor: &str, now: i64) -> Result<bool> {
+        let query = sqlx::query("UPDATE clients SET revoked = $1, updated = $1 WHERE id = $2 AND revoked IS NULL")
             .bind(now)
-            .bind(id)
-            .execute(&self.write)
-            .await?;
-        Ok(res.rows_affected() == 1)
+            .bind(id);
+        self.write_client(query, NewEvent::client(EventType::ClientRevoked, id, actor), now).await
     }
 
-    /// Replaces a client's credentials (new generation, jti, iat, key); `false` if there is no
-    /// such unrevoked client.
-    pub async fn rotate_client(&self, c: &ClientRecord, now: i64) -> Result<bool> {
-        let res = sqlx::query(
+    /// Replaces a client's credentials (new generation, jti, iat, key), with its
+    /// `client.rotated` event; `false` if there is no such unrevoked client.
+    pub async fn rotate_client(&self, c: &ClientRecord, actor: &str, now: i64) -> Result<bool> {
+        let query = sqlx::query(
             "UPDATE clients SET issued = $1, generation = $2, jti = $3, kid = $4, updated = $5 \
              WHERE id = $6 AND revoked IS NULL",
         )
@@ -111,9 +134,9 @@ impl Db {
         .bind(&c.jti)
         .bind(&c.kid)
         .bind(now)
-        .bind(&c.id)
-        .execute(&self.write)
-        .await?;
-        Ok(res.rows_affected() == 1)
+        .bind(&c.id);
+        let mut event = NewEvent::client(EventType::ClientRotated, &c.id, actor);
+        event.data.generation = Some(c.generation);
+        self.write_client(query, event, now).await
     }
 }

@@ -9,9 +9,10 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::events::{NewEvent, Outbox};
 use super::lookup::{self, Invalidation};
 use super::{Backend, Db, Result, SEARCH_LIMIT, contains_pattern, corrupt, escape_like};
-use tooltool_proto::{Digest, Visibility};
+use tooltool_proto::{Digest, EventType, Visibility};
 
 /// A file record with its verified instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,10 +35,13 @@ pub(super) const FILE_QUERY: &str = "SELECT f.id, f.size, f.visibility, i.region
 
 /// A transaction that may write files and instances. Commit it with [`FileWrite::commit`];
 /// dropped without, it rolls back. Either way the cached lookups of every digest it touched are
-/// dropped when it ends.
+/// dropped when it ends. The events of its changes ([`FileWrite::record`]) are inserted in the
+/// same transaction at commit, so they exist exactly when the changes do.
 pub struct FileWrite {
     tx: Transaction<'static, Any>,
     backend: Backend,
+    outbox: std::sync::Arc<Outbox>,
+    events: Vec<NewEvent>,
     /// Declared after `tx`: fields drop in order, so the cache is cleared only after the
     /// transaction has committed or rolled back.
     touched: Invalidation,
@@ -47,7 +51,13 @@ impl Db {
     /// Starts a write to files and instances.
     pub async fn write_files(&self) -> Result<FileWrite> {
         let tx = self.write.begin().await?;
-        Ok(FileWrite { tx, backend: self.backend, touched: self.lookup.invalidation() })
+        Ok(FileWrite {
+            tx,
+            backend: self.backend,
+            outbox: self.outbox.clone(),
+            events: Vec::new(),
+            touched: self.lookup.invalidation(),
+        })
     }
 
     /// The file with this digest and its instances: the download path's lookup (cached).
@@ -89,17 +99,19 @@ impl Db {
         Ok(out)
     }
 
-    /// Changes a file's visibility.
-    pub async fn set_visibility(&self, digest: &Digest, v: Visibility) -> Result<()> {
+    /// Changes a file's visibility; `actor` is recorded in its `file.visibility_changed` event
+    /// (none when the visibility was already `v`).
+    pub async fn set_visibility(&self, digest: &Digest, v: Visibility, actor: &str) -> Result<()> {
         let mut w = self.write_files().await?;
-        w.set_visibility(digest, v).await?;
+        w.set_visibility(digest, v, actor).await?;
         w.commit().await
     }
 
-    /// Forgets every instance of a file; returns the regions that had one.
-    pub async fn remove_instances(&self, digest: &Digest) -> Result<Vec<String>> {
+    /// Forgets every instance of a file; returns the regions that had one. `actor` is recorded
+    /// in its `file.instances_deleted` event (none when there was no instance).
+    pub async fn remove_instances(&self, digest: &Digest, actor: &str) -> Result<Vec<String>> {
         let mut w = self.write_files().await?;
-        let regions = w.remove_instances(digest).await?;
+        let regions = w.remove_instances(digest, actor).await?;
         w.commit().await?;
         Ok(regions)
     }
@@ -142,19 +154,49 @@ impl FileWrite {
         Ok((row.try_get("id")?, row.try_get("size")?, row.try_get("visibility")?, row.try_get("instances")?))
     }
 
-    /// Changes a file's visibility.
-    pub async fn set_visibility(&mut self, digest: &Digest, v: Visibility) -> Result<()> {
+    /// Records an event of this transaction's changes: it is inserted at commit, in the same
+    /// transaction, and never if the transaction rolls back.
+    pub fn record(&mut self, event: NewEvent) {
+        self.events.push(event);
+    }
+
+    /// The size and visibility of a file as this transaction sees it.
+    async fn size_and_visibility(&mut self, digest: &Digest) -> Result<Option<(u64, Visibility)>> {
+        let row = sqlx::query("SELECT size, visibility FROM files WHERE digest = $1")
+            .bind(digest.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let size = u64::try_from(row.try_get::<i64, _>("size")?).map_err(|_| corrupt("size"))?;
+        let visibility = row.try_get::<String, _>("visibility")?.parse().map_err(|_| corrupt("visibility"))?;
+        Ok(Some((size, visibility)))
+    }
+
+    /// Changes a file's visibility, recording `file.visibility_changed` if it changed.
+    pub async fn set_visibility(&mut self, digest: &Digest, v: Visibility, actor: &str) -> Result<()> {
         self.touched.add(digest);
+        let Some((size, old)) = self.size_and_visibility(digest).await? else { return Ok(()) };
         sqlx::query("UPDATE files SET visibility = $1 WHERE digest = $2")
             .bind(v.as_str())
             .bind(digest.as_str())
             .execute(&mut *self.tx)
             .await?;
+        if old != v {
+            let mut event = NewEvent::file(EventType::FileVisibilityChanged, digest, size, v, actor);
+            // Seen only by those who could see the file before or after: the stricter of the two.
+            if old == Visibility::Internal {
+                event.audience = tooltool_proto::Audience::Internal;
+            }
+            event.data.old_visibility = Some(old);
+            event.data.new_visibility = Some(v);
+            self.record(event);
+        }
         Ok(())
     }
 
-    /// Forgets every instance of a file; returns the regions that had one.
-    pub async fn remove_instances(&mut self, digest: &Digest) -> Result<Vec<String>> {
+    /// Forgets every instance of a file; returns the regions that had one, recording
+    /// `file.instances_deleted` if there were any.
+    pub async fn remove_instances(&mut self, digest: &Digest, actor: &str) -> Result<Vec<String>> {
         self.touched.add(digest);
         let rows = sqlx::query(
             "DELETE FROM file_instances WHERE file_id = (SELECT id FROM files WHERE digest = $1) RETURNING region",
@@ -162,24 +204,46 @@ impl FileWrite {
         .bind(digest.as_str())
         .fetch_all(&mut *self.tx)
         .await?;
-        rows.iter().map(|r| r.try_get("region").map_err(Into::into)).collect()
+        let mut regions = rows.iter().map(|r| r.try_get("region")).collect::<Result<Vec<String>, _>>()?;
+        regions.sort();
+        if !regions.is_empty()
+            && let Some((size, visibility)) = self.size_and_visibility(digest).await?
+        {
+            let mut event = NewEvent::file(EventType::FileInstancesDeleted, digest, size, visibility, actor);
+            event.data.regions = Some(regions.clone());
+            self.record(event);
+        }
+        Ok(regions)
     }
 
-    /// Records a verified copy of a file in `region`.
-    pub async fn add_instance(&mut self, digest: &Digest, file_id: i64, region: &str, now: i64) -> Result<()> {
-        self.touched.add(digest);
-        sqlx::query("INSERT INTO file_instances (file_id, region, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(file_id)
-            .bind(region)
-            .bind(now)
-            .execute(&mut *self.tx)
-            .await?;
+    /// Records a verified copy of a file in `region`, and its `file.verified` event unless
+    /// the copy was already recorded (by a concurrent verification on another replica).
+    pub async fn add_instance(&mut self, file: &StoredFile, region: &str, actor: &str, now: i64) -> Result<()> {
+        self.touched.add(&file.digest);
+        let res = sqlx::query(
+            "INSERT INTO file_instances (file_id, region, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(file.id)
+        .bind(region)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        if res.rows_affected() == 1
+            && let Some((size, visibility)) = self.size_and_visibility(&file.digest).await?
+        {
+            let mut event = NewEvent::file(EventType::FileVerified, &file.digest, size, visibility, actor);
+            event.data.region = Some(region.to_owned());
+            self.record(event);
+        }
         Ok(())
     }
 
-    /// Commits. On PostgreSQL each touched digest is first sent as a notification inside the
-    /// transaction, so other replicas hear of the change exactly when it commits.
+    /// Commits, with the recorded events. On PostgreSQL each touched digest is first sent as a
+    /// notification inside the transaction, so other replicas hear of the change exactly when
+    /// it commits.
     pub async fn commit(mut self) -> Result<()> {
+        let now = crate::time::now();
+        self.outbox.insert(&mut self.tx, self.backend, &self.events, now).await?;
         if self.backend == Backend::Postgres {
             for digest in self.touched.digests() {
                 sqlx::query("SELECT pg_notify($1, $2)")
@@ -190,6 +254,9 @@ impl FileWrite {
             }
         }
         self.tx.commit().await?;
+        if !self.events.is_empty() {
+            self.outbox.committed();
+        }
         Ok(())
     }
 }

@@ -482,12 +482,12 @@ mod tests {
         exec(&db, "UPDATE files SET visibility = 'public'".into()).await;
         assert_eq!(db.file(&digest('c')).await.unwrap().unwrap().visibility, Visibility::Internal, "served cached");
 
-        db.set_visibility(&digest('c'), Visibility::Internal).await.unwrap();
-        db.mark_verified(&digest('c'), f.id, "local", 1).await.unwrap();
+        db.set_visibility(&digest('c'), Visibility::Internal, "t").await.unwrap();
+        db.mark_verified(&f, "local", "t", 1).await.unwrap();
         assert_eq!(db.file(&digest('c')).await.unwrap().unwrap().instances, ["local"]);
-        db.set_visibility(&digest('c'), Visibility::Public).await.unwrap();
+        db.set_visibility(&digest('c'), Visibility::Public, "t").await.unwrap();
         assert_eq!(db.file(&digest('c')).await.unwrap().unwrap().visibility, Visibility::Public);
-        db.remove_instances(&digest('c')).await.unwrap();
+        db.remove_instances(&digest('c'), "t").await.unwrap();
         assert!(db.file(&digest('c')).await.unwrap().unwrap().instances.is_empty());
     }
 
@@ -501,7 +501,7 @@ mod tests {
             db.file(&digest(c)).await.unwrap();
         }
         exec(&db, "UPDATE files SET visibility = 'public'".into()).await;
-        db.set_visibility(&digest('e'), Visibility::Public).await.unwrap();
+        db.set_visibility(&digest('e'), Visibility::Public, "t").await.unwrap();
         assert_eq!(db.file(&digest('e')).await.unwrap().unwrap().visibility, Visibility::Public);
         assert_eq!(db.file(&digest('f')).await.unwrap().unwrap().visibility, Visibility::Internal, "still cached");
     }
@@ -517,7 +517,7 @@ mod tests {
         exec(&db, "UPDATE files SET visibility = 'public'".into()).await;
         assert_eq!(db.file(&digest('d')).await.unwrap().unwrap().visibility, Visibility::Internal, "served cached");
         let mut write = db.write_files().await.unwrap();
-        write.set_visibility(&digest('d'), Visibility::Internal).await.unwrap();
+        write.set_visibility(&digest('d'), Visibility::Internal, "t").await.unwrap();
         drop(write);
         assert_eq!(
             db.file(&digest('d')).await.unwrap().unwrap().visibility,

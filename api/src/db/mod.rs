@@ -20,6 +20,7 @@ use sqlx::migrate::Migrator;
 mod audit;
 mod batches;
 mod clients;
+mod events;
 mod files;
 mod lookup;
 mod nonces;
@@ -28,6 +29,7 @@ mod pending;
 pub use audit::{AuditFilter, AuditRow};
 pub use batches::{BatchFileRow, BatchRow, CreatedBatch, FileBatchRow};
 pub use clients::ClientRecord;
+pub use events::{EventRow, NewEvent, RelayLock};
 pub use files::{FileWrite, StoredFile};
 pub use lookup::LISTENER_APPLICATION_NAME;
 pub use pending::Pending;
@@ -99,6 +101,10 @@ pub struct Db {
     backend: Backend,
     /// The download path's lookup and its cache.
     lookup: std::sync::Arc<lookup::Lookup>,
+    /// The events outbox: the `source` recorded and the wake-up of long polls.
+    outbox: std::sync::Arc<events::Outbox>,
+    /// The database URL (the relay's lock takes a connection of its own).
+    url: std::sync::Arc<str>,
 }
 
 impl Db {
@@ -123,7 +129,15 @@ impl Db {
             }
         };
         let lookup = lookup::Lookup::new(url, &read, cache, max_age).context("cannot set up the download lookup")?;
-        Ok(Self { read, write, backend, lookup: std::sync::Arc::new(lookup) })
+        let outbox = events::Outbox::new("tooltool");
+        Ok(Self { read, write, backend, lookup: std::sync::Arc::new(lookup), outbox, url: url.into() })
+    }
+
+    /// Records `source` (the service URL) in the events this handle writes. Call before
+    /// cloning: clones made earlier keep the previous source and long-poll wake-up.
+    pub fn with_event_source(mut self, source: &str) -> Self {
+        self.outbox = events::Outbox::new(source);
+        self
     }
 
     /// Connections of each pool: `(name, idle, in use)`.

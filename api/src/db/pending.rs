@@ -3,8 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, Result};
-use tooltool_proto::Digest;
+use super::{Db, Result, StoredFile};
 
 /// An upload URL handed out whose bytes are not verified yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,9 +55,11 @@ impl Db {
     /// Records a verified instance of a file in `region` and closes every pending upload of
     /// the file, in one transaction; returns the closed ones so their staged objects can be
     /// removed.
-    pub async fn mark_verified(&self, digest: &Digest, file_id: i64, region: &str, now: i64) -> Result<Vec<Pending>> {
+    /// `actor` is recorded in the `file.verified` event.
+    pub async fn mark_verified(&self, file: &StoredFile, region: &str, actor: &str, now: i64) -> Result<Vec<Pending>> {
+        let file_id = file.id;
         let mut w = self.write_files().await?;
-        w.add_instance(digest, file_id, region, now).await?;
+        w.add_instance(file, region, actor, now).await?;
         let rows = sqlx::query(&format!("DELETE FROM pending_uploads WHERE file_id = $1 RETURNING {PENDING_COLUMNS}"))
             .bind(file_id)
             .fetch_all(&mut *w.tx())

@@ -48,11 +48,11 @@ pub async fn patch(
     for op in ops {
         let (action, details) = match op {
             PatchOp::SetVisibility { visibility } => {
-                state.db.set_visibility(&digest, visibility).await?;
+                state.db.set_visibility(&digest, visibility, caller.name()).await?;
                 ("file.visibility_changed", serde_json::json!({"visibility": visibility.as_str()}))
             }
             PatchOp::DeleteInstances => {
-                let regions = state.db.remove_instances(&digest).await?;
+                let regions = state.db.remove_instances(&digest, caller.name()).await?;
                 for region in &regions {
                     let Some(store) = state.blobs.get(region) else { continue };
                     // The instance is already gone from the database, so nothing can download

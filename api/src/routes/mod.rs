@@ -10,6 +10,7 @@
 pub(crate) mod audit;
 pub(crate) mod blobs;
 pub(crate) mod download;
+pub(crate) mod events;
 pub(crate) mod files;
 pub(crate) mod ops;
 pub(crate) mod tokens;
@@ -62,6 +63,7 @@ routes! {
     "/file/sha512/{digest}/batches": get => files::batches;
     "/token": post => tokens::derive;
     "/audit": get => audit::list;
+    "/events": get => events::list;
     "/__permissions__": get => tokens::permissions;
     "/__lbheartbeat__": get => ops::lbheartbeat, head => ops::lbheartbeat;
     "/__heartbeat__": get => ops::heartbeat, head => ops::heartbeat;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use crate::relay::RelayState;
 use crate::state::AppState;
 use tooltool_proto::VersionInfo;
 
@@ -18,6 +19,9 @@ pub async fn lbheartbeat() -> HttpResponse {
 }
 
 /// 200 when the database and every blob store answer in time, else 503 naming the failure.
+/// With a broker configured, `checks.broker` says what the events relay does (`ok`, `standby`:
+/// another replica relays, `starting`, `unavailable`); a broker that is not `ok` or `standby`
+/// makes the status `warning`, still 200.
 #[utoipa::path(method(get, head), path = "/__heartbeat__", tag = "operations", responses((status = 200, description = "Database and blob stores answer"), (status = 503, description = "A check failed; the body names it")))]
 pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
     let db = tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await;
@@ -41,10 +45,20 @@ pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
         }
     }
     let healthy = database == "ok" && blob_store == "ok";
-    let body = json!({
-        "status": if healthy { "ok" } else { "error" },
-        "checks": { "database": database, "blob_store": blob_store },
-    });
+    let mut checks = json!({ "database": database, "blob_store": blob_store });
+    // The broker is a warning, never a failure: nothing but the relay needs it, and the outbox
+    // keeps every event until it returns.
+    let relay = state.relay.get();
+    if relay != RelayState::Disabled {
+        checks["broker"] = relay.as_str().into();
+    }
+    let warning = matches!(relay, RelayState::Unavailable | RelayState::Starting);
+    let status = match (healthy, warning) {
+        (false, _) => "error",
+        (true, true) => "warning",
+        (true, false) => "ok",
+    };
+    let body = json!({ "status": status, "checks": checks });
     if healthy { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
@@ -55,6 +69,16 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     for (pool, idle, in_use) in state.db.pool_usage() {
         m.pool.with_label_values(&[pool, "idle"]).set(idle.into());
         m.pool.with_label_values(&[pool, "in_use"]).set(in_use.into());
+    }
+    if state.settings.amqp_url.is_some() {
+        match tokio::time::timeout(CHECK_TIMEOUT, state.db.outbox_backlog()).await {
+            Ok(Ok((pending, oldest))) => {
+                m.events_pending.set(pending);
+                m.events_oldest_pending_age.set(oldest.map_or(0, |t| (crate::time::now() - t).max(0)));
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "metrics: cannot count pending events"),
+            Err(_) => tracing::error!("metrics: counting pending events timed out"),
+        }
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.render())
 }

@@ -1,5 +1,6 @@
 //! The sweeper: staged uploads never completed are removed once their URL expired more than
-//! the grace period ago.
+//! the grace period ago; events older than `TOOLTOOL_EVENTS_RETENTION` are removed (only
+//! published ones when a broker is configured, so an unreachable broker never loses any).
 
 use std::time::Duration;
 
@@ -21,6 +22,11 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
     }
     // A nonce can only be replayed while its timestamp is within the skew window.
     state.db.forget_hawk_nonces(unix_now() as i64 - 2 * crate::auth::hawk::SKEW).await?;
+    let events_cutoff = unix_now() as i64 - state.settings.events_retention.as_secs() as i64;
+    let forgotten = state.db.forget_events(events_cutoff, state.settings.amqp_url.is_some()).await?;
+    if forgotten > 0 {
+        tracing::info!(count = forgotten, "removed events past their retention");
+    }
     if !expired.is_empty() {
         tracing::info!(count = expired.len(), "removed expired staged uploads");
     }

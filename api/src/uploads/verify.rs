@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use actix_web::web;
 
 use crate::blobs::Verification;
-use crate::db::StoredFile;
+use crate::db::{NewEvent, StoredFile};
 use crate::error::ApiError;
 use crate::state::AppState;
-use tooltool_proto::Digest;
+use tooltool_proto::{Digest, EventType};
 
 /// What `upload/complete` found.
 #[derive(Debug)]
@@ -95,7 +95,7 @@ async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Res
         let Some(store) = state.blobs.get(&pending.region) else { continue };
         match store.verify_and_publish(&pending.staging_key, &file.digest, file.size).await? {
             Verification::Published => {
-                let closed = state.db.mark_verified(&file.digest, file.id, store.region(), crate::time::now()).await?;
+                let closed = state.db.mark_verified(file, store.region(), actor, crate::time::now()).await?;
                 for other in closed.iter().filter(|p| p.staging_key != pending.staging_key) {
                     if let Some(s) = state.blobs.get(&other.region)
                         && let Err(e) = s.delete_staged(&other.staging_key).await
@@ -114,6 +114,14 @@ async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Res
             Verification::Mismatch(why) => {
                 tracing::warn!(digest = %file.digest, reason = %why, "upload rejected");
                 crate::metrics::METRICS.verifications.with_label_values(&["rejected"]).inc();
+                // A rejection changes no table (the staged bytes are gone, the pending upload
+                // stays for a retry), so its event has a transaction of its own, recorded here
+                // where the rejection is decided, after the store discarded the bytes.
+                let mut event =
+                    NewEvent::file(EventType::FileRejected, &file.digest, file.size, file.visibility, actor);
+                event.data.region = Some(store.region().to_owned());
+                event.data.reason = Some(why.clone());
+                state.db.record_event(event, crate::time::now()).await?;
                 state.audit(actor, "upload.rejected", file.digest.as_str(), serde_json::json!({"reason": why})).await;
                 rejected = Some(why);
             }

@@ -9,6 +9,8 @@ mod client_unpack;
 mod client_upload;
 mod credentials;
 mod download;
+mod events;
+mod events_relay;
 mod faults;
 mod files;
 mod hostile;
