@@ -33,6 +33,15 @@ pub struct Metrics {
     /// 1 while the lookup cache is in use (on PostgreSQL: while its invalidation listener is
     /// connected), 0 while every lookup reads the database.
     pub lookup_cache_active: prometheus::IntGauge,
+    /// 1 while a region's last probe answered, 0 otherwise.
+    pub region_up: IntGaugeVec,
+    /// Copies between regions not made yet: (file, region) pairs lacking a verified copy.
+    pub replication_pending: prometheus::IntGauge,
+    /// Age in seconds of the oldest file still lacking a copy in some region.
+    pub replication_oldest_pending: prometheus::IntGauge,
+    /// Copies between regions by source, target and outcome (`copied`, `mismatch`,
+    /// `source_missing`, `source_changed`, `failed`, `abandoned`).
+    pub replication_copies: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -68,6 +77,20 @@ fn build() -> Metrics {
     let lookup_cache_active =
         prometheus::IntGauge::new("lookup_cache_active", "1 while download lookups may be answered from memory")
             .expect("valid metric");
+    let region_up = IntGaugeVec::new(Opts::new("region_up", "1 while the region's last probe answered"), &["region"])
+        .expect("valid metric");
+    let replication_pending =
+        prometheus::IntGauge::new("replication_pending", "Copies between regions not made yet").expect("valid metric");
+    let replication_oldest_pending = prometheus::IntGauge::new(
+        "replication_oldest_pending_seconds",
+        "Age of the oldest file still lacking a copy in some region",
+    )
+    .expect("valid metric");
+    let replication_copies = IntCounterVec::new(
+        Opts::new("replication_copies_total", "Copies between regions by source, target and outcome"),
+        &["from", "to", "outcome"],
+    )
+    .expect("valid metric");
     for m in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(latency.clone()),
@@ -79,6 +102,10 @@ fn build() -> Metrics {
         Box::new(log_lines_dropped.clone()),
         Box::new(lookups.clone()),
         Box::new(lookup_cache_active.clone()),
+        Box::new(region_up.clone()),
+        Box::new(replication_pending.clone()),
+        Box::new(replication_oldest_pending.clone()),
+        Box::new(replication_copies.clone()),
     ] {
         registry.register(m).expect("metric registered once");
     }
@@ -94,6 +121,10 @@ fn build() -> Metrics {
         log_lines_dropped,
         lookups,
         lookup_cache_active,
+        region_up,
+        replication_pending,
+        replication_oldest_pending,
+        replication_copies,
     }
 }
 

@@ -6,6 +6,7 @@ use crate::auth::client_cache::ClientCache;
 use crate::auth::{Scope, Tokens};
 use crate::blobs::{BlobStores, LocalStore};
 use crate::db::Db;
+use crate::replication::Replicator;
 use crate::settings::Settings;
 use crate::uploads::verify::InFlight;
 
@@ -32,12 +33,15 @@ pub struct AppState {
     pub clients: ClientCache,
     /// The main runtime, where work that must outlive a request runs.
     pub runtime: tokio::runtime::Handle,
+    /// Copies verified blobs to the other regions (woken by each verification).
+    pub replicator: Replicator,
 }
 
 impl AppState {
     /// Assembles the state.
     pub fn new(settings: Settings, db: Db, blobs: BlobStores, local: Option<Arc<LocalStore>>, tokens: Tokens) -> Self {
         let prefix: Arc<str> = settings.scope_prefix.as_str().into();
+        let replicator = Replicator::new(db.clone(), blobs.clone(), &settings);
         let anonymous_scopes =
             if settings.anonymous_public_download { vec![Scope::DownloadPublic.full(&prefix)] } else { Vec::new() };
         Self {
@@ -51,6 +55,7 @@ impl AppState {
             verifications: InFlight::default(),
             clients: ClientCache::default(),
             runtime: tokio::runtime::Handle::current(),
+            replicator,
         }
     }
 }

@@ -76,17 +76,7 @@ impl Db {
         .bind(format!("{}%", escape_like(&q.to_lowercase())))
         .fetch_all(&self.read)
         .await?;
-        let mut out: Vec<StoredFile> = Vec::new();
-        for row in &rows {
-            let digest = Digest::parse(&row.try_get::<String, _>("digest")?).map_err(|_| corrupt("digest"))?;
-            let id: i64 = row.try_get("id")?;
-            if out.last().is_none_or(|f| f.id != id) {
-                out.extend(files_from_rows(&digest, std::slice::from_ref(row))?);
-            } else if let Some(region) = row.try_get::<Option<String>, _>("region")? {
-                out.last_mut().expect("pushed above").instances.push(region);
-            }
-        }
-        Ok(out)
+        many_files_from_rows(&rows)
     }
 
     /// Changes a file's visibility.
@@ -109,6 +99,11 @@ impl FileWrite {
     /// The transaction, for writes to other tables that must commit with these.
     pub(super) fn tx(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.tx
+    }
+
+    /// The database kind, for the little SQL that differs.
+    pub(super) fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Records `digest` if unknown; returns its row `(id, size, visibility, instances)` as
@@ -153,9 +148,14 @@ impl FileWrite {
         Ok(())
     }
 
-    /// Forgets every instance of a file; returns the regions that had one.
+    /// Forgets every instance of a file, and every copy of it between regions that is being
+    /// made or waits for a retry; returns the regions that had an instance.
     pub async fn remove_instances(&mut self, digest: &Digest) -> Result<Vec<String>> {
         self.touched.add(digest);
+        sqlx::query("DELETE FROM replications WHERE file_id = (SELECT id FROM files WHERE digest = $1)")
+            .bind(digest.as_str())
+            .execute(&mut *self.tx)
+            .await?;
         let rows = sqlx::query(
             "DELETE FROM file_instances WHERE file_id = (SELECT id FROM files WHERE digest = $1) RETURNING region",
         )
@@ -192,6 +192,21 @@ impl FileWrite {
         self.tx.commit().await?;
         Ok(())
     }
+}
+
+/// Reads `(id, digest, size, visibility, region?)` rows of several files, ordered by file id.
+pub(super) fn many_files_from_rows(rows: &[AnyRow]) -> Result<Vec<StoredFile>> {
+    let mut out: Vec<StoredFile> = Vec::new();
+    for row in rows {
+        let digest = Digest::parse(&row.try_get::<String, _>("digest")?).map_err(|_| corrupt("digest"))?;
+        let id: i64 = row.try_get("id")?;
+        if out.last().is_none_or(|f| f.id != id) {
+            out.extend(files_from_rows(&digest, std::slice::from_ref(row))?);
+        } else if let Some(region) = row.try_get::<Option<String>, _>("region")? {
+            out.last_mut().expect("pushed above").instances.push(region);
+        }
+    }
+    Ok(out)
 }
 
 /// Reads `(id, size, visibility, region?)` rows of one file, ordered by region.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
+use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::state::AppState;
@@ -17,8 +18,10 @@ pub async fn lbheartbeat() -> HttpResponse {
     HttpResponse::Ok().json(json!({}))
 }
 
-/// 200 when the database and every blob store answer in time, else 503 naming the failure.
-#[utoipa::path(method(get, head), path = "/__heartbeat__", tag = "operations", responses((status = 200, description = "Database and blob stores answer"), (status = 503, description = "A check failed; the body names it")))]
+/// 200 when the database and every region's blob store answer in time; 200 with status
+/// `warning` when some regions do not (downloads and copies go around them); 503 when the
+/// database or every region fails. Each region's check is named `region:<name>`.
+#[utoipa::path(method(get, head), path = "/__heartbeat__", tag = "operations", responses((status = 200, description = "Database and blob stores answer (status warning: some regions do not)"), (status = 503, description = "A check failed; the body names it")))]
 pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
     let db = tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await;
     let database = match db {
@@ -29,22 +32,37 @@ pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
         }
         Err(_) => "timeout",
     };
-    let mut blob_store = "ok";
-    for store in state.blobs.all() {
-        match tokio::time::timeout(CHECK_TIMEOUT, store.check()).await {
-            Ok(Ok(())) => {}
+    let regions = join_all(state.blobs.all().map(|store| async move {
+        let result = match tokio::time::timeout(CHECK_TIMEOUT, store.check()).await {
+            Ok(Ok(())) => "ok",
             Ok(Err(e)) => {
                 tracing::error!(region = store.region(), error = %e, "heartbeat: blob store check failed");
-                blob_store = "error";
+                "error"
             }
-            Err(_) => blob_store = "timeout",
-        }
+            Err(_) => "timeout",
+        };
+        (store.region(), result)
+    }))
+    .await;
+    let failing = regions.iter().filter(|(_, r)| *r != "ok").count();
+    let blob_store = match failing {
+        0 => "ok",
+        n if n == regions.len() => regions[0].1,
+        _ => "degraded",
+    };
+    let healthy = database == "ok" && failing < regions.len();
+    let mut checks = serde_json::Map::new();
+    checks.insert("database".into(), database.into());
+    checks.insert("blob_store".into(), blob_store.into());
+    for (region, result) in &regions {
+        checks.insert(format!("region:{region}"), (*result).into());
     }
-    let healthy = database == "ok" && blob_store == "ok";
-    let body = json!({
-        "status": if healthy { "ok" } else { "error" },
-        "checks": { "database": database, "blob_store": blob_store },
-    });
+    let status = match (healthy, failing) {
+        (false, _) => "error",
+        (true, 0) => "ok",
+        (true, _) => "warning",
+    };
+    let body = json!({ "status": status, "checks": checks });
     if healthy { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
 }
 
@@ -55,6 +73,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     for (pool, idle, in_use) in state.db.pool_usage() {
         m.pool.with_label_values(&[pool, "idle"]).set(idle.into());
         m.pool.with_label_values(&[pool, "in_use"]).set(in_use.into());
+    }
+    let backlog = crate::replication::update_backlog_metrics(&state.db, &state.blobs);
+    match tokio::time::timeout(CHECK_TIMEOUT, backlog).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "metrics: could not read the replication backlog"),
+        Err(_) => tracing::error!("metrics: reading the replication backlog timed out"),
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.render())
 }

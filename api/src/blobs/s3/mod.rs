@@ -4,6 +4,7 @@
 //! hashed, the copy fails with 412 and nothing is published.
 
 mod presign;
+mod replicate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use self::presign::Presigner;
+pub use self::replicate::Replicated;
 use super::{BlobStore, Sha512Counter, StoreError, Verification, mismatch};
 use crate::settings::S3Settings;
 use tooltool_proto::Digest;
@@ -24,12 +26,20 @@ use tooltool_proto::Digest;
 const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
 /// Part size for larger copies.
 const COPY_PART: u64 = 512 * 1024 * 1024;
+/// Longest wait for a connection to S3.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the head of an S3 answer (a server-side copy of a large object included).
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest pause while a body streams.
+const STREAM_STALL: Duration = Duration::from_secs(60);
 
 /// Blobs in one S3 bucket.
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
     bucket: String,
+    /// The configured endpoint (`None`: AWS). Two buckets on one endpoint copy server-side.
+    endpoint: Option<String>,
     presigner: Arc<Presigner>,
 }
 
@@ -63,7 +73,12 @@ impl S3Store {
         }
         let sdk = loader.load().await;
         // Presigned PUTs must not carry an SDK-computed checksum of an empty body.
+        let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build();
         let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .timeout_config(timeouts)
             .force_path_style(s.force_path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
@@ -84,17 +99,24 @@ impl S3Store {
         let prefix = uri.split('?').next().and_then(|u| u.strip_suffix(PROBE)).map(str::to_owned);
         let prefix = prefix.ok_or_else(|| anyhow::anyhow!("unexpected presigned S3 URL shape"))?;
         let presigner = Presigner::new(prefix, s.region.clone(), sdk.credentials_provider())?;
-        Ok(Self { client, bucket: s.bucket.clone(), presigner: Arc::new(presigner) })
+        Ok(Self { client, bucket: s.bucket.clone(), endpoint: s.endpoint.clone(), presigner: Arc::new(presigner) })
     }
 
     fn presign_config(ttl: Duration) -> Result<PresigningConfig, StoreError> {
         PresigningConfig::expires_in(ttl).map_err(|e| StoreError::msg("presigning config", e))
     }
 
-    /// Server-side copy of `src` to `dest`, only while `src` still has `etag`. `Ok(false)`
-    /// when it changed.
-    async fn copy_if_match(&self, src: &str, dest: &str, etag: &str, size: u64) -> Result<bool, StoreError> {
-        let source = format!("{}/{src}", self.bucket);
+    /// Server-side copy of `src` in `src_bucket` (on this store's endpoint) to `dest` here,
+    /// only while `src` still has `etag`. `Ok(false)` when it changed.
+    async fn copy_if_match(
+        &self,
+        src_bucket: &str,
+        src: &str,
+        dest: &str,
+        etag: &str,
+        size: u64,
+    ) -> Result<bool, StoreError> {
+        let source = format!("{src_bucket}/{src}");
         if size <= MAX_SINGLE_COPY {
             let res = self
                 .client
@@ -214,7 +236,7 @@ impl BlobStore for S3Store {
         let etag = obj.e_tag().map(str::to_owned).ok_or_else(|| StoreError::msg("read staged object", "no ETag"))?;
         let mut body = obj.body;
         let mut counter = Sha512Counter::default();
-        while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::msg("stream staged object", e))? {
+        while let Some(chunk) = next_chunk(&mut body, "stream staged object").await? {
             counter.update(&chunk);
             if counter.len() > size {
                 break;
@@ -225,7 +247,7 @@ impl BlobStore for S3Store {
             self.delete_key(&key).await?;
             return Ok(Verification::Mismatch(why));
         }
-        if !self.copy_if_match(&key, &format!("sha512/{digest}"), &etag, size).await? {
+        if !self.copy_if_match(&self.bucket, &key, &format!("sha512/{digest}"), &etag, size).await? {
             return Ok(Verification::Changed);
         }
         if let Err(e) = self.delete_key(&key).await {
@@ -244,5 +266,20 @@ impl BlobStore for S3Store {
 
     async fn check(&self) -> Result<(), StoreError> {
         self.client.head_bucket().bucket(&self.bucket).send().await.map(|_| ()).map_err(|e| sdk_err("head bucket", e))
+    }
+
+    fn s3(&self) -> Option<&S3Store> {
+        Some(self)
+    }
+}
+
+/// The next chunk of a streaming body, failing if it stalls longer than [`STREAM_STALL`].
+async fn next_chunk(
+    body: &mut aws_sdk_s3::primitives::ByteStream,
+    what: &str,
+) -> Result<Option<bytes::Bytes>, StoreError> {
+    match tokio::time::timeout(STREAM_STALL, body.try_next()).await {
+        Ok(chunk) => chunk.map_err(|e| StoreError::msg(what, e)),
+        Err(_) => Err(StoreError::msg(what, "the body stalled")),
     }
 }
