@@ -63,6 +63,9 @@ pub struct S3Settings {
     pub secret_access_key: Option<Secret>,
 }
 
+/// S3's smallest part of a multipart upload (but the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
 /// Everything the server reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -248,8 +251,8 @@ impl Settings {
         }
         if let Some(v) = get("TOOLTOOL_REPLICATION_PART_SIZE") {
             s.replication_part_size = parse_var("TOOLTOOL_REPLICATION_PART_SIZE", &v)?;
-            if s.replication_part_size == 0 {
-                bail!("TOOLTOOL_REPLICATION_PART_SIZE must be a positive number of bytes");
+            if s.replication_part_size < MIN_PART_SIZE {
+                bail!("TOOLTOOL_REPLICATION_PART_SIZE must be at least {MIN_PART_SIZE} bytes (S3's smallest part)");
             }
         }
         let shared = S3Settings {
@@ -466,6 +469,8 @@ mod tests {
         assert_eq!(s.replication_part_size, 5 * 1024 * 1024);
         let err = from(&[("TOOLTOOL_REPLICATION", "sometimes")]).unwrap_err().to_string();
         assert!(err.contains("TOOLTOOL_REPLICATION"), "{err}");
+        let err = from(&[("TOOLTOOL_REPLICATION_PART_SIZE", "1048576")]).unwrap_err().to_string();
+        assert!(err.contains("TOOLTOOL_REPLICATION_PART_SIZE"), "{err}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use tooltool_proto::Digest;
 
 pub use local::{LocalStore, ReceiveError, UrlSigner};
-pub use s3::{Replicated, S3Store};
+pub use s3::{CopyMode, Replicated, S3Store};
 
 /// A blob-store failure (the cause is logged; callers see an opaque 500).
 #[derive(Debug, thiserror::Error)]

@@ -94,6 +94,17 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Gives up `me`'s claim.
+    pub async fn release_copy(&self, file_id: i64, region: &str, me: &str) -> Result<()> {
+        sqlx::query("DELETE FROM replications WHERE file_id = $1 AND region = $2 AND claimed_by = $3")
+            .bind(file_id)
+            .bind(region)
+            .bind(me)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     /// Records a failed attempt of `me`'s claim: why, and when it may be tried again.
     pub async fn fail_copy(&self, file_id: i64, region: &str, me: &str, error: &str, retry_at: i64) -> Result<()> {
         sqlx::query(

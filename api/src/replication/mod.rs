@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use crate::blobs::{BlobStore, BlobStores, Replicated, S3Store};
+use crate::blobs::{BlobStore, BlobStores, CopyMode, Replicated, S3Store};
 use crate::db::{Backlog, Db, StoredFile};
 use crate::settings::Settings;
 use crate::time::now;
@@ -134,6 +134,20 @@ impl Replicator {
                 return None;
             }
         };
+        // The list of missing copies may be older than another replica's copy that was
+        // recorded, and its claim released, just before this claim: look again, now.
+        match self.db.file_uncached(&file.digest).await {
+            Ok(Some(now)) if !now.instances.iter().any(|i| i == target) => {}
+            Ok(_) => {
+                self.release(file, target).await;
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not read a claimed file");
+                self.release(file, target).await;
+                return None;
+            }
+        }
         // The source: a region holding the copy, healthy ones first, in configured order.
         let source = self
             .blobs
@@ -162,7 +176,7 @@ impl Replicator {
             () = renew => unreachable!("the renewal never ends"),
         };
         match result {
-            Ok(Replicated::Copied { streamed }) => Some(self.record(file, from, target, dst, streamed).await),
+            Ok(Replicated::Copied(mode)) => Some(self.record(file, from, target, dst, mode).await),
             Ok(Replicated::Mismatch(why)) => {
                 tracing::error!(digest = %file.digest, from, to = target, reason = %why,
                     "the source copy does not match its digest: nothing copied");
@@ -189,14 +203,14 @@ impl Replicator {
             Err(e) => {
                 tracing::warn!(digest = %file.digest, from, to = target, error = %e, "copy failed; it will be retried");
                 count(from, target, "failed");
-                self.fail(file, from, target, attempts, "storage error (see the logs)").await;
+                self.fail(file, from, target, attempts, &e.to_string()).await;
                 Some(false)
             }
         }
     }
 
     /// Records a proven copy as an instance, unless the claim or the source went meanwhile.
-    async fn record(&self, file: &StoredFile, from: &str, target: &str, dst: &S3Store, streamed: bool) -> bool {
+    async fn record(&self, file: &StoredFile, from: &str, target: &str, dst: &S3Store, mode: CopyMode) -> bool {
         let recorded = async {
             let mut w = self.db.write_files().await?;
             let recorded = w.record_copy(file, from, target, &self.me, now()).await?;
@@ -206,9 +220,11 @@ impl Replicator {
         .await;
         match recorded {
             Ok(true) => {
-                tracing::info!(digest = %file.digest, from, to = target, bytes = file.size, streamed, "copy verified and recorded");
+                let (how, parts) = (mode.name(), mode.parts());
+                tracing::info!(digest = %file.digest, from, to = target, bytes = file.size, how, parts, "copy verified and recorded");
                 count(from, target, "copied");
-                let details = serde_json::json!({"from": from, "to": target, "size": file.size, "streamed": streamed});
+                let details =
+                    serde_json::json!({"from": from, "to": target, "size": file.size, "mode": how, "parts": parts});
                 self.audit("file.replicated", file, details).await;
                 true
             }
@@ -230,6 +246,13 @@ impl Replicator {
                 count(from, target, "failed");
                 false
             }
+        }
+    }
+
+    /// Gives up a claim without an attempt.
+    async fn release(&self, file: &StoredFile, target: &str) {
+        if let Err(e) = self.db.release_copy(file.id, target, &self.me).await {
+            tracing::warn!(error = %e, "could not release a claim; it runs out with its lease");
         }
     }
 

@@ -47,9 +47,17 @@ fn objects_of(region: &TestRegion) -> String {
     format!("{}/{}/sha512/", region.s3.endpoint, region.s3.bucket)
 }
 
+/// Waits until `d` has a copy in both regions; on failure, says why the copies failed.
 async fn wait_for_both(app: &TestApp, d: &Digest, a: &str, b: &str) {
     let want = [a.to_owned(), b.to_owned()];
-    eventually("the copy is recorded in both regions", COPY_WAIT, || async { instances(app, d).await == want }).await;
+    let deadline = std::time::Instant::now() + COPY_WAIT;
+    while instances(app, d).await != want {
+        if std::time::Instant::now() > deadline {
+            let failed = app.state.db.failed_copies(10).await.unwrap();
+            panic!("no copy in both regions within {COPY_WAIT:?}; failed copies: {failed:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,7 +76,8 @@ async fn an_upload_to_a_region_is_copied_to_the_other_endpoint_and_served_from_t
     assert!(location(&app, &d, None).await.starts_with(&objects_of(&regions[0])), "default: first configured");
     assert_eq!((copies(&a, &b, "copied"), copies(&a, &b, "mismatch")), (1, 0));
     let replicated = audits(&app, "file.replicated").await;
-    assert_eq!(replicated, [serde_json::json!({"from": a, "to": b, "size": data.len(), "streamed": true})]);
+    let put = serde_json::json!({"from": a, "to": b, "size": data.len(), "mode": "put", "parts": 1});
+    assert_eq!(replicated, [put]);
 
     // Uploaded to b with ?region=: its put_url is b's, and the copy goes to a.
     let other = b"uploaded to the second region".to_vec();
@@ -105,7 +114,8 @@ async fn copies_between_buckets_of_one_endpoint_are_made_by_the_store() {
     assert!(in_b.starts_with(&objects_of(&regions[1])), "{in_b}");
     assert_eq!(fetch(&in_b).await, data);
     let replicated = audits(&app, "file.replicated").await;
-    assert_eq!(replicated, [serde_json::json!({"from": a, "to": b, "size": data.len(), "streamed": false})]);
+    let copy = serde_json::json!({"from": a, "to": b, "size": data.len(), "mode": "server-side", "parts": 0});
+    assert_eq!(replicated, [copy]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,21 +248,34 @@ async fn deleting_instances_removes_the_copies_in_every_region() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_blobs_cross_endpoints_in_parts() {
+async fn large_blobs_cross_endpoints_in_parts_and_only_if_they_hash_right() {
     let (a, b) = (unique_region("a"), unique_region("b"));
-    const PART: u64 = 1024 * 1024;
+    const PART: u64 = 5 * 1024 * 1024;
     let (app, regions) = spawn_regions(&[(&a, &shared_endpoint('A')), (&b, &shared_endpoint('B'))], |s| {
+        s.replication = false;
         s.replication_part_size = PART;
     })
     .await;
     let data: Vec<u8> = (0..(2 * PART + PART / 2)).map(|i| (i % 251) as u8).collect();
     let d = app.upload("big.bin", &data, Visibility::Public).await;
-    wait_for_both(&app, &d, &a, &b).await;
+    let bad: Vec<u8> = (0..(3 * PART)).map(|i| (i % 241) as u8).collect();
+    let bad_d = app.upload("bad.bin", &bad, Visibility::Public).await;
+    let mut altered = bad.clone();
+    altered[(3 * PART - 10) as usize] ^= 1;
+    let s3a = &regions[0].s3;
+    let put = s3a.client().put_object().bucket(&s3a.bucket).key(format!("sha512/{bad_d}")).body(altered.into());
+    put.send().await.expect("alter a's blob");
+
+    let err = replicate_once(&app.settings).await.expect_err("the altered blob is refused").to_string();
+    assert!(err.contains("source does not match") && err.contains(bad_d.as_str()), "{err}");
+    assert_eq!(instances(&app, &d).await, [a.clone(), b.clone()], "{err}");
+    assert_eq!(instances(&app, &bad_d).await, [a.clone()]);
     assert_eq!(fetch(&location(&app, &d, Some(&b)).await).await, data);
-    let s3 = &regions[1].s3;
-    let head = s3.client().head_object().bucket(&s3.bucket).key(format!("sha512/{d}")).send().await.unwrap();
-    let etag = head.e_tag().unwrap_or_default().trim_matches('"').to_owned();
-    assert!(etag.ends_with("-3"), "a multipart upload of three parts, ETag {etag}");
+    let replicated = audits(&app, "file.replicated").await;
+    let parts = serde_json::json!({"from": a, "to": b, "size": data.len(), "mode": "multipart", "parts": 3});
+    assert_eq!(replicated, [parts]);
+    assert_eq!(regions[1].s3.keys("").await, [format!("sha512/{d}")], "no staged parts, no bad copy");
+    assert_eq!((copies(&a, &b, "copied"), copies(&a, &b, "mismatch")), (1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

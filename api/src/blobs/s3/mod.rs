@@ -17,7 +17,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use self::presign::Presigner;
-pub use self::replicate::Replicated;
+pub use self::replicate::{CopyMode, Replicated};
 use super::{BlobStore, Sha512Counter, StoreError, Verification, mismatch};
 use crate::settings::S3Settings;
 use tooltool_proto::Digest;

@@ -7,7 +7,12 @@
 //! - Different endpoints: the source is streamed into this bucket while it is hashed. A blob up
 //!   to one part is held in memory (at most `part_size` bytes) and PUT only once it hashed right;
 //!   a larger one goes as a multipart upload, one part uploading while the next is read, and is
-//!   completed only if the whole hashed right: otherwise it is aborted, and nothing appears.
+//!   completed only if the whole hashed right (otherwise it is aborted, and nothing appears).
+//!   That upload lands under `staging/` and is then published with the same ETag-pinned
+//!   server-side copy as an upload: a multipart upload's bookkeeping names carry its key, and
+//!   S3-compatible stores that keep it in file names (s3s-fs, the test server) cannot hold
+//!   `sha512/<128 hex>` there; a short staging key works everywhere, and the copy is within one
+//!   bucket.
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -24,18 +29,45 @@ const MAX_PARTS: u64 = 10_000;
 /// What copying a blob from another region found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replicated {
-    /// The bytes hashed to the digest and are now published here; `streamed` when they went
-    /// through this process (different endpoints) rather than a server-side copy.
-    Copied {
-        /// Whether the bytes were streamed across endpoints.
-        streamed: bool,
-    },
+    /// The bytes hashed to the digest and are now published here.
+    Copied(CopyMode),
     /// The source holds no such object.
     SourceMissing,
     /// The source object changed between hashing and the server-side copy; nothing copied.
     SourceChanged,
     /// The source bytes are not the digest's; nothing was published here.
     Mismatch(String),
+}
+
+/// How a copy was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMode {
+    /// A server-side copy between buckets of one endpoint.
+    ServerSide,
+    /// Streamed across endpoints in one PUT.
+    Put,
+    /// Streamed across endpoints as a multipart upload of this many parts.
+    Multipart(u32),
+}
+
+impl CopyMode {
+    /// The mode's name in logs and the audit trail.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ServerSide => "server-side",
+            Self::Put => "put",
+            Self::Multipart(_) => "multipart",
+        }
+    }
+
+    /// The parts sent (1 for a PUT, 0 for a server-side copy).
+    pub fn parts(self) -> u32 {
+        match self {
+            Self::ServerSide => 0,
+            Self::Put => 1,
+            Self::Multipart(n) => n,
+        }
+    }
 }
 
 impl S3Store {
@@ -86,9 +118,9 @@ impl S3Store {
                 self.delete_key(&key).await?;
                 return Err(StoreError::msg("check the copy", format_args!("{copied:?} bytes instead of {size}")));
             }
-            return Ok(Replicated::Copied { streamed: false });
+            return Ok(Replicated::Copied(CopyMode::ServerSide));
         }
-        let part_size = part_size.max(size.div_ceil(MAX_PARTS)).max(1);
+        let part_size = part_size.max(size.div_ceil(MAX_PARTS)).max(crate::settings::MIN_PART_SIZE);
         if size <= part_size {
             self.put_whole(body, &key, digest, size).await
         } else {
@@ -126,18 +158,21 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| sdk_err("put the copy", e))?;
-        Ok(Replicated::Copied { streamed: true })
+        Ok(Replicated::Copied(CopyMode::Put))
     }
 
-    /// Streams a large blob as a multipart upload, completed only if the whole hashed right.
+    /// Streams a large blob as a multipart upload under `staging/`, completed only if the whole
+    /// hashed right, then published under `dest` by a server-side copy pinned to its ETag.
     async fn put_parts(
         &self,
         mut body: ByteStream,
-        key: &str,
+        dest: &str,
         digest: &Digest,
         size: u64,
         part_size: u64,
     ) -> Result<Replicated, StoreError> {
+        let staged = format!("staging/replica-{}", uuid::Uuid::new_v4().simple());
+        let key = staged.as_str();
         let upload = self
             .client
             .create_multipart_upload()
@@ -189,6 +224,7 @@ impl S3Store {
         if let Some(prev) = in_flight.take() {
             prev.abort();
         }
+        let parts_sent = parts.len() as u32;
         let (got, got_size) = counter.finish();
         let verdict = match streamed {
             Ok(()) => mismatch(digest, size, &got, got_size).map(Replicated::Mismatch),
@@ -210,11 +246,24 @@ impl S3Store {
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
             .await;
-        if let Err(e) = completed {
-            self.abort_upload(key, &upload_id).await;
-            return Err(sdk_err("complete a multipart copy", e));
+        let etag = match completed {
+            Ok(out) => out.e_tag().map(str::to_owned),
+            Err(e) => {
+                self.abort_upload(key, &upload_id).await;
+                return Err(sdk_err("complete a multipart copy", e));
+            }
+        };
+        let published = match etag {
+            Some(etag) => self.copy_if_match(&self.bucket, key, dest, &etag, size).await,
+            None => Err(StoreError::msg("complete a multipart copy", "no ETag")),
+        };
+        if let Err(e) = self.delete_key(key).await {
+            tracing::warn!(error = %e, key, "could not remove a staged copy");
         }
-        Ok(Replicated::Copied { streamed: true })
+        match published? {
+            true => Ok(Replicated::Copied(CopyMode::Multipart(parts_sent))),
+            false => Err(StoreError::msg("publish a multipart copy", "the staged copy changed")),
+        }
     }
 
     /// Uploads one part in a task of its own, so that the next part is read meanwhile.
