@@ -1,6 +1,6 @@
 //! The metadata store: files and their verified instances per region, upload batches, pending
-//! uploads, copies between regions, clients, the audit trail and Hawk nonces, on SQLite (embedded default) or
-//! PostgreSQL (production). One module per table; [`lookup`] holds the download path's read.
+//! uploads, copies between regions, clients, the audit trail and Hawk nonces, on SQLite
+//! (embedded default) or PostgreSQL (production). One module per table; [`lookup`] holds the download path's read.
 //!
 //! One SQL dialect story: runtime queries through sqlx's `Any` driver, written in the subset
 //! both databases share (`$N` placeholders, `RETURNING`, `ON CONFLICT`, `LIKE … ESCAPE`), rows
@@ -190,6 +190,15 @@ fn corrupt(what: &str) -> DbError {
     DbError::Other(sqlx::Error::Decode(format!("corrupt {what} in the database").into()))
 }
 
+/// A migrated SQLite database in `dir` caching `cache` lookups, for this crate's unit tests.
+#[cfg(test)]
+pub(crate) async fn test_db(dir: &std::path::Path, cache: usize) -> Db {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+    let db = Db::connect(&url, cache, Duration::from_secs(3600)).await.unwrap();
+    db.migrate().await.unwrap();
+    db
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,13 +208,4 @@ mod tests {
         assert_eq!(contains_pattern("GCC_13%"), "%gcc\\_13\\%%");
         assert_eq!(escape_like("a\\b"), "a\\\\b");
     }
-}
-
-/// A migrated SQLite database in `dir` caching `cache` lookups, for this crate's unit tests.
-#[cfg(test)]
-pub(crate) async fn test_db(dir: &std::path::Path, cache: usize) -> Db {
-    let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-    let db = Db::connect(&url, cache, Duration::from_secs(3600)).await.unwrap();
-    db.migrate().await.unwrap();
-    db
 }

@@ -12,6 +12,7 @@
 
 pub mod probe;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,14 +91,17 @@ impl Replicator {
             return Ok(report);
         }
         for target in self.blobs.region_names() {
-            // Each round either claims a file (made or failed: leased either way) or finds it
-            // claimed by another replica, so no file comes back in the next round.
+            // Each round either claims a file (made, or failed and leased until its retry) or
+            // finds it claimed by another replica. A copy that failed is not tried again in the
+            // same pass, even if its retry time comes before the pass ends.
+            let mut tried = HashSet::new();
             loop {
                 if !self.blobs.is_up(&target) {
                     tracing::debug!(region = target, "region down: its copies wait");
                     break;
                 }
-                let files = self.db.missing_copies(&target, now(), BATCH).await?;
+                let mut files = self.db.missing_copies(&target, now(), BATCH).await?;
+                files.retain(|f| tried.insert(f.id));
                 if files.is_empty() {
                     break;
                 }
@@ -234,10 +238,10 @@ impl Replicator {
                 // another replica: it makes the same bytes and records them; leave them.)
                 let deleted =
                     self.db.file_uncached(&file.digest).await.map(|f| f.is_none_or(|f| f.instances.is_empty()));
-                if deleted.unwrap_or(false) {
-                    if let Err(e) = dst.delete_blob(&file.digest).await {
-                        tracing::warn!(error = %e, "could not remove the copy of a deleted file");
-                    }
+                if deleted.unwrap_or(false)
+                    && let Err(e) = dst.delete_blob(&file.digest).await
+                {
+                    tracing::warn!(error = %e, "could not remove the copy of a deleted file");
                 }
                 false
             }

@@ -164,7 +164,7 @@ async fn a_copy_to_a_stopped_region_is_made_when_it_returns() {
 
     let err = replicate_once(&app.settings).await.expect_err("b cannot get its copy").to_string();
     assert!(err.contains("1 copies missing") && err.contains(&format!("{b}: 1 files lack a copy")), "{err}");
-    assert_eq!(instances(&app, &d).await, [a.clone()]);
+    assert_eq!(instances(&app, &d).await, [a.as_str()]);
 
     server_b.resume().await;
     wait_for_both(&app, &d, &a, &b).await;
@@ -193,7 +193,7 @@ async fn bytes_altered_behind_the_servers_back_are_never_copied() {
 
         let err = replicate_once(&app.settings).await.expect_err("the copy is refused").to_string();
         assert!(err.contains("source does not match"), "{err}");
-        assert_eq!(instances(&app, &d).await, [a.clone()], "endpoint {second_endpoint}");
+        assert_eq!(instances(&app, &d).await, [a.as_str()], "endpoint {second_endpoint}");
         assert!(regions[1].s3.keys("sha512/").await.is_empty(), "nothing left in b (endpoint {second_endpoint})");
         assert_eq!((copies(&a, &b, "mismatch"), copies(&a, &b, "copied")), (1, 0));
         let rejected = audits(&app, "file.replication_rejected").await;
@@ -229,6 +229,28 @@ async fn two_replicas_replicating_at_once_make_each_copy_once() {
     assert_eq!(copies(&a, &b, "copied"), 8);
     assert_eq!(copies(&a, &b, "abandoned") + copies(&a, &b, "failed"), 0, "no copy made twice or lost");
     assert_eq!(audits(&app, "file.replicated").await.len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_claimed_by_a_replica_that_died_is_made_once_its_lease_runs_out() {
+    let (a, b) = (unique_region("a"), unique_region("b"));
+    let (app, _regions) = spawn_regions(&[(&a, &shared_endpoint('A')), (&b, &shared_endpoint('B'))], |s| {
+        s.replication = false;
+    })
+    .await;
+    let d = app.upload("k.bin", b"claimed by a replica killed mid-copy", Visibility::Public).await;
+    let file = app.state.db.file_uncached(&d).await.unwrap().unwrap();
+    let now = tooltool_api::time::now();
+    let claimed = app.state.db.claim_copy(file.id, &b, "killed-replica", now, now + 2).await.unwrap();
+    assert_eq!(claimed, Some(0));
+    // While the dead replica's lease runs, nobody else may take the copy.
+    let err = replicate_once(&app.settings).await.expect_err("the copy is claimed").to_string();
+    assert!(err.contains(&format!("{b}: 1 files lack a copy")), "{err}");
+    assert_eq!(copies(&a, &b, "copied"), 0);
+
+    let _live = spawn_replica_with(&app, |s| s.replication = true).await;
+    wait_for_both(&app, &d, &a, &b).await;
+    assert_eq!(copies(&a, &b, "copied"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +291,7 @@ async fn large_blobs_cross_endpoints_in_parts_and_only_if_they_hash_right() {
     let err = replicate_once(&app.settings).await.expect_err("the altered blob is refused").to_string();
     assert!(err.contains("source does not match") && err.contains(bad_d.as_str()), "{err}");
     assert_eq!(instances(&app, &d).await, [a.clone(), b.clone()], "{err}");
-    assert_eq!(instances(&app, &bad_d).await, [a.clone()]);
+    assert_eq!(instances(&app, &bad_d).await, [a.as_str()]);
     assert_eq!(fetch(&location(&app, &d, Some(&b)).await).await, data);
     let replicated = audits(&app, "file.replicated").await;
     let parts = serde_json::json!({"from": a, "to": b, "size": data.len(), "mode": "multipart", "parts": 3});

@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use self::presign::Presigner;
@@ -193,6 +195,17 @@ impl S3Store {
         Ok(true)
     }
 
+    /// The object `key`, or `None` if there is none.
+    async fn get(&self, key: &str, what: &str) -> Result<Option<GetObjectOutput>, StoreError> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(obj) => Ok(Some(obj)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || status_of(&e) == Some(404) => {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_err(what, e)),
+        }
+    }
+
     async fn delete_key(&self, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_object()
@@ -226,23 +239,9 @@ impl BlobStore for S3Store {
         size: u64,
     ) -> Result<Verification, StoreError> {
         let key = format!("staging/{staging_key}");
-        let obj = match self.client.get_object().bucket(&self.bucket).key(&key).send().await {
-            Ok(obj) => obj,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || status_of(&e) == Some(404) => {
-                return Ok(Verification::NotStaged);
-            }
-            Err(e) => return Err(sdk_err("read staged object", e)),
-        };
+        let Some(obj) = self.get(&key, "read staged object").await? else { return Ok(Verification::NotStaged) };
         let etag = obj.e_tag().map(str::to_owned).ok_or_else(|| StoreError::msg("read staged object", "no ETag"))?;
-        let mut body = obj.body;
-        let mut counter = Sha512Counter::default();
-        while let Some(chunk) = next_chunk(&mut body, "stream staged object").await? {
-            counter.update(&chunk);
-            if counter.len() > size {
-                break;
-            }
-        }
-        let (got, got_size) = counter.finish();
+        let (got, got_size) = hash_body(obj.body, size, "stream staged object").await?;
         if let Some(why) = mismatch(digest, size, &got, got_size) {
             self.delete_key(&key).await?;
             return Ok(Verification::Mismatch(why));
@@ -273,11 +272,20 @@ impl BlobStore for S3Store {
     }
 }
 
+/// Streams a body through sha512, stopping once it is past `size` bytes (a mismatch already).
+async fn hash_body(mut body: ByteStream, size: u64, what: &str) -> Result<(Digest, u64), StoreError> {
+    let mut counter = Sha512Counter::default();
+    while let Some(chunk) = next_chunk(&mut body, what).await? {
+        counter.update(&chunk);
+        if counter.len() > size {
+            break;
+        }
+    }
+    Ok(counter.finish())
+}
+
 /// The next chunk of a streaming body, failing if it stalls longer than [`STREAM_STALL`].
-async fn next_chunk(
-    body: &mut aws_sdk_s3::primitives::ByteStream,
-    what: &str,
-) -> Result<Option<bytes::Bytes>, StoreError> {
+async fn next_chunk(body: &mut ByteStream, what: &str) -> Result<Option<bytes::Bytes>, StoreError> {
     match tokio::time::timeout(STREAM_STALL, body.try_next()).await {
         Ok(chunk) => chunk.map_err(|e| StoreError::msg(what, e)),
         Err(_) => Err(StoreError::msg(what, "the body stalled")),

@@ -19,7 +19,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
-use super::{S3Store, next_chunk, sdk_err, status_of};
+use super::{S3Store, hash_body, next_chunk, sdk_err};
 use crate::blobs::{Sha512Counter, StoreError, mismatch};
 use tooltool_proto::Digest;
 
@@ -86,26 +86,11 @@ impl S3Store {
         part_size: u64,
     ) -> Result<Replicated, StoreError> {
         let key = format!("sha512/{digest}");
-        let obj = match source.client.get_object().bucket(&source.bucket).key(&key).send().await {
-            Ok(obj) => obj,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || status_of(&e) == Some(404) => {
-                return Ok(Replicated::SourceMissing);
-            }
-            Err(e) => return Err(sdk_err("read the source blob", e)),
-        };
-        let etag = obj.e_tag().map(str::to_owned);
-        let body = obj.body;
+        let Some(obj) = source.get(&key, "read the source blob").await? else { return Ok(Replicated::SourceMissing) };
         if self.same_endpoint(source) {
-            let etag = etag.ok_or_else(|| StoreError::msg("read the source blob", "no ETag"))?;
-            let mut body = body;
-            let mut counter = Sha512Counter::default();
-            while let Some(chunk) = next_chunk(&mut body, "stream the source blob").await? {
-                counter.update(&chunk);
-                if counter.len() > size {
-                    break;
-                }
-            }
-            let (got, got_size) = counter.finish();
+            let etag =
+                obj.e_tag().map(str::to_owned).ok_or_else(|| StoreError::msg("read the source blob", "no ETag"))?;
+            let (got, got_size) = hash_body(obj.body, size, "stream the source blob").await?;
             if let Some(why) = mismatch(digest, size, &got, got_size) {
                 return Ok(Replicated::Mismatch(why));
             }
@@ -122,9 +107,9 @@ impl S3Store {
         }
         let part_size = part_size.max(size.div_ceil(MAX_PARTS)).max(crate::settings::MIN_PART_SIZE);
         if size <= part_size {
-            self.put_whole(body, &key, digest, size).await
+            self.put_whole(obj.body, &key, digest, size).await
         } else {
-            self.put_parts(body, &key, digest, size, part_size).await
+            self.put_parts(obj.body, &key, digest, size, part_size).await
         }
     }
 
