@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use tooltool_api::db::AuditFilter;
 use tooltool_api::replicate_once;
-use tooltool_e2e::proto::{Digest, PatchOp, Visibility};
+use tooltool_e2e::proto::{Digest, Manifest, PatchOp, Visibility};
 use tooltool_e2e::regions::{
     S3Server, TestRegion, eventually, shared_endpoint, spawn_regions, spawn_replica_with, unique_region,
 };
-use tooltool_e2e::{Backend, TestApp, expect_status};
+use tooltool_e2e::{Backend, TestApp, expect_status, tooltool_cli};
 
 /// Longest a copy may take to appear (passes run every 300 ms in these tests).
 const COPY_WAIT: Duration = Duration::from_secs(30);
@@ -143,6 +143,12 @@ async fn downloads_asking_for_a_stopped_region_go_to_a_healthy_one() {
     assert_ne!(v["checks"][format!("region:{a}")], "ok");
     assert_eq!(v["checks"][format!("region:{b}")], "ok");
     assert_eq!(v["checks"]["blob_store"], "degraded");
+    // The command line asking for the stopped region gets its bytes from the other one.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = Manifest { entries: vec![tooltool_e2e::manifest_entry("f.bin", &data)] };
+    manifest.save(&dir.path().join("manifest.tt")).unwrap();
+    assert_eq!(tooltool_cli(dir.path(), &["--url", &app.url, "-r", &a, "fetch"]).await, 0);
+    assert_eq!(std::fs::read(dir.path().join("f.bin")).unwrap(), data);
 
     server_a.resume().await;
     eventually("downloads asking for a are sent to a again", PROBE_WAIT, || async {
