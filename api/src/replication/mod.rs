@@ -6,9 +6,9 @@
 //! replica died is claimed again when its lease runs out. The store proves the bytes
 //! ([`S3Store::replicate_from`]); only then is the copy recorded as an instance, through
 //! [`crate::db::FileWrite`], so downloads never go to a copy that was not verified. A copy
-//! whose source does not hash to the digest is not recorded, is removed, is logged, counted in
-//! `replication_copies_total{outcome="mismatch"}`, written to the audit trail, and kept in
-//! `replications.last_error` until it succeeds.
+//! whose source does not hash to the digest is never published in the target nor recorded; it
+//! is logged, counted in `replication_copies_total{outcome="mismatch"}`, written to the audit
+//! trail, and kept in `replications.last_error` until it succeeds.
 
 pub mod probe;
 
@@ -140,8 +140,8 @@ impl Replicator {
         };
         // The list of missing copies may be older than another replica's copy that was
         // recorded, and its claim released, just before this claim: look again, now.
-        match self.db.file_uncached(&file.digest).await {
-            Ok(Some(now)) if !now.instances.iter().any(|i| i == target) => {}
+        let fresh = match self.db.file_uncached(&file.digest).await {
+            Ok(Some(fresh)) if !fresh.instances.iter().any(|i| i == target) => fresh,
             Ok(_) => {
                 self.release(file, target).await;
                 return None;
@@ -151,7 +151,8 @@ impl Replicator {
                 self.release(file, target).await;
                 return None;
             }
-        }
+        };
+        let file = &fresh;
         // The source: a region holding the copy, healthy ones first, in configured order.
         let source = self
             .blobs
@@ -184,9 +185,8 @@ impl Replicator {
             Ok(Replicated::Mismatch(why)) => {
                 tracing::error!(digest = %file.digest, from, to = target, reason = %why,
                     "the source copy does not match its digest: nothing copied");
-                if let Err(e) = dst.delete_blob(&file.digest).await {
-                    tracing::warn!(error = %e, "could not remove a rejected copy");
-                }
+                // Nothing to remove: a rejected copy is never published in the target (its PUT
+                // is not sent, its multipart upload is aborted, its server-side copy not made).
                 count(from, target, "mismatch");
                 let details = serde_json::json!({"from": from, "to": target, "reason": why});
                 self.audit("file.replication_rejected", file, details).await;
