@@ -19,6 +19,9 @@ Builds the release binaries, installs wrk if missing (apt), then runs:
   memory     peak RSS of the server under redirect load and while verifying a 2 GiB upload,
              and of the client fetching a 2 GiB file.
   growth     redirect latency with 10^3, 10^5 and 10^6 files recorded.
+  replication  a 1 GiB blob copied between two S3 endpoints (two s3s-fs) by `tooltool-api
+             replicate` (streamed, hashed, multipart) against curl GET piped into curl PUT of the
+             same bytes between the same servers (MB/s).
 Each measurement is the median of several runs. Results are printed and written as JSON.
 """
 
@@ -156,6 +159,7 @@ class ProductionBackends:
                            check=True)
         pg_bin = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1]
         self.dir = tempfile.mkdtemp(dir="/tmp", prefix="tooltool-bench-")
+        self.s3s_bin, self.more_s3 = s3s, []
         os.chmod(self.dir, 0o755)
         self.pg_ctl = os.path.join(pg_bin, "pg_ctl")
         pg = os.path.join(self.dir, "pg")
@@ -184,8 +188,21 @@ class ProductionBackends:
         subprocess.run([os.path.join(BIN, "tooltool-api"), "migrate"], env=dict(os.environ, **self.env), check=True,
                        stderr=subprocess.DEVNULL)
 
+    def another_s3(self):
+        """A second s3s-fs with the same keys and a `tooltool` bucket; returns its endpoint."""
+        port = free_port()
+        s3_dir = os.path.join(self.dir, f"s3-{port}")
+        os.makedirs(os.path.join(s3_dir, "tooltool"))
+        self.more_s3.append(subprocess.Popen([self.s3s_bin, "--host", "127.0.0.1", "--port", str(port), "--access-key",
+                                              "bench", "--secret-key", "bench-secret", s3_dir],
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(port)
+        return f"http://127.0.0.1:{port}"
+
     def stop(self):
         self.s3.terminate()
+        for p in self.more_s3:
+            p.terminate()
         subprocess.run(self.as_pg(f"{self.pg_ctl} -D {self.dir}/pg -m immediate stop"), stdout=subprocess.DEVNULL)
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -452,6 +469,58 @@ def bench_verify(work, a):
         server.stop()
 
 
+def bench_replication(work, a):
+    """A blob uploaded to region a is copied to region b on another endpoint by `tooltool-api
+    replicate` (one process: start, probe, GET from a hashed on the way, multipart PUT to b, the
+    ETag-pinned publish, record), against `curl GET | curl PUT` of the same bytes between the same
+    two servers (to a staging URL in b). A fresh blob each run."""
+    size = (1 << 30) if not a.quick else (256 << 20)
+    backends = ProductionBackends(work)
+    server = None
+    try:
+        env = dict(backends.env)
+        a_endpoint, bucket = env.pop("TOOLTOOL_S3_ENDPOINT"), env.pop("TOOLTOOL_S3_BUCKET")
+        env.update({"TOOLTOOL_S3_REGIONS": f"a={bucket}@{a_endpoint},b={bucket}@{backends.another_s3()}",
+                    "TOOLTOOL_REPLICATION": "off"})
+        server = Server(work, env)
+        results = []
+        for i in range(a.runs):
+            path = os.path.join(work, "blob.bin")
+            random_file(path, size)
+            digest, _ = server.upload(f"r{i}.bin", path)
+            os.remove(path)
+            status, _, headers = http("GET", f"{server.url}/sha512/{digest}?region=a")
+            assert status == 302, status
+            get_url = {k.lower(): v for k, v in headers.items()}["location"]
+            other = hashlib.sha512(os.urandom(32)).hexdigest()
+            body = json.dumps({"message": "bench", "files": {"x": {"size": size, "digest": other, "algorithm": "sha512",
+                                                                   "visibility": "public"}}}).encode()
+            status, resp, _ = http("POST", server.url + "/upload?region=b", body,
+                                   dict(server.auth(), **{"Content-Type": "application/json"}))
+            assert status == 200, (status, resp)
+            put_url = json.loads(resp)["result"]["files"]["x"]["put_url"]
+            start = time.perf_counter()
+            subprocess.run(f"curl -sf '{get_url}' | curl -sf -T - -H 'Content-Type: application/octet-stream' "
+                           f"-H 'Content-Length: {size}' -o /dev/null '{put_url}'", shell=True, check=True)
+            curl_s = time.perf_counter() - start
+            start = time.perf_counter()
+            subprocess.run([os.path.join(BIN, "tooltool-api"), "replicate"], env=server.env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            replicate_s = time.perf_counter() - start
+            status, _, headers = http("GET", f"{server.url}/sha512/{digest}?region=b")
+            location = {k.lower(): v for k, v in headers.items()}["location"]
+            assert status == 302 and location.startswith(env["TOOLTOOL_S3_REGIONS"].split("@")[-1]), location
+            results.append({"curl_pipe_mb_s": size / curl_s / 1e6, "replicate_mb_s": size / replicate_s / 1e6})
+        out = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        out["ratio_to_curl_pipe"] = out["replicate_mb_s"] / out["curl_pipe_mb_s"]
+        out["bytes"] = size
+        return out
+    finally:
+        if server:
+            server.stop()
+        backends.stop()
+
+
 def bench_memory(work, a):
     size = (2 << 30) if not a.quick else (512 << 20)
     server = Server(work)
@@ -627,7 +696,7 @@ def machine():
 BENCHES = {"redirect": bench_redirect, "redirect_pg_s3": bench_redirect_pg_s3, "propagation": bench_propagation,
            "soak": bench_soak,
            "verify": bench_verify, "fetch": bench_fetch, "memory": bench_memory,
-           "growth": bench_growth}
+           "growth": bench_growth, "replication": bench_replication}
 
 
 def main():

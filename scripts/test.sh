@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, the PostgreSQL + S3 ones included.
 #
-# Starts a throwaway PostgreSQL cluster, an s3s-fs S3 server and a private RabbitMQ node, and
-# has Chromium and chromedriver for the admin page's browser tests (installing s3s-fs, and on a
-# machine without them the postgresql, rabbitmq-server, chromium and chromium-driver packages,
-# when missing), runs `cargo test` for the whole workspace with their coordinates in the
-# environment, and stops them whatever happens.
+# Starts a throwaway PostgreSQL cluster, two s3s-fs S3 servers (two regions) and a private
+# RabbitMQ node, and has Chromium and chromedriver for the admin page's browser tests
+# (installing s3s-fs, and on a machine without them the postgresql, rabbitmq-server, chromium and
+# chromium-driver packages, when missing), runs `cargo test` for the whole workspace with their
+# coordinates in the environment, and stops them whatever happens.
 # Extra arguments go to `cargo test` (e.g. `./scripts/test.sh -- upload`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +50,7 @@ fi
 
 work=$(mktemp -d /tmp/tooltool-test.XXXXXX)
 chmod 755 "$work"
-s3_pid=""
+s3_pids=""
 mq_started=""
 as_pg() {
     if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$1"; else sh -c "$1"; fi
@@ -62,7 +62,7 @@ cleanup() {
         [ -s "$RABBITMQ_PID_FILE" ] && kill -9 "$(cat "$RABBITMQ_PID_FILE")" 2>/dev/null || true
     fi
     as_pg "$pg_bin/pg_ctl -D $work/pg -m immediate stop" >/dev/null 2>&1 || true
-    [ -n "$s3_pid" ] && kill "$s3_pid" 2>/dev/null || true
+    for pid in $s3_pids; do kill "$pid" 2>/dev/null || true; done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -77,17 +77,23 @@ pg_port=$(free_port)
 as_pg "$pg_bin/initdb -D $work/pg -U postgres --auth=trust" >"$work/initdb.log" 2>&1 || { cat "$work/initdb.log"; exit 1; }
 as_pg "$pg_bin/pg_ctl -D $work/pg -l $work/pg/server.log -w start -o '-c listen_addresses=127.0.0.1 -p $pg_port -k $work/pg -c max_connections=500 -c fsync=off -c synchronous_commit=off'" >/dev/null
 
-s3_port=$(free_port)
-mkdir "$work/s3"
 s3_key="tooltool-test"
 s3_secret="tooltool-test-secret-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
-"$s3s" --host 127.0.0.1 --port "$s3_port" --access-key "$s3_key" --secret-key "$s3_secret" "$work/s3" >"$work/s3.log" 2>&1 &
-s3_pid=$!
-for _ in $(seq 100); do
-    if curl -s -o /dev/null "http://127.0.0.1:$s3_port/"; then break; fi
-    sleep 0.1
-done
-curl -s -o /dev/null "http://127.0.0.1:$s3_port/" || { echo "test.sh: s3s-fs did not start" >&2; cat "$work/s3.log"; exit 1; }
+# Two S3 servers, two regions on different endpoints for the replication tests (same keys).
+start_s3() { # name -> sets s3_port
+    s3_port=$(free_port)
+    mkdir "$work/$1"
+    "$s3s" --host 127.0.0.1 --port "$s3_port" --access-key "$s3_key" --secret-key "$s3_secret" "$work/$1" >"$work/$1.log" 2>&1 &
+    s3_pids="$s3_pids $!"
+    for _ in $(seq 100); do
+        if curl -s -o /dev/null "http://127.0.0.1:$s3_port/"; then break; fi
+        sleep 0.1
+    done
+    curl -s -o /dev/null "http://127.0.0.1:$s3_port/" || { echo "test.sh: s3s-fs did not start" >&2; cat "$work/$1.log"; exit 1; }
+}
+start_s3 s3-b
+s3_port_b=$s3_port
+start_s3 s3
 
 # A private RabbitMQ node: its own ports, name, data, logs, configuration and Erlang cookie
 # (under its own HOME, given to its commands only), so nothing global is read or touched.
@@ -124,8 +130,9 @@ export TOOLTOOL_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$pg_port/postgr
 export TOOLTOOL_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
 export TOOLTOOL_TEST_S3_ACCESS_KEY="$s3_key"
 export TOOLTOOL_TEST_S3_SECRET_KEY="$s3_secret"
+export TOOLTOOL_TEST_S3_ENDPOINT_B="http://127.0.0.1:$s3_port_b"
 # The failure tests start, stop and restart backends of their own from these.
 export TOOLTOOL_TEST_PG_BIN="$pg_bin"
 export TOOLTOOL_TEST_S3S_BIN="$s3s"
-echo "test.sh: PostgreSQL on port $pg_port, s3s-fs on port $s3_port, RabbitMQ $RABBITMQ_NODENAME on port $mq_port"
+echo "test.sh: PostgreSQL on port $pg_port, s3s-fs on ports $s3_port and $s3_port_b, RabbitMQ $RABBITMQ_NODENAME on port $mq_port"
 cargo test --workspace --all-targets "$@"

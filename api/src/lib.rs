@@ -13,6 +13,7 @@ pub mod health;
 pub mod metrics;
 pub mod openapi;
 pub mod relay;
+pub mod replication;
 pub mod routes;
 pub mod settings;
 pub mod state;
@@ -60,32 +61,19 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{} (HOST, PORT)", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
         let public_url = service_url(&settings, port);
-        let db = open_db(&settings).await?.with_event_source(&public_url);
-        if db.backend() == Backend::Sqlite {
-            db.migrate().await?;
-        } else {
-            db.check_migrated().await?;
-        }
+        let db = open_migrated_db(&settings).await?.with_event_source(&public_url);
         let secrets = load_secrets(&settings)?;
         let tokens = tokens(&settings, &secrets);
-        let (blobs, local) = match &settings.blobs {
-            BlobSettings::Local { region } => {
-                let signer =
-                    UrlSigner::with_keys(secrets.iter().map(|s| derive_key(s, "tooltool/url/v1").to_vec()).collect());
-                let store = LocalStore::new(settings.data_dir.join("blobs"), region, signer, &public_url)
-                    .with_context(|| {
-                        format!("cannot create the blob directory under {}", settings.data_dir.display())
-                    })?;
-                let store = Arc::new(store);
-                (BlobStores::single(store.clone()), Some(store))
-            }
-            BlobSettings::S3(s3) => (BlobStores::single(Arc::new(S3Store::new(s3).await?)), None),
-        };
+        let (blobs, local) = build_stores(&settings, &secrets, &public_url).await?;
         let workers = settings.workers;
         let state = web::Data::new(AppState::new(settings, db, blobs, local, tokens));
         state.clients.reload(&state.db, &state.tokens).await.context("cannot load client credentials")?;
         tokio::spawn(auth::client_cache::refresh_loop(state.clone(), state.settings.auth_refresh));
         tokio::spawn(uploads::sweep::run(state.clone(), SWEEP_INTERVAL));
+        tokio::spawn(replication::probe::run(state.blobs.clone(), state.settings.region_probe));
+        if state.settings.replication && state.blobs.all().count() > 1 {
+            tokio::spawn(state.replicator.clone().run(state.settings.replication_interval));
+        }
         let db = state.db.clone();
         tokio::spawn(async move { db.follow_changes().await });
         tokio::spawn(health::watch(state.clone()));
@@ -143,6 +131,62 @@ pub fn service_url(settings: &Settings, port: u16) -> String {
     settings.public_url.clone().unwrap_or_else(|| format!("http://{}:{port}", url_host(&settings.host)))
 }
 
+/// The blob store of every configured region, and the embedded store when it is the one.
+pub async fn build_stores(
+    settings: &Settings,
+    secrets: &[Vec<u8>],
+    public_url: &str,
+) -> anyhow::Result<(BlobStores, Option<Arc<LocalStore>>)> {
+    Ok(match &settings.blobs {
+        BlobSettings::Local { region } => {
+            let signer =
+                UrlSigner::with_keys(secrets.iter().map(|s| derive_key(s, "tooltool/url/v1").to_vec()).collect());
+            let store = LocalStore::new(settings.data_dir.join("blobs"), region, signer, public_url)
+                .with_context(|| format!("cannot create the blob directory under {}", settings.data_dir.display()))?;
+            let store = Arc::new(store);
+            (BlobStores::single(store.clone()), Some(store))
+        }
+        BlobSettings::S3(regions) => {
+            let mut stores: Vec<Arc<dyn blobs::BlobStore>> = Vec::new();
+            for s3 in regions {
+                let store = S3Store::new(s3).await.with_context(|| format!("S3 region {}", s3.region))?;
+                stores.push(Arc::new(store));
+            }
+            (BlobStores::new(stores), None)
+        }
+    })
+}
+
+/// One replication pass over every configured region, as `tooltool-api replicate` runs it:
+/// probes the regions, makes every missing copy it can, and fails with a summary unless every
+/// file then has a copy in every region.
+pub async fn replicate_once(settings: &Settings) -> anyhow::Result<()> {
+    let db = open_migrated_db(settings).await?;
+    let secrets = load_secrets(settings)?;
+    let public_url = service_url(settings, settings.port);
+    let (blobs, _) = build_stores(settings, &secrets, &public_url).await?;
+    replication::probe::probe_once(&blobs).await;
+    let replicator = replication::Replicator::new(db.clone(), blobs.clone(), settings);
+    let report = replicator.pass().await?;
+    let backlog = replicator.backlog().await?;
+    let missing: i64 = backlog.iter().map(|(_, b)| b.missing).sum();
+    tracing::info!(copied = report.copied, failed = report.failed, missing, "replication pass done");
+    if missing == 0 {
+        return Ok(());
+    }
+    let mut summary =
+        format!("{missing} copies missing after this pass ({} made, {} failed):", report.copied, report.failed);
+    for (region, b) in backlog.iter().filter(|(_, b)| b.missing > 0) {
+        let state = if blobs.is_up(region) { "answers" } else { "DOES NOT ANSWER" };
+        summary.push_str(&format!("\n  {region}: {} files lack a copy (region {state})", b.missing));
+    }
+    for f in db.failed_copies(20).await? {
+        summary
+            .push_str(&format!("\n  {} -> {}: {} attempt(s), last error: {}", f.digest, f.region, f.attempts, f.error));
+    }
+    bail!(summary)
+}
+
 /// `[::1]` for IPv6 hosts, the host itself otherwise.
 fn url_host(host: &str) -> String {
     if host.contains(':') { format!("[{host}]") } else { host.to_owned() }
@@ -156,6 +200,19 @@ pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
     }
     let db = Db::connect(&settings.database_url, settings.lookup_cache, settings.lookup_max_age).await?;
     Ok(db.with_event_source(&service_url(settings, settings.port)))
+}
+
+/// Connects the metadata store and makes sure its schema is current: migrated here on SQLite
+/// (a single process owns the file), checked on PostgreSQL, where `tooltool-api migrate` (the
+/// Procfile's release step) applies it so that replicas never race to migrate.
+async fn open_migrated_db(settings: &Settings) -> anyhow::Result<Db> {
+    let db = open_db(settings).await?;
+    if db.backend() == Backend::Sqlite {
+        db.migrate().await?;
+    } else {
+        db.check_migrated().await?;
+    }
+    Ok(db)
 }
 
 /// The token service of these master secrets (the first signs).

@@ -11,7 +11,7 @@ use tooltool_api::auth::full_scope;
 use tooltool_api::db::AuditFilter;
 use tooltool_api::settings::parse_duration;
 use tooltool_api::time::rfc3339;
-use tooltool_api::{Application, Settings, load_secrets, open_db, telemetry, tokens};
+use tooltool_api::{Application, Settings, load_secrets, open_db, replicate_once, telemetry, tokens};
 
 #[derive(Parser)]
 #[command(name = "tooltool-api", version, about = "The tooltool artifact store server")]
@@ -26,6 +26,9 @@ enum Command {
     Serve,
     /// Apply the database migrations under migrations/ to DATABASE_URL.
     Migrate,
+    /// One replication pass: copy every verified blob to every configured region lacking it.
+    /// Exits 0 only when every file then has a copy in every region.
+    Replicate,
     /// Ad-hoc bearer tokens (not revocable; use `clients` for credentials you may revoke).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -134,6 +137,7 @@ fn main() -> anyhow::Result<()> {
                 tracing::info!("migrations applied");
                 Ok(())
             }
+            Command::Replicate => replicate_once(&settings).await,
             Command::Token(TokenCommand::Issue { subject, scopes, ttl }) => {
                 let ttl: Duration = parse_duration("--ttl", &ttl)?;
                 let scopes: Vec<String> = scopes.iter().map(|s| full_scope(&settings.scope_prefix, s)).collect();

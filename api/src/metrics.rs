@@ -39,6 +39,15 @@ pub struct Metrics {
     pub events_oldest_pending_age: prometheus::IntGauge,
     /// Events this process's relay had confirmed by the broker.
     pub events_published: IntCounter,
+    /// 1 while a region's last probe answered, 0 otherwise.
+    pub region_up: IntGaugeVec,
+    /// Copies between regions not made yet: (file, region) pairs lacking a verified copy.
+    pub replication_pending: prometheus::IntGauge,
+    /// Age in seconds of the oldest file still lacking a copy in some region.
+    pub replication_oldest_pending: prometheus::IntGauge,
+    /// Copies between regions by source, target and outcome (`copied`, `mismatch`,
+    /// `source_missing`, `source_changed`, `failed`, `abandoned`).
+    pub replication_copies: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -83,6 +92,20 @@ fn build() -> Metrics {
     .expect("valid metric");
     let events_published =
         IntCounter::new("events_published_total", "Events confirmed by the broker").expect("valid metric");
+    let region_up = IntGaugeVec::new(Opts::new("region_up", "1 while the region's last probe answered"), &["region"])
+        .expect("valid metric");
+    let replication_pending =
+        prometheus::IntGauge::new("replication_pending", "Copies between regions not made yet").expect("valid metric");
+    let replication_oldest_pending = prometheus::IntGauge::new(
+        "replication_oldest_pending_seconds",
+        "Age of the oldest file still lacking a copy in some region",
+    )
+    .expect("valid metric");
+    let replication_copies = IntCounterVec::new(
+        Opts::new("replication_copies_total", "Copies between regions by source, target and outcome"),
+        &["from", "to", "outcome"],
+    )
+    .expect("valid metric");
     for m in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(latency.clone()),
@@ -97,6 +120,10 @@ fn build() -> Metrics {
         Box::new(events_pending.clone()),
         Box::new(events_oldest_pending_age.clone()),
         Box::new(events_published.clone()),
+        Box::new(region_up.clone()),
+        Box::new(replication_pending.clone()),
+        Box::new(replication_oldest_pending.clone()),
+        Box::new(replication_copies.clone()),
     ] {
         registry.register(m).expect("metric registered once");
     }
@@ -115,6 +142,10 @@ fn build() -> Metrics {
         events_pending,
         events_oldest_pending_age,
         events_published,
+        region_up,
+        replication_pending,
+        replication_oldest_pending,
+        replication_copies,
     }
 }
 

@@ -40,8 +40,10 @@ pub enum BlobSettings {
         /// The region name recorded for instances in this store.
         region: String,
     },
-    /// An S3 (or S3-compatible) bucket, reached with aws-sdk-s3 and presigned URLs.
-    S3(S3Settings),
+    /// S3 (or S3-compatible) buckets, one per region, reached with aws-sdk-s3 and presigned
+    /// URLs. The first is the default upload region (`TOOLTOOL_S3_REGIONS`, or the single
+    /// `TOOLTOOL_S3_BUCKET`).
+    S3(Vec<S3Settings>),
 }
 
 /// The S3 bucket of one region.
@@ -60,6 +62,9 @@ pub struct S3Settings {
     /// Static secret key, paired with `access_key_id`.
     pub secret_access_key: Option<Secret>,
 }
+
+/// S3's smallest part of a multipart upload (but the last).
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 /// Everything the server reads from its environment.
 #[derive(Debug, Clone)]
@@ -126,6 +131,20 @@ pub struct Settings {
     /// How long events are kept (`TOOLTOOL_EVENTS_RETENTION`): published ones when a relay
     /// runs, all of them otherwise.
     pub events_retention: Duration,
+    /// Whether this replica copies verified blobs to the regions lacking them
+    /// (`TOOLTOOL_REPLICATION`, `on` or `off`).
+    pub replication: bool,
+    /// How often the replicator looks for missing copies when nothing wakes it
+    /// (`TOOLTOOL_REPLICATION_INTERVAL`).
+    pub replication_interval: Duration,
+    /// How long a replica's claim on one copy lasts without being renewed
+    /// (`TOOLTOOL_REPLICATION_LEASE`): a killed replica's copy is taken up again after it.
+    pub replication_lease: Duration,
+    /// Part size of copies streamed between endpoints (`TOOLTOOL_REPLICATION_PART_SIZE`);
+    /// larger blobs are sent as a multipart upload, smaller in one PUT.
+    pub replication_part_size: u64,
+    /// How often every region is probed (`TOOLTOOL_REGION_PROBE`).
+    pub region_probe: Duration,
 }
 
 impl Settings {
@@ -159,6 +178,11 @@ impl Settings {
             amqp_url: None,
             amqp_exchange: "tooltool".into(),
             events_retention: Duration::from_secs(30 * 24 * 3600),
+            replication: true,
+            replication_interval: Duration::from_secs(30),
+            replication_lease: Duration::from_secs(60),
+            replication_part_size: 64 * 1024 * 1024,
+            region_probe: Duration::from_secs(5),
         }
     }
 
@@ -221,6 +245,9 @@ impl Settings {
             ("TOOLTOOL_LOOKUP_MAX_AGE", &mut s.lookup_max_age),
             ("TOOLTOOL_REQUEST_TIMEOUT", &mut s.request_timeout),
             ("TOOLTOOL_EVENTS_RETENTION", &mut s.events_retention),
+            ("TOOLTOOL_REPLICATION_INTERVAL", &mut s.replication_interval),
+            ("TOOLTOOL_REPLICATION_LEASE", &mut s.replication_lease),
+            ("TOOLTOOL_REGION_PROBE", &mut s.region_probe),
         ] {
             if let Some(v) = get(name) {
                 *field = parse_duration(name, &v)?;
@@ -244,20 +271,35 @@ impl Settings {
         if let Some(v) = get("TOOLTOOL_AMQP_EXCHANGE") {
             s.amqp_exchange = v;
         }
-        if let Some(bucket) = get("TOOLTOOL_S3_BUCKET") {
-            s.blobs = BlobSettings::S3(S3Settings {
-                bucket,
-                region: get("TOOLTOOL_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
-                endpoint: get("TOOLTOOL_S3_ENDPOINT"),
-                force_path_style: get("TOOLTOOL_S3_FORCE_PATH_STYLE")
-                    .map(|v| parse_bool("TOOLTOOL_S3_FORCE_PATH_STYLE", &v))
-                    .transpose()?
-                    .unwrap_or(false),
-                access_key_id: get("TOOLTOOL_S3_ACCESS_KEY_ID"),
-                secret_access_key: get("TOOLTOOL_S3_SECRET_ACCESS_KEY").map(Secret::new),
-            });
-        } else if let Some(region) = get("TOOLTOOL_REGION") {
-            s.blobs = BlobSettings::Local { region };
+        if let Some(v) = get("TOOLTOOL_REPLICATION") {
+            s.replication = parse_bool("TOOLTOOL_REPLICATION", &v)?;
+        }
+        if let Some(v) = get("TOOLTOOL_REPLICATION_PART_SIZE") {
+            s.replication_part_size = parse_var("TOOLTOOL_REPLICATION_PART_SIZE", &v)?;
+            if s.replication_part_size < MIN_PART_SIZE {
+                bail!("TOOLTOOL_REPLICATION_PART_SIZE must be at least {MIN_PART_SIZE} bytes (S3's smallest part)");
+            }
+        }
+        let shared = S3Settings {
+            bucket: String::new(),
+            region: get("TOOLTOOL_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+            endpoint: get("TOOLTOOL_S3_ENDPOINT"),
+            force_path_style: get("TOOLTOOL_S3_FORCE_PATH_STYLE")
+                .map(|v| parse_bool("TOOLTOOL_S3_FORCE_PATH_STYLE", &v))
+                .transpose()?
+                .unwrap_or(false),
+            access_key_id: get("TOOLTOOL_S3_ACCESS_KEY_ID"),
+            secret_access_key: get("TOOLTOOL_S3_SECRET_ACCESS_KEY").map(Secret::new),
+        };
+        match (get("TOOLTOOL_S3_REGIONS"), get("TOOLTOOL_S3_BUCKET")) {
+            (Some(_), Some(_)) => bail!("TOOLTOOL_S3_REGIONS and TOOLTOOL_S3_BUCKET are exclusive: set one"),
+            (Some(list), None) => s.blobs = BlobSettings::S3(parse_regions(&list, &shared)?),
+            (None, Some(bucket)) => s.blobs = BlobSettings::S3(vec![S3Settings { bucket, ..shared }]),
+            (None, None) => {
+                if let Some(region) = get("TOOLTOOL_REGION") {
+                    s.blobs = BlobSettings::Local { region };
+                }
+            }
         }
         Ok(s)
     }
@@ -266,6 +308,46 @@ impl Settings {
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
+}
+
+/// Parses `TOOLTOOL_S3_REGIONS`: comma-separated `REGION=BUCKET` or `REGION=BUCKET@ENDPOINT`,
+/// the first being the default upload region. Credentials and addressing come from `shared`;
+/// a region without its own endpoint uses `TOOLTOOL_S3_ENDPOINT` (or AWS).
+fn parse_regions(list: &str, shared: &S3Settings) -> anyhow::Result<Vec<S3Settings>> {
+    const VAR: &str = "TOOLTOOL_S3_REGIONS";
+    let mut out: Vec<S3Settings> = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        let Some((region, rest)) = item.split_once('=') else {
+            bail!("{VAR}: {item:?} is not REGION=BUCKET or REGION=BUCKET@ENDPOINT");
+        };
+        let (region, rest) = (region.trim(), rest.trim());
+        let (bucket, endpoint) = match rest.split_once('@') {
+            Some((b, e)) => (b.trim(), Some(e.trim())),
+            None => (rest, None),
+        };
+        let valid_name = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if !valid_name(region) {
+            bail!("{VAR}: {region:?} is not a region name (letters, digits, '-', '_', '.')");
+        }
+        if !valid_name(bucket) {
+            bail!("{VAR}: region {region} has no valid bucket name ({bucket:?})");
+        }
+        if let Some(e) = endpoint
+            && url::Url::parse(e).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true)
+        {
+            bail!("{VAR}: the endpoint of region {region} is not an http(s) URL: {e:?}");
+        }
+        if out.iter().any(|r| r.region == region) {
+            bail!("{VAR}: region {region} is listed twice");
+        }
+        out.push(S3Settings {
+            bucket: bucket.to_owned(),
+            region: region.to_owned(),
+            endpoint: endpoint.map(|e| e.trim_end_matches('/').to_owned()).or_else(|| shared.endpoint.clone()),
+            ..shared.clone()
+        });
+    }
+    Ok(out)
 }
 
 /// The default SQLite URL for a data directory (created if missing).
@@ -339,7 +421,8 @@ mod tests {
             ("TOOLTOOL_DOWNLOAD_URL_TTL", "2m"),
         ])
         .unwrap();
-        let BlobSettings::S3(s3) = &s.blobs else { panic!("expected S3") };
+        let BlobSettings::S3(regions) = &s.blobs else { panic!("expected S3") };
+        let [s3] = regions.as_slice() else { panic!("expected one region") };
         assert_eq!(s3.bucket, "b");
         assert_eq!(s3.region, "us-east-1");
         assert!(s3.force_path_style);
@@ -364,6 +447,75 @@ mod tests {
         assert_eq!(s.events_retention, Duration::from_secs(7 * 24 * 3600));
         let err = from(&[("TOOLTOOL_AMQP_URL", "http://mq")]).unwrap_err().to_string();
         assert!(err.contains("TOOLTOOL_AMQP_URL"), "{err}");
+    }
+
+    #[test]
+    fn s3_regions_are_listed_in_order_with_shared_credentials() {
+        let s = from(&[
+            ("TOOLTOOL_S3_REGIONS", "us-east-1=tt-use1, us-west-2=tt-usw2@http://10.0.0.5:9000/,eu=tt-eu"),
+            ("TOOLTOOL_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("TOOLTOOL_S3_ACCESS_KEY_ID", "key"),
+            ("TOOLTOOL_S3_SECRET_ACCESS_KEY", "secret"),
+            ("TOOLTOOL_S3_FORCE_PATH_STYLE", "true"),
+        ])
+        .unwrap();
+        let BlobSettings::S3(regions) = &s.blobs else { panic!("expected S3") };
+        let got: Vec<(&str, &str, Option<&str>)> =
+            regions.iter().map(|r| (r.region.as_str(), r.bucket.as_str(), r.endpoint.as_deref())).collect();
+        assert_eq!(
+            got,
+            [
+                ("us-east-1", "tt-use1", Some("http://127.0.0.1:9000")),
+                ("us-west-2", "tt-usw2", Some("http://10.0.0.5:9000")),
+                ("eu", "tt-eu", Some("http://127.0.0.1:9000")),
+            ]
+        );
+        assert!(regions.iter().all(|r| r.force_path_style && r.access_key_id.as_deref() == Some("key")));
+        assert!(regions.iter().all(|r| r.secret_access_key.as_ref().unwrap().expose() == "secret"));
+    }
+
+    #[test]
+    fn a_malformed_region_list_stops_start_up_naming_the_variable() {
+        for bad in [
+            "",
+            "us-east-1",
+            "=bucket",
+            "us-east-1=",
+            "a=b,a=c",
+            "a=b@",
+            "a=b@not a url",
+            "a=b@ftp://host",
+            "a=b,,c=d",
+            "a b=c",
+        ] {
+            let err = match from(&[("TOOLTOOL_S3_REGIONS", bad)]) {
+                Ok(s) => panic!("{bad:?} was accepted: {:?}", s.blobs),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains("TOOLTOOL_S3_REGIONS"), "{bad:?}: {err}");
+        }
+        let err = from(&[("TOOLTOOL_S3_REGIONS", "a=b"), ("TOOLTOOL_S3_BUCKET", "c")]).unwrap_err().to_string();
+        assert!(err.contains("TOOLTOOL_S3_REGIONS") && err.contains("TOOLTOOL_S3_BUCKET"), "{err}");
+    }
+
+    #[test]
+    fn replication_and_probe_settings_have_defaults_and_switches() {
+        let s = from(&[]).unwrap();
+        assert!(s.replication);
+        assert_eq!(s.region_probe, Duration::from_secs(5));
+        let s = from(&[
+            ("TOOLTOOL_REPLICATION", "off"),
+            ("TOOLTOOL_REGION_PROBE", "250ms"),
+            ("TOOLTOOL_REPLICATION_PART_SIZE", "5242880"),
+        ])
+        .unwrap();
+        assert!(!s.replication);
+        assert_eq!(s.region_probe, Duration::from_millis(250));
+        assert_eq!(s.replication_part_size, 5 * 1024 * 1024);
+        let err = from(&[("TOOLTOOL_REPLICATION", "sometimes")]).unwrap_err().to_string();
+        assert!(err.contains("TOOLTOOL_REPLICATION"), "{err}");
+        let err = from(&[("TOOLTOOL_REPLICATION_PART_SIZE", "1048576")]).unwrap_err().to_string();
+        assert!(err.contains("TOOLTOOL_REPLICATION_PART_SIZE"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::auth::{Scope, Tokens};
 use crate::blobs::{BlobStores, LocalStore};
 use crate::db::Db;
 use crate::relay::RelayHealth;
+use crate::replication::Replicator;
 use crate::settings::Settings;
 use crate::uploads::verify::InFlight;
 
@@ -37,12 +38,15 @@ pub struct AppState {
     pub runtime: tokio::runtime::Handle,
     /// What this process's events relay is doing (disabled without a broker).
     pub relay: RelayHealth,
+    /// Copies verified blobs to the other regions (woken by each verification).
+    pub replicator: Replicator,
 }
 
 impl AppState {
     /// Assembles the state.
     pub fn new(settings: Settings, db: Db, blobs: BlobStores, local: Option<Arc<LocalStore>>, tokens: Tokens) -> Self {
         let prefix: Arc<str> = settings.scope_prefix.as_str().into();
+        let replicator = Replicator::new(db.clone(), blobs.clone(), &settings);
         let anonymous_scopes =
             if settings.anonymous_public_download { vec![Scope::DownloadPublic.full(&prefix)] } else { Vec::new() };
         Self {
@@ -58,6 +62,7 @@ impl AppState {
             database_health: Default::default(),
             runtime: tokio::runtime::Handle::current(),
             relay: RelayHealth::default(),
+            replicator,
         }
     }
 }

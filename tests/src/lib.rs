@@ -19,6 +19,7 @@ use tooltool_api::state::AppState;
 use tooltool_api::{Application, Settings};
 use tooltool_proto::{DEFAULT_SCOPE_PREFIX, Digest};
 
+pub mod regions;
 pub mod services;
 
 pub use tooltool;
@@ -145,14 +146,14 @@ impl TestApp {
             settings.secret_key = Some(Secret::new(TEST_SECRET));
             let env = S3Env::from_env();
             env.client().create_bucket().bucket(&env.bucket).send().await.expect("create the test bucket");
-            settings.blobs = BlobSettings::S3(S3Settings {
+            settings.blobs = BlobSettings::S3(vec![S3Settings {
                 bucket: env.bucket.clone(),
                 region: "us-east-1".into(),
                 endpoint: Some(env.endpoint.clone()),
                 force_path_style: true,
                 access_key_id: Some(env.access_key.clone()),
                 secret_access_key: Some(Secret::new(&env.secret_key)),
-            });
+            }]);
             s3 = Some(env);
         }
         tweak(&mut settings);

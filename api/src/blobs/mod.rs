@@ -7,8 +7,8 @@
 mod local;
 mod s3;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use tooltool_proto::Digest;
 
 pub use local::{LocalStore, ReceiveError, UrlSigner};
-pub use s3::S3Store;
+pub use s3::{CopyMode, Replicated, S3Store};
 
 /// A blob-store failure. The cause is logged; callers see a 503 when the store could not be
 /// reached or did not answer ([`StoreError::unavailable`]: retrying later will do), an opaque
@@ -92,47 +92,91 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Removes a verified blob (absent is fine).
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError>;
 
-    /// Whether the store answers (for the heartbeat).
+    /// Whether the store answers (for the heartbeat and the region probe).
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// The store as an S3 bucket, which replication copies between.
+    fn s3(&self) -> Option<&S3Store> {
+        None
+    }
 }
 
-/// The stores of every configured region.
+/// One configured region: its store, and whether its last probe answered.
+#[derive(Debug)]
+struct Region {
+    store: Arc<dyn BlobStore>,
+    up: AtomicBool,
+}
+
+/// The stores of every configured region, in configured order (the first is the default
+/// upload region), with the health each replica's probe last found.
 #[derive(Debug, Clone)]
 pub struct BlobStores {
-    by_region: BTreeMap<String, Arc<dyn BlobStore>>,
-    default_region: String,
+    regions: Arc<[Region]>,
 }
 
 impl BlobStores {
     /// One store, which is also the default for uploads.
     pub fn single(store: Arc<dyn BlobStore>) -> Self {
-        let default_region = store.region().to_owned();
-        Self { by_region: BTreeMap::from([(default_region.clone(), store)]), default_region }
+        Self::new(vec![store])
+    }
+
+    /// Several stores; the first is the default for uploads. Every region starts healthy.
+    pub fn new(stores: Vec<Arc<dyn BlobStore>>) -> Self {
+        assert!(!stores.is_empty(), "at least one region");
+        Self { regions: stores.into_iter().map(|store| Region { store, up: AtomicBool::new(true) }).collect() }
     }
 
     /// The store of `region`, if configured.
     pub fn get(&self, region: &str) -> Option<&Arc<dyn BlobStore>> {
-        self.by_region.get(region)
+        self.regions.iter().find(|r| r.store.region() == region).map(|r| &r.store)
     }
 
     /// Where uploads go: the asked region, `None` if it is not configured; without one, the
     /// default region.
     pub fn for_upload(&self, asked: Option<&str>) -> Option<&Arc<dyn BlobStore>> {
-        self.get(asked.unwrap_or(&self.default_region))
+        match asked {
+            Some(r) => self.get(r),
+            None => Some(&self.regions[0].store),
+        }
     }
 
-    /// Where a download is served from: the asked region if it holds a copy, else the first
-    /// configured region that does.
+    /// Where a download is served from, among the regions holding a verified copy
+    /// (`instances`): the asked region if it holds one and is healthy; else the first healthy
+    /// one in configured order; only when none is healthy, the asked one, else the first.
     pub fn for_download(&self, instances: &[String], asked: Option<&str>) -> Option<&Arc<dyn BlobStore>> {
-        asked
-            .filter(|r| instances.iter().any(|i| i == r))
-            .and_then(|r| self.get(r))
-            .or_else(|| instances.iter().find_map(|r| self.get(r)))
+        let holding = || self.regions.iter().filter(|r| instances.iter().any(|i| i == r.store.region()));
+        let is_asked = |r: &&Region| asked == Some(r.store.region());
+        let healthy = |r: &&Region| r.up.load(Ordering::Relaxed);
+        holding()
+            .filter(healthy)
+            .find(is_asked)
+            .or_else(|| holding().find(healthy))
+            .or_else(|| holding().find(is_asked))
+            .or_else(|| holding().next())
+            .map(|r| &r.store)
     }
 
-    /// Every store.
+    /// Every store, in configured order.
     pub fn all(&self) -> impl Iterator<Item = &Arc<dyn BlobStore>> {
-        self.by_region.values()
+        self.regions.iter().map(|r| &r.store)
+    }
+
+    /// The configured region names, in order.
+    pub fn region_names(&self) -> Vec<String> {
+        self.all().map(|s| s.region().to_owned()).collect()
+    }
+
+    /// Whether `region`'s last probe answered (unknown regions are not).
+    pub fn is_up(&self, region: &str) -> bool {
+        self.regions.iter().any(|r| r.store.region() == region && r.up.load(Ordering::Relaxed))
+    }
+
+    /// Records what a probe of `region` found.
+    pub fn set_up(&self, region: &str, up: bool) {
+        if let Some(r) = self.regions.iter().find(|r| r.store.region() == region) {
+            r.up.store(up, Ordering::Relaxed);
+        }
     }
 }
 
@@ -160,5 +204,57 @@ mod tests {
         assert!(mismatch(&a, 3, &a, 4).unwrap().contains("size"));
         assert!(mismatch(&a, 3, &b, 3).unwrap().contains("digest"));
         assert_eq!(mismatch(&a, 3, &a, 3), None);
+    }
+
+    /// A store that only has a name.
+    #[derive(Debug)]
+    struct Named(&'static str);
+
+    #[async_trait]
+    impl BlobStore for Named {
+        fn region(&self) -> &str {
+            self.0
+        }
+        async fn download_url(&self, _: &Digest, _: Duration) -> Result<String, StoreError> {
+            Ok(self.0.to_owned())
+        }
+        async fn upload_url(&self, _: &str, _: u64, _: Duration) -> Result<String, StoreError> {
+            Ok(self.0.to_owned())
+        }
+        async fn verify_and_publish(&self, _: &str, _: &Digest, _: u64) -> Result<Verification, StoreError> {
+            Ok(Verification::NotStaged)
+        }
+        async fn delete_staged(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn delete_blob(&self, _: &Digest) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn check(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn downloads_prefer_the_asked_healthy_region_then_configured_order_then_any_copy() {
+        let stores = BlobStores::new(vec![Arc::new(Named("a")), Arc::new(Named("b")), Arc::new(Named("c"))]);
+        let pick = |instances: &[&str], asked: Option<&str>| {
+            let instances: Vec<String> = instances.iter().map(|s| s.to_string()).collect();
+            stores.for_download(&instances, asked).map(|s| s.region().to_owned())
+        };
+        assert_eq!(pick(&["a", "b", "c"], Some("b")).as_deref(), Some("b"));
+        assert_eq!(pick(&["c", "b"], None).as_deref(), Some("b"), "configured order, not instance order");
+        assert_eq!(pick(&["a"], Some("b")).as_deref(), Some("a"), "the asked region holds no copy");
+        assert_eq!(pick(&["x"], None), None, "no configured region holds a copy");
+        stores.set_up("b", false);
+        assert_eq!(pick(&["a", "b", "c"], Some("b")).as_deref(), Some("a"), "b is down");
+        assert_eq!(pick(&["b", "c"], Some("b")).as_deref(), Some("c"));
+        stores.set_up("c", false);
+        assert_eq!(pick(&["b", "c"], Some("c")).as_deref(), Some("c"), "none healthy: the asked one");
+        assert_eq!(pick(&["b", "c"], None).as_deref(), Some("b"), "none healthy: the first");
+        stores.set_up("b", true);
+        assert_eq!(pick(&["b", "c"], Some("c")).as_deref(), Some("b"));
+        assert_eq!(stores.for_upload(None).unwrap().region(), "a");
+        assert!(stores.for_upload(Some("z")).is_none());
     }
 }

@@ -86,17 +86,7 @@ impl Db {
         .bind(format!("{}%", escape_like(&q.to_lowercase())))
         .fetch_all(&self.read)
         .await?;
-        let mut out: Vec<StoredFile> = Vec::new();
-        for row in &rows {
-            let digest = Digest::parse(&row.try_get::<String, _>("digest")?).map_err(|_| corrupt("digest"))?;
-            let id: i64 = row.try_get("id")?;
-            if out.last().is_none_or(|f| f.id != id) {
-                out.extend(files_from_rows(&digest, std::slice::from_ref(row))?);
-            } else if let Some(region) = row.try_get::<Option<String>, _>("region")? {
-                out.last_mut().expect("pushed above").instances.push(region);
-            }
-        }
-        Ok(out)
+        many_files_from_rows(&rows)
     }
 
     /// Changes a file's visibility; `actor` is recorded in its `file.visibility_changed` event
@@ -121,6 +111,11 @@ impl FileWrite {
     /// The transaction, for writes to other tables that must commit with these.
     pub(super) fn tx(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.tx
+    }
+
+    /// The database kind, for the little SQL that differs.
+    pub(super) fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Records `digest` if unknown; returns its row `(id, size, visibility, instances)` as
@@ -194,10 +189,15 @@ impl FileWrite {
         Ok(())
     }
 
-    /// Forgets every instance of a file; returns the regions that had one, recording
+    /// Forgets every instance of a file, and every copy of it between regions that is being
+    /// made or waits for a retry; returns the regions that had an instance, recording
     /// `file.instances_deleted` if there were any.
     pub async fn remove_instances(&mut self, digest: &Digest, actor: &str) -> Result<Vec<String>> {
         self.touched.add(digest);
+        sqlx::query("DELETE FROM replications WHERE file_id = (SELECT id FROM files WHERE digest = $1)")
+            .bind(digest.as_str())
+            .execute(&mut *self.tx)
+            .await?;
         let rows = sqlx::query(
             "DELETE FROM file_instances WHERE file_id = (SELECT id FROM files WHERE digest = $1) RETURNING region",
         )
@@ -219,6 +219,19 @@ impl FileWrite {
     /// Records a verified copy of a file in `region`, and its `file.verified` event unless
     /// the copy was already recorded (by a concurrent verification on another replica).
     pub async fn add_instance(&mut self, file: &StoredFile, region: &str, actor: &str, now: i64) -> Result<()> {
+        self.insert_instance(file, region, EventType::FileVerified, actor, now).await
+    }
+
+    /// Records a copy of a file in `region`, and the event `kind` about it (`file.verified`,
+    /// `file.replicated`) unless that copy was already recorded.
+    pub(super) async fn insert_instance(
+        &mut self,
+        file: &StoredFile,
+        region: &str,
+        kind: EventType,
+        actor: &str,
+        now: i64,
+    ) -> Result<()> {
         self.touched.add(&file.digest);
         let res = sqlx::query(
             "INSERT INTO file_instances (file_id, region, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -231,7 +244,7 @@ impl FileWrite {
         if res.rows_affected() == 1
             && let Some((size, visibility)) = self.size_and_visibility(&file.digest).await?
         {
-            let mut event = NewEvent::file(EventType::FileVerified, &file.digest, size, visibility, actor);
+            let mut event = NewEvent::file(kind, &file.digest, size, visibility, actor);
             event.data.region = Some(region.to_owned());
             self.record(event);
         }
@@ -259,6 +272,21 @@ impl FileWrite {
         }
         Ok(())
     }
+}
+
+/// Reads `(id, digest, size, visibility, region?)` rows of several files, ordered by file id.
+pub(super) fn many_files_from_rows(rows: &[AnyRow]) -> Result<Vec<StoredFile>> {
+    let mut out: Vec<StoredFile> = Vec::new();
+    for row in rows {
+        let digest = Digest::parse(&row.try_get::<String, _>("digest")?).map_err(|_| corrupt("digest"))?;
+        let id: i64 = row.try_get("id")?;
+        if out.last().is_none_or(|f| f.id != id) {
+            out.extend(files_from_rows(&digest, std::slice::from_ref(row))?);
+        } else if let Some(region) = row.try_get::<Option<String>, _>("region")? {
+            out.last_mut().expect("pushed above").instances.push(region);
+        }
+    }
+    Ok(out)
 }
 
 /// Reads `(id, size, visibility, region?)` rows of one file, ordered by region.

@@ -1,6 +1,6 @@
 //! The metadata store: files and their verified instances per region, upload batches, pending
-//! uploads, clients, the audit trail and Hawk nonces, on SQLite (embedded default) or
-//! PostgreSQL (production). One module per table; [`lookup`] holds the download path's read.
+//! uploads, copies between regions, clients, the audit trail and Hawk nonces, on SQLite
+//! (embedded default) or PostgreSQL (production). One module per table; [`lookup`] holds the download path's read.
 //!
 //! One SQL dialect story: runtime queries through sqlx's `Any` driver, written in the subset
 //! both databases share (`$N` placeholders, `RETURNING`, `ON CONFLICT`, `LIKE … ESCAPE`), rows
@@ -25,6 +25,7 @@ mod files;
 mod lookup;
 mod nonces;
 mod pending;
+mod replications;
 
 pub use audit::{AuditFilter, AuditRow};
 pub use batches::{BatchFileRow, BatchRow, CreatedBatch, FileBatchRow};
@@ -33,6 +34,7 @@ pub use events::{EventRow, NewEvent, RelayLock};
 pub use files::{FileWrite, StoredFile};
 pub use lookup::LISTENER_APPLICATION_NAME;
 pub use pending::Pending;
+pub use replications::{Backlog, FailedCopy};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");

@@ -53,11 +53,13 @@ pub async fn patch(
             }
             PatchOp::DeleteInstances => {
                 let regions = state.db.remove_instances(&digest, caller.name()).await?;
-                for region in &regions {
-                    let Some(store) = state.blobs.get(region) else { continue };
-                    // The instance is already gone from the database, so nothing can download
-                    // the blob; a failed delete leaves an orphan to log, not an error to report.
+                // Every configured region, not only those recorded: a copy being made when the
+                // instances went may have landed in one. The instances (and pending copies) are
+                // already gone from the database, so nothing can download or record the blob; a
+                // failed delete leaves an orphan to log, not an error to report.
+                for store in state.blobs.all() {
                     if let Err(e) = store.delete_blob(&digest).await {
+                        let region = store.region();
                         tracing::warn!(region, error = %e, "could not delete a blob whose instance was removed");
                     }
                 }

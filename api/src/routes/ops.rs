@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
+use futures_util::future::join_all;
 use serde_json::json;
 
 use crate::relay::RelayState;
@@ -18,11 +19,13 @@ pub async fn lbheartbeat() -> HttpResponse {
     HttpResponse::Ok().json(json!({}))
 }
 
-/// 200 when the database and every blob store answer in time, else 503 naming the failure.
-/// With a broker configured, `checks.broker` says what the events relay does (`ok`, `standby`:
-/// another replica relays, `starting`, `unavailable`); a broker that is not `ok` or `standby`
-/// makes the status `warning`, still 200.
-#[utoipa::path(method(get, head), path = "/__heartbeat__", tag = "operations", responses((status = 200, description = "Database and blob stores answer"), (status = 503, description = "A check failed; the body names it")))]
+/// 200 when the database and every region's blob store answer in time; 200 with status
+/// `warning` when some regions do not (downloads and copies go around them); 503 when the
+/// database or every region fails. Each region's check is named `region:<name>`. With a broker
+/// configured, `checks.broker` says what the events relay does (`ok`, `standby`: another
+/// replica relays, `starting`, `unavailable`); a broker that is not `ok` or `standby` makes the
+/// status `warning`, still 200.
+#[utoipa::path(method(get, head), path = "/__heartbeat__", tag = "operations", responses((status = 200, description = "Database and blob stores answer (status warning: some regions, or the broker, do not)"), (status = 503, description = "A check failed; the body names it")))]
 pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
     let db = tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await;
     let database = match db {
@@ -33,26 +36,38 @@ pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
         }
         Err(_) => "timeout",
     };
-    let mut blob_store = "ok";
-    for store in state.blobs.all() {
-        match tokio::time::timeout(CHECK_TIMEOUT, store.check()).await {
-            Ok(Ok(())) => {}
+    let regions = join_all(state.blobs.all().map(|store| async move {
+        let result = match tokio::time::timeout(CHECK_TIMEOUT, store.check()).await {
+            Ok(Ok(())) => "ok",
             Ok(Err(e)) => {
                 tracing::error!(region = store.region(), error = %e, "heartbeat: blob store check failed");
-                blob_store = "error";
+                "error"
             }
-            Err(_) => blob_store = "timeout",
-        }
+            Err(_) => "timeout",
+        };
+        (store.region(), result)
+    }))
+    .await;
+    let failing = regions.iter().filter(|(_, r)| *r != "ok").count();
+    let blob_store = match failing {
+        0 => "ok",
+        n if n == regions.len() => regions[0].1,
+        _ => "degraded",
+    };
+    let healthy = database == "ok" && failing < regions.len();
+    let mut checks = serde_json::Map::new();
+    checks.insert("database".into(), database.into());
+    checks.insert("blob_store".into(), blob_store.into());
+    for (region, result) in &regions {
+        checks.insert(format!("region:{region}"), (*result).into());
     }
-    let healthy = database == "ok" && blob_store == "ok";
-    let mut checks = json!({ "database": database, "blob_store": blob_store });
     // The broker is a warning, never a failure: nothing but the relay needs it, and the outbox
     // keeps every event until it returns.
     let relay = state.relay.get();
     if relay != RelayState::Disabled {
-        checks["broker"] = relay.as_str().into();
+        checks.insert("broker".into(), relay.as_str().into());
     }
-    let warning = matches!(relay, RelayState::Unavailable | RelayState::Starting);
+    let warning = failing > 0 || matches!(relay, RelayState::Unavailable | RelayState::Starting);
     let status = match (healthy, warning) {
         (false, _) => "error",
         (true, true) => "warning",
@@ -79,6 +94,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             Ok(Err(e)) => tracing::error!(error = %e, "metrics: cannot count pending events"),
             Err(_) => tracing::error!("metrics: counting pending events timed out"),
         }
+    }
+    let backlog = crate::replication::update_backlog_metrics(&state.db, &state.blobs);
+    match tokio::time::timeout(CHECK_TIMEOUT, backlog).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "metrics: could not read the replication backlog"),
+        Err(_) => tracing::error!("metrics: reading the replication backlog timed out"),
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.render())
 }

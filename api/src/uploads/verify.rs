@@ -104,6 +104,7 @@ async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Res
                     }
                 }
                 tracing::info!(digest = %file.digest, region = store.region(), bytes = file.size, "upload verified");
+                state.replicator.wake.notify_one();
                 crate::metrics::METRICS.verified_bytes.inc_by(file.size);
                 crate::metrics::METRICS.verifications.with_label_values(&["verified"]).inc();
                 let details = serde_json::json!({"region": store.region(), "size": file.size});

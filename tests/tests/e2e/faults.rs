@@ -86,14 +86,14 @@ async fn postgres_crashing_under_a_server_is_503_at_once_and_service_resumes_wit
 
 /// The store of bucket `outage` of an [`OwnS3`] reached at `endpoint`.
 fn own_s3(endpoint: String) -> BlobSettings {
-    BlobSettings::S3(S3Settings {
+    BlobSettings::S3(vec![S3Settings {
         bucket: "outage".into(),
         region: "us-east-1".into(),
         endpoint: Some(endpoint),
         force_path_style: true,
         access_key_id: Some(OwnS3::ACCESS_KEY.into()),
         secret_access_key: Some(Secret::new(OwnS3::SECRET_KEY)),
-    })
+    }])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

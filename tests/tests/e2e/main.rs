@@ -16,6 +16,7 @@ mod files;
 mod hostile;
 mod ops;
 mod propagation;
+mod regions;
 mod replicas;
 mod staging;
 mod ui;

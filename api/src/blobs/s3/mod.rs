@@ -4,6 +4,7 @@
 //! hashed, the copy fails with 412 and nothing is published.
 
 mod presign;
+mod replicate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +13,13 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use self::presign::Presigner;
+pub use self::replicate::{CopyMode, Replicated};
 use super::{BlobStore, Sha512Counter, StoreError, Verification, mismatch};
 use crate::settings::S3Settings;
 use tooltool_proto::Digest;
@@ -24,19 +28,20 @@ use tooltool_proto::Digest;
 const MAX_SINGLE_COPY: u64 = 5 * 1024 * 1024 * 1024;
 /// Part size for larger copies.
 const COPY_PART: u64 = 512 * 1024 * 1024;
-/// Longest wait to connect to S3.
-const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait for any read of an S3 response, including each chunk of a streamed body.
-const S3_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest wait for one attempt's response (a body is then bounded by the read timeout). A
-/// server-side copy of a large object answers only when done: 5 GiB parts take minutes.
-const S3_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest wait for a connection to S3.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for the head of an S3 answer (a server-side copy of a large object included).
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest pause while a body streams.
+const STREAM_STALL: Duration = Duration::from_secs(60);
 
 /// Blobs in one S3 bucket.
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
     bucket: String,
+    /// The configured endpoint (`None`: AWS). Two buckets on one endpoint copy server-side.
+    endpoint: Option<String>,
     presigner: Arc<Presigner>,
 }
 
@@ -79,9 +84,14 @@ impl S3Store {
             loader =
                 loader.credentials_provider(Credentials::new(id, secret.expose(), None, None, "tooltool-settings"));
         }
-        let sdk = loader.timeout_config(Self::timeouts()).load().await;
+        let sdk = loader.load().await;
         // Presigned PUTs must not carry an SDK-computed checksum of an empty body.
+        let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build();
         let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .timeout_config(timeouts)
             .force_path_style(s.force_path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
@@ -102,27 +112,24 @@ impl S3Store {
         let prefix = uri.split('?').next().and_then(|u| u.strip_suffix(PROBE)).map(str::to_owned);
         let prefix = prefix.ok_or_else(|| anyhow::anyhow!("unexpected presigned S3 URL shape"))?;
         let presigner = Presigner::new(prefix, s.region.clone(), sdk.credentials_provider())?;
-        Ok(Self { client, bucket: s.bucket.clone(), presigner: Arc::new(presigner) })
-    }
-
-    /// Every S3 call is bounded: connecting, each read of a response (a stalled body stream
-    /// included), and each attempt's response headers.
-    fn timeouts() -> aws_config::timeout::TimeoutConfig {
-        aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(S3_CONNECT_TIMEOUT)
-            .read_timeout(S3_READ_TIMEOUT)
-            .operation_attempt_timeout(S3_ATTEMPT_TIMEOUT)
-            .build()
+        Ok(Self { client, bucket: s.bucket.clone(), endpoint: s.endpoint.clone(), presigner: Arc::new(presigner) })
     }
 
     fn presign_config(ttl: Duration) -> Result<PresigningConfig, StoreError> {
         PresigningConfig::expires_in(ttl).map_err(|e| StoreError::msg("presigning config", e))
     }
 
-    /// Server-side copy of `src` to `dest`, only while `src` still has `etag`. `Ok(false)`
-    /// when it changed.
-    async fn copy_if_match(&self, src: &str, dest: &str, etag: &str, size: u64) -> Result<bool, StoreError> {
-        let source = format!("{}/{src}", self.bucket);
+    /// Server-side copy of `src` in `src_bucket` (on this store's endpoint) to `dest` here,
+    /// only while `src` still has `etag`. `Ok(false)` when it changed.
+    async fn copy_if_match(
+        &self,
+        src_bucket: &str,
+        src: &str,
+        dest: &str,
+        etag: &str,
+        size: u64,
+    ) -> Result<bool, StoreError> {
+        let source = format!("{src_bucket}/{src}");
         if size <= MAX_SINGLE_COPY {
             let res = self
                 .client
@@ -199,6 +206,17 @@ impl S3Store {
         Ok(true)
     }
 
+    /// The object `key`, or `None` if there is none.
+    async fn get(&self, key: &str, what: &str) -> Result<Option<GetObjectOutput>, StoreError> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(obj) => Ok(Some(obj)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || status_of(&e) == Some(404) => {
+                Ok(None)
+            }
+            Err(e) => Err(sdk_err(what, e)),
+        }
+    }
+
     async fn delete_key(&self, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_object()
@@ -232,28 +250,14 @@ impl BlobStore for S3Store {
         size: u64,
     ) -> Result<Verification, StoreError> {
         let key = format!("staging/{staging_key}");
-        let obj = match self.client.get_object().bucket(&self.bucket).key(&key).send().await {
-            Ok(obj) => obj,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || status_of(&e) == Some(404) => {
-                return Ok(Verification::NotStaged);
-            }
-            Err(e) => return Err(sdk_err("read staged object", e)),
-        };
+        let Some(obj) = self.get(&key, "read staged object").await? else { return Ok(Verification::NotStaged) };
         let etag = obj.e_tag().map(str::to_owned).ok_or_else(|| StoreError::msg("read staged object", "no ETag"))?;
-        let mut body = obj.body;
-        let mut counter = Sha512Counter::default();
-        while let Some(chunk) = body.try_next().await.map_err(|e| StoreError::msg("stream staged object", e))? {
-            counter.update(&chunk);
-            if counter.len() > size {
-                break;
-            }
-        }
-        let (got, got_size) = counter.finish();
+        let (got, got_size) = hash_body(obj.body, size, "stream staged object").await?;
         if let Some(why) = mismatch(digest, size, &got, got_size) {
             self.delete_key(&key).await?;
             return Ok(Verification::Mismatch(why));
         }
-        if !self.copy_if_match(&key, &format!("sha512/{digest}"), &etag, size).await? {
+        if !self.copy_if_match(&self.bucket, &key, &format!("sha512/{digest}"), &etag, size).await? {
             return Ok(Verification::Changed);
         }
         if let Err(e) = self.delete_key(&key).await {
@@ -272,5 +276,29 @@ impl BlobStore for S3Store {
 
     async fn check(&self) -> Result<(), StoreError> {
         self.client.head_bucket().bucket(&self.bucket).send().await.map(|_| ()).map_err(|e| sdk_err("head bucket", e))
+    }
+
+    fn s3(&self) -> Option<&S3Store> {
+        Some(self)
+    }
+}
+
+/// Streams a body through sha512, stopping once it is past `size` bytes (a mismatch already).
+async fn hash_body(mut body: ByteStream, size: u64, what: &str) -> Result<(Digest, u64), StoreError> {
+    let mut counter = Sha512Counter::default();
+    while let Some(chunk) = next_chunk(&mut body, what).await? {
+        counter.update(&chunk);
+        if counter.len() > size {
+            break;
+        }
+    }
+    Ok(counter.finish())
+}
+
+/// The next chunk of a streaming body, failing if it stalls longer than [`STREAM_STALL`].
+async fn next_chunk(body: &mut ByteStream, what: &str) -> Result<Option<bytes::Bytes>, StoreError> {
+    match tokio::time::timeout(STREAM_STALL, body.try_next()).await {
+        Ok(chunk) => chunk.map_err(|e| StoreError::unavailable(what, e)),
+        Err(_) => Err(StoreError::unavailable(what, "the body stalled")),
     }
 }

@@ -1,0 +1,287 @@
+//! Copying a verified blob from another region's bucket into this one, proving the bytes on the
+//! way: nothing is ever published here that did not hash to the digest.
+//!
+//! - Same endpoint: the source is streamed through sha512 (no upload), then copied server-side
+//!   pinned to the ETag of exactly the bytes that were hashed (the existing `copy_if_match`,
+//!   multipart above 5 GiB), and the copy's size is checked.
+//! - Different endpoints: the source is streamed into this bucket while it is hashed. A blob up
+//!   to one part is held in memory (at most `part_size` bytes) and PUT only once it hashed right;
+//!   a larger one goes as a multipart upload, one part uploading while the next is read, and is
+//!   completed only if the whole hashed right (otherwise it is aborted, and nothing appears).
+//!   That upload lands under `staging/` and is then published with the same ETag-pinned
+//!   server-side copy as an upload: a multipart upload's bookkeeping names carry its key, and
+//!   S3-compatible stores that keep it in file names (s3s-fs, the test server) cannot hold
+//!   `sha512/<128 hex>` there; a short staging key works everywhere, and the copy is within one
+//!   bucket.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use tokio::task::JoinHandle;
+
+use super::{S3Store, hash_body, next_chunk, sdk_err};
+use crate::blobs::{Sha512Counter, StoreError, mismatch};
+use tooltool_proto::Digest;
+
+/// S3 allows at most this many parts in a multipart upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// What copying a blob from another region found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replicated {
+    /// The bytes hashed to the digest and are now published here.
+    Copied(CopyMode),
+    /// The source holds no such object.
+    SourceMissing,
+    /// The source object changed between hashing and the server-side copy; nothing copied.
+    SourceChanged,
+    /// The source bytes are not the digest's; nothing was published here.
+    Mismatch(String),
+}
+
+/// How a copy was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyMode {
+    /// A server-side copy between buckets of one endpoint.
+    ServerSide,
+    /// Streamed across endpoints in one PUT.
+    Put,
+    /// Streamed across endpoints as a multipart upload of this many parts.
+    Multipart(u32),
+}
+
+impl CopyMode {
+    /// The mode's name in logs and the audit trail.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ServerSide => "server-side",
+            Self::Put => "put",
+            Self::Multipart(_) => "multipart",
+        }
+    }
+
+    /// The parts sent (1 for a PUT, 0 for a server-side copy).
+    pub fn parts(self) -> u32 {
+        match self {
+            Self::ServerSide => 0,
+            Self::Put => 1,
+            Self::Multipart(n) => n,
+        }
+    }
+}
+
+impl S3Store {
+    /// Whether `other` is reached through the same endpoint (a server-side copy can go from it).
+    pub fn same_endpoint(&self, other: &S3Store) -> bool {
+        self.endpoint == other.endpoint
+    }
+
+    /// Copies the verified blob `digest` of `size` bytes from `source` into this bucket,
+    /// proving its bytes on the way (see the module documentation).
+    pub async fn replicate_from(
+        &self,
+        source: &S3Store,
+        digest: &Digest,
+        size: u64,
+        part_size: u64,
+    ) -> Result<Replicated, StoreError> {
+        let key = format!("sha512/{digest}");
+        let Some(obj) = source.get(&key, "read the source blob").await? else { return Ok(Replicated::SourceMissing) };
+        if self.same_endpoint(source) {
+            let etag =
+                obj.e_tag().map(str::to_owned).ok_or_else(|| StoreError::msg("read the source blob", "no ETag"))?;
+            let (got, got_size) = hash_body(obj.body, size, "stream the source blob").await?;
+            if let Some(why) = mismatch(digest, size, &got, got_size) {
+                return Ok(Replicated::Mismatch(why));
+            }
+            if !self.copy_if_match(&source.bucket, &key, &key, &etag, size).await? {
+                return Ok(Replicated::SourceChanged);
+            }
+            let head = self.client.head_object().bucket(&self.bucket).key(&key).send().await;
+            let copied = head.map_err(|e| sdk_err("check the copy", e))?.content_length();
+            if copied != Some(size as i64) {
+                self.delete_key(&key).await?;
+                return Err(StoreError::msg("check the copy", format_args!("{copied:?} bytes instead of {size}")));
+            }
+            return Ok(Replicated::Copied(CopyMode::ServerSide));
+        }
+        let part_size = part_size.max(size.div_ceil(MAX_PARTS)).max(crate::settings::MIN_PART_SIZE);
+        if size <= part_size {
+            self.put_whole(obj.body, &key, digest, size).await
+        } else {
+            self.put_parts(obj.body, &key, digest, size, part_size).await
+        }
+    }
+
+    /// Reads the whole (small) blob, and PUTs it only if it hashed right.
+    async fn put_whole(
+        &self,
+        mut body: ByteStream,
+        key: &str,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Replicated, StoreError> {
+        let mut buf = BytesMut::with_capacity(size as usize);
+        let mut counter = Sha512Counter::default();
+        while let Some(chunk) = next_chunk(&mut body, "stream the source blob").await? {
+            counter.update(&chunk);
+            if counter.len() > size {
+                break;
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let (got, got_size) = counter.finish();
+        if let Some(why) = mismatch(digest, size, &got, got_size) {
+            return Ok(Replicated::Mismatch(why));
+        }
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_length(size as i64)
+            .body(ByteStream::from(buf.freeze()))
+            .send()
+            .await
+            .map_err(|e| sdk_err("put the copy", e))?;
+        Ok(Replicated::Copied(CopyMode::Put))
+    }
+
+    /// Streams a large blob as a multipart upload under `staging/`, completed only if the whole
+    /// hashed right, then published under `dest` by a server-side copy pinned to its ETag.
+    async fn put_parts(
+        &self,
+        mut body: ByteStream,
+        dest: &str,
+        digest: &Digest,
+        size: u64,
+        part_size: u64,
+    ) -> Result<Replicated, StoreError> {
+        let staged = format!("staging/replica-{}", uuid::Uuid::new_v4().simple());
+        let key = staged.as_str();
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| sdk_err("start a multipart copy", e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let mut parts = Vec::new();
+        let mut counter = Sha512Counter::default();
+        let mut buf = BytesMut::with_capacity(part_size as usize);
+        let mut in_flight: Option<JoinHandle<Result<CompletedPart, StoreError>>> = None;
+        let streamed: Result<(), StoreError> = async {
+            loop {
+                let chunk = next_chunk(&mut body, "stream the source blob").await?;
+                let end = chunk.is_none();
+                if let Some(chunk) = chunk {
+                    counter.update(&chunk);
+                    if counter.len() > size {
+                        return Ok(());
+                    }
+                    let mut chunk = chunk;
+                    while !chunk.is_empty() {
+                        let take = chunk.len().min(part_size as usize - buf.len());
+                        buf.extend_from_slice(&chunk.split_to(take));
+                        if buf.len() == part_size as usize {
+                            let part = buf.split().freeze();
+                            if let Some(prev) = in_flight.take() {
+                                parts.push(join_part(prev).await?);
+                            }
+                            in_flight = Some(self.spawn_part(key, &upload_id, parts.len() as i32 + 1, part));
+                        }
+                    }
+                }
+                if end {
+                    if let Some(prev) = in_flight.take() {
+                        parts.push(join_part(prev).await?);
+                    }
+                    if !buf.is_empty() {
+                        let part = buf.split().freeze();
+                        parts.push(join_part(self.spawn_part(key, &upload_id, parts.len() as i32 + 1, part)).await?);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        if let Some(prev) = in_flight.take() {
+            prev.abort();
+        }
+        let parts_sent = parts.len() as u32;
+        let (got, got_size) = counter.finish();
+        let verdict = match streamed {
+            Ok(()) => mismatch(digest, size, &got, got_size).map(Replicated::Mismatch),
+            Err(e) => {
+                self.abort_upload(key, &upload_id).await;
+                return Err(e);
+            }
+        };
+        if let Some(rejected) = verdict {
+            self.abort_upload(key, &upload_id).await;
+            return Ok(rejected);
+        }
+        let completed = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await;
+        let etag = match completed {
+            Ok(out) => out.e_tag().map(str::to_owned),
+            Err(e) => {
+                self.abort_upload(key, &upload_id).await;
+                return Err(sdk_err("complete a multipart copy", e));
+            }
+        };
+        let published = match etag {
+            Some(etag) => self.copy_if_match(&self.bucket, key, dest, &etag, size).await,
+            None => Err(StoreError::msg("complete a multipart copy", "no ETag")),
+        };
+        if let Err(e) = self.delete_key(key).await {
+            tracing::warn!(error = %e, key, "could not remove a staged copy");
+        }
+        match published? {
+            true => Ok(Replicated::Copied(CopyMode::Multipart(parts_sent))),
+            false => Err(StoreError::msg("publish a multipart copy", "the staged copy changed")),
+        }
+    }
+
+    /// Uploads one part in a task of its own, so that the next part is read meanwhile.
+    fn spawn_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        part: Bytes,
+    ) -> JoinHandle<Result<CompletedPart, StoreError>> {
+        let request = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .content_length(part.len() as i64)
+            .body(ByteStream::from(part));
+        tokio::spawn(async move {
+            let out = request.send().await.map_err(|e| sdk_err("upload a part", e))?;
+            Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build())
+        })
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) {
+        let res = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await;
+        if let Err(e) = res {
+            tracing::warn!(error = %sdk_err("abort a multipart copy", e), "a multipart copy was left to expire");
+        }
+    }
+}
+
+async fn join_part(task: JoinHandle<Result<CompletedPart, StoreError>>) -> Result<CompletedPart, StoreError> {
+    task.await.map_err(|e| StoreError::msg("upload a part", e))?
+}
