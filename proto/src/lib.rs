@@ -6,6 +6,7 @@
 //! to check it again.
 
 mod body;
+mod hashing;
 mod manifest;
 mod problem;
 mod values;
@@ -16,7 +17,8 @@ pub use body::{
 };
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
 pub use problem::Problem;
-pub use values::{Algorithm, Digest, FileName, InvalidValue, Sha512Counter, Visibility};
+pub use hashing::{HASH_BUFFER, Sha512Counter, hash_reader};
+pub use values::{Algorithm, Digest, FileName, InvalidValue, Visibility};
 
 /// The scope prefix used when a deployment does not configure its own.
 pub const DEFAULT_SCOPE_PREFIX: &str = "project:releng:services/tooltool/api";

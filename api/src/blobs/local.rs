@@ -6,7 +6,6 @@
 //! are hashed). A staged file is renamed into `verifying/` before hashing, so a second PUT can
 //! only create a new staged file, never change the bytes being verified.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
-use super::{BlobStore, Sha512Counter, StoreError, Verification, mismatch};
+use super::{BlobStore, StoreError, Verification, mismatch};
 use crate::auth::token::unix_now;
 use crate::signing::UrlSigner;
 use tooltool_proto::Digest;
@@ -150,17 +149,9 @@ impl Drop for Restore {
     }
 }
 
+/// The digest and size of a file, through the one hash loop of the project.
 fn hash_file(path: &Path) -> std::io::Result<(Digest, u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut counter = Sha512Counter::default();
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(counter.finish());
-        }
-        counter.update(&buf[..n]);
-    }
+    tooltool_proto::hash_reader(&mut std::fs::File::open(path)?)
 }
 
 async fn remove_if_present(path: &Path) -> Result<(), StoreError> {
@@ -247,6 +238,7 @@ impl BlobStore for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blobs::Sha512Counter;
 
     fn store(dir: &Path) -> LocalStore {
         LocalStore::new(dir, "local", UrlSigner::new(b"k"), "http://127.0.0.1:1").unwrap()
