@@ -15,9 +15,9 @@ pub use body::{
     AuditEntry, AuditPage, Batch, BatchFile, FileInfo, PatchOp, Permissions, ResultList, TokenRequest, TokenResponse,
     UploadFile, UploadRequest, VersionInfo, Wrapped,
 };
+pub use hashing::{HASH_BUFFER, Sha512Counter, hash_reader};
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
 pub use problem::Problem;
-pub use hashing::{HASH_BUFFER, Sha512Counter, hash_reader};
 pub use values::{Algorithm, Digest, FileName, InvalidValue, Visibility};
 
 /// The scope prefix used when a deployment does not configure its own.
