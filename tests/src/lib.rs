@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use actix_web::web;
-use sha2::Digest as _;
 use sqlx::Connection;
 
 use tooltool::{ApiClient, Credentials};
@@ -21,6 +20,7 @@ use tooltool_proto::{DEFAULT_SCOPE_PREFIX, Digest};
 
 pub use tooltool;
 pub use tooltool_api;
+pub use tooltool_cli as cli;
 pub use tooltool_proto as proto;
 
 /// Which backends the server under test uses.
@@ -242,7 +242,9 @@ impl TestApp {
 
 /// The sha512 digest of `data`.
 pub fn digest_of(data: &[u8]) -> Digest {
-    Digest::from_bytes(&sha2::Sha512::digest(data).into())
+    let mut c = proto::Sha512Counter::new();
+    c.update(data);
+    c.finish().0
 }
 
 /// An upload request declaring `files` as (name, content, visibility).
@@ -301,7 +303,14 @@ pub const FORBIDDEN: &str = "You don't have the permission to access the request
 pub async fn tooltool_cli(dir: &std::path::Path, args: &[&str]) -> i32 {
     let mut all = vec!["tooltool"];
     all.extend_from_slice(args);
-    tooltool::cli::run_async(all, dir).await
+    cli::run_async(all, dir).await
+}
+
+/// [`tooltool_cli`], also returning what it printed (plain lines, as on a pipe).
+pub async fn tooltool_cli_output(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["tooltool"];
+    all.extend_from_slice(args);
+    cli::run_captured(all, dir).await
 }
 
 /// A fault-injecting HTTP/1.1 proxy for client tests, in front of a tooltool server. It

@@ -1,8 +1,8 @@
 //! `tooltool add`, `upload`, `change-visibility` and `delete` against the real server.
 
 use tooltool_e2e::proto::{Manifest, Visibility};
-use tooltool_e2e::tooltool::fetch::RetryPolicy;
-use tooltool_e2e::tooltool::progress::{Reporter, Verbosity};
+use tooltool_e2e::tooltool::RetryPolicy;
+use tooltool_e2e::tooltool::progress::Silent;
 use tooltool_e2e::tooltool::upload::{Uploaded, upload};
 use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of, tooltool_cli};
 
@@ -60,7 +60,7 @@ async fn upload_streams_the_files_and_a_second_upload_reports_them_stored(backen
         None,
         4,
         RetryPolicy::default(),
-        &Reporter::plain(Verbosity::Quiet),
+        &Silent,
     )
     .await
     .unwrap();
