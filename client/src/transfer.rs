@@ -9,7 +9,7 @@
 //! (401/403, e.g. expired) is asked for again. Files are not fsynced: nothing trusts a file it
 //! did not check (see the cache and the destination index).
 
-use std::io::{Seek, SeekFrom};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use reqwest::StatusCode;
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncSeekExt;
 use tooltool_proto::{Digest, Sha512Counter};
 
 use crate::api::{ApiClient, verify_timeout};
@@ -282,7 +282,10 @@ async fn transfer(
         }));
     }
 
-    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, &mut part.file);
+    // The bytes are written and hashed on a blocking thread of their own, as they arrive: the
+    // async threads only move them, and concurrent downloads hash on every core.
+    let writer = Writer::start(part).await.map_err(Attempt::Fatal)?;
+    let mut received = part.counter.len();
     let mut body = resp.bytes_stream();
     let mut failure = None;
     while let Some(chunk) = body.next().await {
@@ -293,7 +296,7 @@ async fn transfer(
                 break;
             }
         };
-        if blob.size.is_some_and(|s| part.counter.len() + chunk.len() as u64 > s) {
+        if blob.size.is_some_and(|s| received + chunk.len() as u64 > s) {
             failure = Some(Attempt::NextUrl(Error::Mismatch {
                 what: format!(
                     "{}: GET {shown} sent more than the {} bytes of the manifest",
@@ -303,16 +306,16 @@ async fn transfer(
             }));
             break;
         }
-        if let Err(e) = out.write_all(&chunk).await {
-            return Err(Attempt::Fatal(Error::io(&part.path, e)));
+        let n = chunk.len() as u64;
+        if writer.chunks.send(chunk).await.is_err() {
+            break; // The writer failed: its error comes below.
         }
-        part.counter.update(&chunk);
-        *transferred += chunk.len() as u64;
-        bar.advance(chunk.len() as u64);
+        received += n;
+        *transferred += n;
+        bar.advance(n);
     }
     // Keep what arrived, so that the next attempt (or run) resumes after it.
-    out.flush().await.map_err(|e| Attempt::Fatal(Error::io(&part.path, e)))?;
-    drop(out);
+    writer.finish(part).await.map_err(Attempt::Fatal)?;
     match failure {
         Some(Attempt::NextUrl(e)) => {
             part.truncate().await.map_err(Attempt::Fatal)?;
@@ -320,6 +323,47 @@ async fn transfer(
         }
         Some(a) => Err(a),
         None => Ok(()),
+    }
+}
+
+/// Writes and hashes the chunks of one response into the part, on a blocking thread.
+struct Writer {
+    chunks: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    done: tokio::task::JoinHandle<(Sha512Counter, std::io::Result<()>)>,
+}
+
+impl Writer {
+    /// Chunks in flight between the network and the writer: a few MiB at most.
+    const QUEUE: usize = 64;
+
+    /// Takes over the part's hash and appends to its file (a handle on the same open file).
+    async fn start(part: &mut Part) -> Result<Self, Error> {
+        let file = part.file.try_clone().await.map_err(|e| Error::io(&part.path, e))?.into_std().await;
+        let mut counter = std::mem::take(&mut part.counter);
+        let (chunks, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(Self::QUEUE);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+            while let Some(chunk) = rx.blocking_recv() {
+                if let Err(e) = out.write_all(&chunk) {
+                    return (counter, Err(e));
+                }
+                counter.update(&chunk);
+            }
+            let flushed = out.flush();
+            (counter, flushed)
+        });
+        Ok(Self { chunks, done })
+    }
+
+    /// Waits until everything sent is on disk, and gives the part its hash back.
+    async fn finish(self, part: &mut Part) -> Result<(), Error> {
+        drop(self.chunks);
+        let (counter, result) = self
+            .done
+            .await
+            .map_err(|e| Error::io(&part.path, std::io::Error::other(format!("writer task failed: {e}"))))?;
+        part.counter = counter;
+        result.map_err(|e| Error::io(&part.path, e))
     }
 }
 
