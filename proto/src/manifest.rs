@@ -43,6 +43,20 @@ fn is_false(b: &bool) -> bool {
 #[derive(Default)]
 struct PythonFormatter(serde_json::ser::PrettyFormatter<'static>);
 
+/// The layout methods of [`PythonFormatter`]: those of the pretty printer.
+macro_rules! forward_to_pretty {
+    (first: $($name:ident),*) => {$(
+        fn $name<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+            self.0.$name(w, first)
+        }
+    )*};
+    ($($name:ident),*) => {$(
+        fn $name<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+            self.0.$name(w)
+        }
+    )*};
+}
+
 impl serde_json::ser::Formatter for PythonFormatter {
     fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
         let mut start = 0;
@@ -60,41 +74,16 @@ impl serde_json::ser::Formatter for PythonFormatter {
         w.write_all(&fragment.as_bytes()[start..])
     }
 
-    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_array(w)
-    }
-
-    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array(w)
-    }
-
-    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.0.begin_array_value(w, first)
-    }
-
-    fn end_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_array_value(w)
-    }
-
-    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object(w)
-    }
-
-    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object(w)
-    }
-
-    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.0.begin_object_key(w, first)
-    }
-
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.begin_object_value(w)
-    }
-
-    fn end_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.0.end_object_value(w)
-    }
+    forward_to_pretty!(
+        begin_array,
+        end_array,
+        end_array_value,
+        begin_object,
+        end_object,
+        begin_object_value,
+        end_object_value
+    );
+    forward_to_pretty!(first: begin_array_value, begin_object_key);
 }
 
 /// Why a manifest could not be read or written.
