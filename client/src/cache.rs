@@ -92,8 +92,10 @@ impl Cache {
     }
 
     /// Copies a valid cached blob to `dest` (a temporary file, then a rename). `None` when
-    /// there is no valid cached copy; an invalid one is removed.
-    pub async fn copy_out(&self, blob: &Blob, dest: &Path) -> Result<Option<Hit>, Error> {
+    /// there is no valid cached copy; an invalid one is removed. `just_verified`: this run has
+    /// just downloaded and hashed the entry, so it is copied without hashing whatever the
+    /// record's timing says.
+    pub async fn copy_out(&self, blob: &Blob, dest: &Path, just_verified: bool) -> Result<Option<Hit>, Error> {
         let (entry, record, dest_owned) = (self.entry(blob), self.record_path(blob), dest.to_owned());
         let (size, digest, verify) = (blob.size, blob.digest.clone(), self.verify);
         blocking(dest, move || {
@@ -108,7 +110,7 @@ impl Cache {
                 return Ok(None);
             }
             let mut tmp = temp_beside(&dest_owned, ".tmp")?;
-            let hit = if !verify && vouched(&entry, &record, size) {
+            let hit = if just_verified || (!verify && vouched(&entry, &record, size)) {
                 // std's copy uses copy_file_range between two files on Linux.
                 std::io::copy(&mut src, tmp.as_file_mut())?;
                 Hit::Recorded

@@ -203,7 +203,7 @@ async fn fetch_one(
         Source::Present
     } else if let Some(cache) = cache {
         index.forget(name);
-        let source = match cache.copy_out(&blob, &dest).await? {
+        let source = match cache.copy_out(&blob, &dest, false).await? {
             Some(hit) => {
                 if hit == Hit::Hashed {
                     progress.detail(&format!("{name}: the cached copy was hashed, and recorded"));
@@ -217,7 +217,7 @@ async fn fetch_one(
                 if n > 0 {
                     cache.record(&blob).await?;
                 }
-                if cache.copy_out(&blob, &dest).await?.is_none() {
+                if cache.copy_out(&blob, &dest, n > 0).await?.is_none() {
                     return Err(Error::Mismatch {
                         what: format!("{}: changed in the cache while being copied", entry_path.display()),
                     });
