@@ -217,3 +217,76 @@ pub fn purge(folder: &Path, gigs: f64) -> Result<usize, Error> {
     }
     Ok(removed)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tooltool_proto::Sha512Counter;
+
+    use super::*;
+
+    fn blob(data: &[u8]) -> Blob {
+        let mut c = Sha512Counter::new();
+        c.update(data);
+        Blob { name: "b".into(), digest: c.finish().0, size: Some(data.len() as u64) }
+    }
+
+    /// A cache holding `data` as a verified, recorded entry whose record vouches for it.
+    async fn recorded(dir: &Path, data: &[u8]) -> (Cache, Blob) {
+        let cache = Cache::open(&dir.join("cache"), false).unwrap();
+        let b = blob(data);
+        std::fs::write(cache.entry(&b), data).unwrap();
+        // Past the clock tick of the entry's last change, so that the record can vouch.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        cache.record(&b).await.unwrap();
+        (cache, b)
+    }
+
+    #[tokio::test]
+    async fn a_recorded_entry_is_copied_unhashed_and_a_changed_one_is_hashed_then_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, b) = recorded(dir.path(), b"cached bytes").await;
+        let dest = dir.path().join("out");
+        assert_eq!(cache.copy_out(&b, &dest, false).await.unwrap(), Some(Hit::Recorded));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"cached bytes");
+
+        // Same size, other bytes, modification time put back: only the change time differs.
+        let entry = cache.entry(&b);
+        let mtime = std::fs::metadata(&entry).unwrap().modified().unwrap();
+        std::fs::write(&entry, b"cached BYTES").unwrap();
+        std::fs::File::options().write(true).open(&entry).unwrap().set_modified(mtime).unwrap();
+        std::fs::remove_file(&dest).unwrap();
+        assert_eq!(cache.copy_out(&b, &dest, false).await.unwrap(), None);
+        assert!(!dest.exists() && !entry.exists() && !cache.record_path(&b).exists());
+    }
+
+    #[tokio::test]
+    async fn an_entry_without_a_record_or_under_verify_is_hashed_and_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, b) = recorded(dir.path(), b"some bytes").await;
+        std::fs::remove_file(cache.record_path(&b)).unwrap();
+        let dest = dir.path().join("out");
+        assert_eq!(cache.copy_out(&b, &dest, false).await.unwrap(), Some(Hit::Hashed));
+        assert!(cache.record_path(&b).exists(), "recorded again");
+        let verifying = Cache::open(&dir.path().join("cache"), true).unwrap();
+        assert_eq!(verifying.copy_out(&b, &dest, false).await.unwrap(), Some(Hit::Hashed));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"some bytes");
+        // A truncated entry is not valid, whatever else.
+        std::fs::write(cache.entry(&b), b"some").unwrap();
+        assert!(!cache.valid(&b).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn purge_removes_a_blob_with_its_record_and_keeps_a_locked_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cache, b) = recorded(dir.path(), b"purge me").await;
+        let part = cache.dir.join(".other.part");
+        let locked = std::fs::File::create(&part).unwrap();
+        locked.lock().unwrap();
+        assert_eq!(purge(&cache.dir, 0.0).unwrap(), 1);
+        let left: Vec<_> = std::fs::read_dir(&cache.dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [".other.part"]);
+        assert!(!cache.entry(&b).exists());
+    }
+}
