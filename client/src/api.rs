@@ -912,6 +912,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_upload_engine_retries_a_put_after_the_retry_after_it_was_given() {
+        let data = b"upload me".to_vec();
+        let d = digest_of(&data);
+        let info = serde_json::to_vec(&file_info(&d, data.len() as u64)).unwrap();
+        let puts = Arc::new(Mutex::new(Vec::<std::time::Instant>::new()));
+        let puts2 = puts.clone();
+        let (base, log) = serve(move |_, req| match req.method.as_str() {
+            "PUT" => {
+                let mut p = puts2.lock().unwrap();
+                p.push(std::time::Instant::now());
+                match p.len() {
+                    1 => reply(503, &[("Retry-After", "1")], "slow down"),
+                    _ => reply(200, &[], ""),
+                }
+            }
+            _ => reply(200, &[], info.clone()),
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        // Backoff alone would wait 10 ms: the server's Retry-After must win.
+        let retry = RetryPolicy { base_delay: Duration::from_millis(10), ..RetryPolicy::default() };
+        let blob = Blob { name: "f".into(), digest: d.clone(), size: Some(data.len() as u64) };
+        transfer::upload(&client(&base), &format!("{base}put?sig={SIG}"), &path, &blob, &retry, &Silent).await.unwrap();
+        let p = puts.lock().unwrap().clone();
+        assert_eq!(p.len(), 2);
+        assert!(p[1] - p[0] >= Duration::from_secs(1), "Retry-After not honoured: {:?}", p[1] - p[0]);
+        let log = log.lock().unwrap().clone();
+        let calls: Vec<_> = log.iter().map(|s| (s.method.as_str(), s.path())).collect();
+        let complete = format!("/upload/complete/sha512/{d}");
+        assert_eq!(calls, [("PUT", "/put"), ("PUT", "/put"), ("GET", complete.as_str())]);
+        assert_eq!(log[1].body, data);
+    }
+
+    #[tokio::test]
     async fn complete_reports_pending_and_verified() {
         let d = digest_of(b"data");
         let info = file_info(&d, 4);
