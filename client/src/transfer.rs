@@ -333,8 +333,9 @@ struct Writer {
 }
 
 impl Writer {
-    /// Chunks in flight between the network and the writer: a few MiB at most.
-    const QUEUE: usize = 64;
+    /// Chunks in flight between the network and the writer: enough to keep both busy, and at
+    /// most a few MiB (hyper reads at most ~400 KiB at a time).
+    const QUEUE: usize = 16;
 
     /// Takes over the part's hash and appends to its file (a handle on the same open file).
     async fn start(part: &mut Part) -> Result<Self, Error> {
