@@ -30,7 +30,8 @@ pub const DEFAULT_URL: &str = "https://tooltool.mozilla-releng.net/";
 
 const COMMANDS: [&str; 8] = ["list", "validate", "add", "fetch", "upload", "purge", "change-visibility", "delete"];
 
-/// The options of the original client, plus `-j`, `--max-unpack-size`, `--max-unpack-entries`.
+/// The options of the original client, plus `-j`, `--verify-cache`, `--max-unpack-size` and
+/// `--max-unpack-entries`.
 #[derive(Debug, Parser)]
 #[command(
     name = "tooltool",
