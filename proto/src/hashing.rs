@@ -2,10 +2,10 @@
 //! ([`Sha512Counter`]) and of everything a reader yields ([`hash_reader`], the only whole-file
 //! hash loop of the project).
 //!
-//! The digest comes from aws-lc-rs (AWS-LC's assembly, as fast as OpenSSL's), which the TLS
-//! stack already links: on CPUs without SHA-512 instructions it hashes about 1.5× faster than
-//! the `sha2` crate (`cargo run --release -p tooltool-proto --example sha512_speed` compares
-//! the two; BENCHMARKS.md has the figures).
+//! The digest comes from aws-lc-rs (AWS-LC's assembly), which the TLS stack already links. On
+//! the bench machine (no SHA-512 instructions) it is a little faster than the `sha2` crate, and
+//! slower than OpenSSL, whose AVX2 code path AWS-LC (like BoringSSL) does not have: see
+//! BENCHMARKS.md; `examples/sha512_speed.rs` is what the bench runs.
 
 use std::io::{self, Read, Write};
 
