@@ -16,14 +16,13 @@
 //! recently used first; at most once an hour per blob, since a touch changes the blob's
 //! times and so needs a new record.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use tooltool_proto::Sha512Counter;
 
 use crate::error::Error;
-use crate::files::{FileStamp, blocking, hashes_to, temp_beside};
+use crate::files::{FileStamp, blocking, hashes_to, temp_beside, write_record_file};
 use crate::transfer::Blob;
 
 /// A hit is touched again only when its modification time is older than this.
@@ -116,7 +115,7 @@ impl Cache {
                 Hit::Recorded
             } else {
                 let mut counter = Sha512Counter::new();
-                counter.update_from(&mut src, Some(tmp.as_file_mut() as &mut dyn Write))?;
+                counter.update_from(&mut src, Some(tmp.as_file_mut() as &mut dyn std::io::Write))?;
                 if counter.finish().0 != digest {
                     tracing::warn!(cached = %entry.display(), "invalid cached file removed");
                     remove_entry(&entry, &record);
@@ -151,13 +150,12 @@ fn vouched(entry: &Path, record: &Path, size: Option<u64>) -> bool {
 }
 
 /// Writes the record of `entry` as it is now (a temporary file renamed into place, so that a
-/// concurrent reader sees the old record or the new one).
+/// concurrent reader sees the old record or the new one), in a later clock tick than the
+/// entry's last change, so that it can vouch for it.
 fn write_record(entry: &Path, record: &Path) -> std::io::Result<()> {
     let Some(stamp) = FileStamp::of(&std::fs::metadata(entry)?) else { return Ok(()) };
-    let mut tmp = temp_beside(record, ".tmp")?;
-    tmp.write_all(serde_json::to_string(&stamp).expect("a stamp serializes").as_bytes())?;
-    tmp.persist(record).map_err(|e| e.error)?;
-    Ok(())
+    let text = serde_json::to_string(&stamp).expect("a stamp serializes");
+    write_record_file(record, text.as_bytes(), stamp.last_change())
 }
 
 fn remove_entry(entry: &Path, record: &Path) {

@@ -35,6 +35,26 @@ pub(crate) fn temp_beside(dest: &Path, suffix: &str) -> std::io::Result<tempfile
     b.tempfile_in(dir)
 }
 
+/// Writes `contents` to `path` (a temporary file renamed into place) so that the file's
+/// modification time, on the file system's clock, is later than `after`: a record written in
+/// the same clock tick as the last change of a file it describes could not vouch for it
+/// ([`FileStamp::older_than`]), so the write is repeated a few milliseconds later until the
+/// clock has moved on (at most ~100 ms).
+pub(crate) fn write_record_file(path: &Path, contents: &[u8], after: (i64, i64)) -> std::io::Result<()> {
+    use std::io::Write;
+    for _ in 0..50 {
+        let mut tmp = temp_beside(path, ".tmp")?;
+        tmp.write_all(contents)?;
+        let written = FileStamp::mtime_of(&tmp.as_file().metadata()?);
+        tmp.persist(path).map_err(|e| e.error)?;
+        if written > after {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    Ok(())
+}
+
 /// Whether `path` is a regular file of `size` (when given) whose sha512 is `digest`, hashing
 /// it; a missing file is not. Blocking.
 pub(crate) fn hashes_to(path: &Path, size: Option<u64>, digest: &tooltool_proto::Digest) -> std::io::Result<bool> {
@@ -113,6 +133,11 @@ impl FileStamp {
     /// tick as the record or later ("racy" in git's words): a change made after the record
     /// within that tick would leave the times as recorded.
     pub(crate) fn older_than(&self, recorded: (i64, i64)) -> bool {
-        self.mtime.max(self.ctime) < recorded
+        self.last_change() < recorded
+    }
+
+    /// The later of the modification and change times.
+    pub(crate) fn last_change(&self) -> (i64, i64) {
+        self.mtime.max(self.ctime)
     }
 }

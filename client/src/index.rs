@@ -6,14 +6,13 @@
 //! index was written is hashed again). Any file the index does not vouch for is hashed.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use tooltool_proto::Digest;
 
-use crate::files::{FileStamp, temp_beside};
+use crate::files::{FileStamp, write_record_file};
 
 /// The index's file name in the destination directory.
 pub const INDEX_NAME: &str = ".tooltool-index";
@@ -86,9 +85,8 @@ impl DestIndex {
         if records.is_empty() && !self.path.exists() {
             return Ok(());
         }
-        let mut tmp = temp_beside(&self.path, ".tmp")?;
-        tmp.write_all(&serde_json::to_vec(&records).expect("records serialize"))?;
-        tmp.persist(&self.path).map_err(|e| e.error)?;
-        Ok(())
+        // Later than the last change of every file it vouches for, or it could vouch for none.
+        let latest = records.values().map(|r| r.stamp.last_change()).max().unwrap_or((i64::MIN, 0));
+        write_record_file(&self.path, &serde_json::to_vec(&records).expect("records serialize"), latest)
     }
 }
