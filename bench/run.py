@@ -14,8 +14,11 @@ Builds the release binaries, installs wrk if missing (apt), then runs:
   propagation  two replicas on one PostgreSQL: delay from a visibility PATCH answered on one to
              the first download on the other that shows it (p50, p99 over 200 flips).
   verify     upload/complete of a 1 GiB blob (MB/s) against sha512sum of the same file.
-  fetch      tooltool fetch of 100 x 1 MiB + 2 x 256 MiB, cold and from cache, against
-             curl --parallel fetching the same URLs.
+  fetch      tooltool fetch of 100 x 1 MiB + 2 x 256 MiB, cold, from the cache, over a directory
+             that already holds every file, and against a server that is down; against curl
+             --parallel then sha512sum -c on both cores (or sha512sum -c alone), interleaved.
+  sha512     SHA-512 MB/s of the project's implementation and of the sha2 crate, against
+             openssl speed -evp sha512 (16 KiB blocks).
   memory     peak RSS of the server under redirect load and while verifying a 2 GiB upload,
              and of the client fetching a 2 GiB file.
   growth     redirect latency with 10^3, 10^5 and 10^6 files recorded.
@@ -546,6 +549,15 @@ def bench_memory(work, a):
 
 
 def bench_fetch(work, a):
+    """The client against a checked download with standard tools, in interleaved pairs (baseline,
+    tooltool, baseline, tooltool, ...), each figure the median of the pairs' ratios:
+      cold       tooltool fetch into an empty directory, no cache
+                 vs curl --parallel, then sha512sum -c on both cores;
+      cache      tooltool fetch -c with every file in the cache (recorded long enough ago that
+                 the records vouch), into an empty directory, vs the same baseline;
+      present    tooltool fetch over a directory that already holds every valid file (fetched
+                 by tooltool a second earlier), vs sha512sum -c of those files on both cores;
+      down       tooltool fetch with --url a port that refuses connections: seconds to fail."""
     small, big = (100, 1 << 20), (2, 256 << 20)
     if a.quick:
         big = (2, 32 << 20)
@@ -565,59 +577,120 @@ def bench_fetch(work, a):
         manifest = os.path.join(work, "manifest.tt")
         with open(manifest, "w") as f:
             json.dump(records, f)
+        sums = os.path.join(work, "sums")
+        with open(sums, "w") as f:
+            f.writelines(f"{r['digest']}  {r['filename']}\n" for r in records)
+        halves = [os.path.join(work, f"sums{i}") for i in (0, 1)]
+        lines = open(sums).read().splitlines()
+        for i, h in enumerate(halves):
+            with open(h, "w") as f:  # one sha512sum per core, the two big files apart
+                f.write("\n".join(lines[i::2]) + "\n")
         jobs = 8
 
-        def tooltool(cache):
-            d = tempfile.mkdtemp(dir=work)
-            cmd = [os.path.join(BIN, "tooltool"), "-q", "--url", server.url, "-m", manifest, "-j", str(jobs)]
+        def tooltool(d, cache=None, url=None, check=True):
+            cmd = [os.path.join(BIN, "tooltool"), "-q", "--url", url or server.url, "-m", manifest, "-j", str(jobs)]
             if cache:
                 cmd += ["-c", cache]
             start = time.perf_counter()
-            subprocess.run(cmd + ["fetch"], cwd=d, check=True)
+            r = subprocess.run(cmd + ["fetch"], cwd=d, stderr=subprocess.PIPE, text=True)
             took = time.perf_counter() - start
-            shutil.rmtree(d)
-            return took
+            assert (r.returncode == 0) == check, r.stderr
+            return took, r.stderr
 
-        def curl(verify=False):
-            """curl --parallel; with verify, then sha512sum -c over the files on both cores, which
-            is what fetch does (a download that is checked)."""
+        def sha512sum_both_cores(d):
+            start = time.perf_counter()
+            procs = [subprocess.Popen(["sha512sum", "--quiet", "-c", h], cwd=d) for h in halves]
+            assert all(p.wait() == 0 for p in procs)
+            return time.perf_counter() - start
+
+        def curl_then_sha512sum():
             d = tempfile.mkdtemp(dir=work)
             cmd = ["curl", "-sfL", "--parallel", "--parallel-max", str(jobs)]
             for r in records:
                 cmd += [f"{server.url}/sha512/{r['digest']}", "-o", os.path.join(d, r["filename"])]
-            sums = os.path.join(work, "sums")
-            with open(sums, "w") as f:
-                f.writelines(f"{r['digest']}  {r['filename']}\n" for r in records)
             start = time.perf_counter()
             subprocess.run(cmd, check=True)
-            if verify:
-                # Two sha512sum processes, one per core, over the two halves of the list, big files split.
-                halves = [os.path.join(work, f"sums{i}") for i in (0, 1)]
-                lines = open(sums).read().splitlines()
-                for i, h in enumerate(halves):
-                    with open(h, "w") as f:
-                        f.write("\n".join(lines[i::2]) + "\n")
-                procs = [subprocess.Popen(["sha512sum", "--quiet", "-c", h], cwd=d) for h in halves]
-                assert all(p.wait() == 0 for p in procs)
-            took = time.perf_counter() - start
+            curl_s = time.perf_counter() - start
+            total = curl_s + sha512sum_both_cores(d)
+            shutil.rmtree(d)
+            return curl_s, total
+
+        def fresh(fn):
+            d = tempfile.mkdtemp(dir=work)
+            took = fn(d)
             shutil.rmtree(d)
             return took
 
         cache = os.path.join(work, "cache")
         os.makedirs(cache)
-        tooltool(cache)  # fill the cache
-        curl_s = statistics.median(curl() for _ in range(a.runs))
-        curl_verified_s = statistics.median(curl(verify=True) for _ in range(a.runs))
-        cold_s = statistics.median(tooltool(None) for _ in range(a.runs))
-        cached_s = statistics.median(tooltool(cache) for _ in range(a.runs))
-        return {"files": len(records), "bytes": sum(r["size"] for r in records), "jobs": jobs,
-                "curl_parallel_s": curl_s, "tooltool_cold_s": cold_s, "tooltool_from_cache_s": cached_s,
-                "curl_then_sha512sum_s": curl_verified_s,
-                "cold_ratio_to_curl": cold_s / curl_s, "cache_ratio_to_curl": cached_s / curl_s,
-                "cold_ratio_to_curl_then_sha512sum": cold_s / curl_verified_s,
-                "cache_ratio_to_curl_then_sha512sum": cached_s / curl_verified_s}
+        fresh(lambda d: tooltool(d, cache))  # fill the cache
+        time.sleep(1.5)  # the records are then older than the entries' last change
+        fresh(lambda d: tooltool(d, cache))
+        pairs = {"cold": [], "cache": [], "present": []}
+        raw = {"curl_parallel_s": [], "curl_then_sha512sum_s": [], "tooltool_cold_s": [], "tooltool_from_cache_s": [],
+               "sha512sum_present_s": [], "tooltool_present_s": []}
+        for _ in range(a.runs):
+            curl_s, base = curl_then_sha512sum()
+            cold = fresh(lambda d: tooltool(d)[0])
+            pairs["cold"].append(cold / base)
+            raw["curl_parallel_s"].append(curl_s)
+            raw["curl_then_sha512sum_s"].append(base)
+            raw["tooltool_cold_s"].append(cold)
+            _, base = curl_then_sha512sum()
+            cached = fresh(lambda d: tooltool(d, cache)[0])
+            pairs["cache"].append(cached / base)
+            raw["curl_then_sha512sum_s"].append(base)
+            raw["tooltool_from_cache_s"].append(cached)
+            d = tempfile.mkdtemp(dir=work)
+            tooltool(d)
+            time.sleep(1.5)
+            base = sha512sum_both_cores(d)
+            present = tooltool(d)[0]
+            pairs["present"].append(present / base)
+            raw["sha512sum_present_s"].append(base)
+            raw["tooltool_present_s"].append(present)
+            shutil.rmtree(d)
+        closed = free_port()
+        down_s, message = fresh(lambda d: tooltool(d, url=f"http://127.0.0.1:{closed}/", check=False))
+        out = {k: statistics.median(v) for k, v in raw.items()}
+        out.update({f"{k}_ratio": statistics.median(v) for k, v in pairs.items()})
+        out.update({"files": len(records), "bytes": sum(r["size"] for r in records), "jobs": jobs,
+                    "server_down_s": down_s, "server_down_message": message.strip(),
+                    "cold_ratio_to_curl_alone": out["tooltool_cold_s"] / out["curl_parallel_s"]})
+        return out
     finally:
         server.stop()
+
+
+def bench_sha512(work, a):
+    """SHA-512 speed on 16 KiB updates, in CPU time (openssl speed's own measure, which holds on a
+    busy machine): the implementation both ends use (aws-lc-rs) and the sha2 crate, against
+    openssl speed -evp sha512 -bytes 16384, interleaved, median of the runs."""
+    mib = 256 if a.quick else 1024
+
+    def ours(which):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run([os.path.join(BIN, "examples", "sha512_speed"), which, str(mib)], check=True,
+                             capture_output=True, text=True).stdout
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return int(out) / cpu / 1e6
+
+    def openssl():
+        out = subprocess.run(["openssl", "speed", "-evp", "sha512", "-bytes", "16384", "-seconds", "3"],
+                             capture_output=True, text=True, check=True).stdout
+        row = [l for l in out.splitlines() if l.startswith("sha512")][-1]
+        return float(row.split()[-1].rstrip("k")) * 1000 / 1e6
+
+    runs = {"openssl_mb_s": [], "sha512_counter_mb_s": [], "sha2_crate_mb_s": []}
+    for _ in range(max(a.runs, 3)):
+        runs["openssl_mb_s"].append(openssl())
+        runs["sha512_counter_mb_s"].append(ours("ours"))
+        runs["sha2_crate_mb_s"].append(ours("sha2"))
+    out = {k: statistics.median(v) for k, v in runs.items()}
+    out["ratio_to_openssl"] = out["sha512_counter_mb_s"] / out["openssl_mb_s"]
+    out["sha2_ratio_to_openssl"] = out["sha2_crate_mb_s"] / out["openssl_mb_s"]
+    return out
 
 
 def seed_files(db_path, n):
@@ -694,9 +767,8 @@ def machine():
 
 
 BENCHES = {"redirect": bench_redirect, "redirect_pg_s3": bench_redirect_pg_s3, "propagation": bench_propagation,
-           "soak": bench_soak,
-           "verify": bench_verify, "fetch": bench_fetch, "memory": bench_memory,
-           "growth": bench_growth, "replication": bench_replication}
+           "soak": bench_soak, "verify": bench_verify, "fetch": bench_fetch, "sha512": bench_sha512,
+           "memory": bench_memory, "growth": bench_growth, "replication": bench_replication}
 
 
 def main():
@@ -713,8 +785,10 @@ def main():
     if shutil.which("wrk") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
     if not a.no_build:
-        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "tooltool-api", "-p", "tooltool", "-p",
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "tooltool-api", "-p", "tooltool-cli", "-p",
                         "tooltool-bench"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "tooltool-proto", "--example", "sha512_speed"],
+                       cwd=ROOT, check=True)
     results = {}
     if a.only and os.path.exists(a.out):
         # A partial run updates its figures and keeps the others of the file.

@@ -1,32 +1,30 @@
 //! [`ApiClient`]: one method per route of `shared/PROTOCOL.md`, plus the two storage
-//! operations (downloading from a redirect's `Location`, `PUT`ting to a `put_url`) and the
-//! whole-file upload flow built on them.
+//! operations (a `GET` of a redirect's `Location`, a `PUT` to a `put_url`). Whole-file
+//! downloads and uploads go through the transfer engine ([`crate::transfer`]).
 //!
 //! Two HTTP clients are kept: one for the tooltool server, which carries
 //! `Authorization: Bearer <token>` on every request and never follows redirects, and one for
 //! storage URLs, which never carries any credential. Both use a 30 s connect timeout and a
 //! 300 s read timeout, and no total timeout, since blobs can be many GB.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{StreamExt, TryStreamExt, stream};
+use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LOCATION};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
-use tokio::io::AsyncWriteExt;
-use tooltool_proto::{
-    Algorithm, Batch, Digest, FileInfo, FileName, PatchOp, Problem, ResultList, UploadFile, UploadRequest, VersionInfo,
-    Visibility, Wrapped,
-};
+use tooltool_proto::{Batch, Digest, FileInfo, PatchOp, Problem, ResultList, UploadRequest, VersionInfo, Wrapped};
 use url::Url;
 
 use crate::credentials::Credentials;
 use crate::error::{Error, redact_url};
-use crate::hashing::{Sha512Counter, hash_file};
+use crate::progress::{Silent, Transfer};
+use crate::retry::{RetryPolicy, Servers, retry_after};
+use crate::transfer::{self, Blob, Downloads};
 
 /// How long to wait for a TCP (and TLS) connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,10 +32,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// How much of an error body is kept.
 const MAX_ERROR_BODY: usize = 4096;
-/// How many files `upload_files` hashes or sends at once.
-const PARALLEL: usize = 4;
-/// Write buffer of downloads.
-const WRITE_BUFFER: usize = 1 << 20;
 /// Read buffer of `put_file`.
 const READ_BUFFER: usize = 256 * 1024;
 /// The shortest pause between two completion checks, whatever the server asks.
@@ -257,97 +251,24 @@ impl ApiClient {
         Ok(Redirect { status: StatusCode::FOUND.as_u16(), location: location.into() })
     }
 
-    /// Downloads a blob into `dest`: resolves the redirect, then GETs the `Location` with a
-    /// separate request that carries no `Authorization` header, streaming the body into a
-    /// temporary file in `dest`'s directory while hashing it. The result is checked against
-    /// `digest` and `size` (when given) and renamed into place atomically. Returns the number
-    /// of bytes written. A mismatch is an [`Error::Mismatch`] and leaves no file behind.
+    /// Downloads a blob into `dest` with the transfer engine the command line uses
+    /// ([`crate::transfer::download`]): resolves the redirect, GETs the `Location` with a
+    /// request that carries no `Authorization` header, streams the body into `.<name>.part`
+    /// beside `dest` while hashing it, retries and resumes as `fetch` does, checks `digest` and
+    /// `size` (when given) and renames into place. Returns the number of bytes transferred. A
+    /// mismatch is an [`Error::Mismatch`] and leaves no file behind.
     pub async fn download_to(&self, digest: &str, size: Option<u64>, dest: &Path) -> Result<u64, Error> {
-        let redirect = self.download_redirect(digest, None).await?;
-        self.fetch_to(&redirect.location, digest, size, dest).await
-    }
-
-    /// GETs a storage URL into `dest` (see [`ApiClient::download_to`]).
-    async fn fetch_to(&self, location: &str, digest: &str, size: Option<u64>, dest: &Path) -> Result<u64, Error> {
-        let url = storage_url(location)?;
-        let shown = redact_url(location);
-        let method = Method::GET;
-        tracing::debug!(url = %shown, dest = %dest.display(), "downloading");
-        let resp = self.storage.get(url.clone()).send().await.map_err(|e| Error::http(location, e))?;
-        if resp.status() != StatusCode::OK {
-            return Err(api_error(&method, &url, resp, true).await);
-        }
-        if let (Some(expected), Some(announced)) = (size, resp.content_length())
-            && expected != announced
-        {
-            return Err(Error::Mismatch {
-                what: format!(
-                    "{}: GET {shown} announces {announced} bytes, the expected size is {expected}",
-                    dest.display()
-                ),
-            });
-        }
-
-        let dir = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let digest = Digest::parse(digest).map_err(|e| Error::Protocol(format!("{digest:?}: {e}")))?;
         let name = dest
             .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| Error::io(dest, std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")))?;
-        let prefix = format!(".{}.", name.to_string_lossy());
-        let mut tmp_builder = tempfile::Builder::new();
-        tmp_builder.prefix(&prefix).suffix(".part");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // Like any new file: 0666 less the umask (tempfile's default is 0600).
-            tmp_builder.permissions(std::fs::Permissions::from_mode(0o666));
-        }
-        // Dropping `tmp` (error, mismatch, cancellation) removes the partial file.
-        let tmp = tmp_builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
-        let handle = tmp.as_file().try_clone().map_err(|e| Error::io(tmp.path(), e))?;
-        let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(handle));
-
-        let mut counter = Sha512Counter::new();
-        let mut body = resp.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| Error::http(location, e))?;
-            counter.update(&chunk);
-            if let Some(expected) = size
-                && counter.len() > expected
-            {
-                return Err(Error::Mismatch {
-                    what: format!("{}: GET {shown} sent more than the expected {expected} bytes", dest.display()),
-                });
-            }
-            out.write_all(&chunk).await.map_err(|e| Error::io(tmp.path(), e))?;
-        }
-        out.flush().await.map_err(|e| Error::io(tmp.path(), e))?;
-        let file = out.into_inner();
-        file.sync_all().await.map_err(|e| Error::io(tmp.path(), e))?;
-        drop(file);
-
-        let (got, len) = counter.finish();
-        if let Some(expected) = size
-            && len != expected
-        {
-            return Err(Error::Mismatch {
-                what: format!("{}: GET {shown} sent {len} bytes, the expected size is {expected}", dest.display()),
-            });
-        }
-        if got.as_str() != digest {
-            return Err(Error::Mismatch {
-                what: format!("{}: the bytes from GET {shown} have sha512 {got}, expected {digest}", dest.display()),
-            });
-        }
-        let dest_owned = dest.to_owned();
-        tokio::task::spawn_blocking(move || tmp.persist(&dest_owned).map(drop))
-            .await
-            .map_err(|e| Error::io(dest, std::io::Error::other(e.to_string())))?
-            .map_err(|e| Error::io(dest, e.error))?;
-        tracing::debug!(dest = %dest.display(), bytes = len, "downloaded");
-        Ok(len)
+        let part = dest.with_file_name(format!(".{name}.part"));
+        let blob = Blob { name, digest, size };
+        let servers = Servers::new([self.clone()]);
+        let never = || -> futures_util::future::BoxFuture<'_, Result<bool, Error>> { Box::pin(async { Ok(false) }) };
+        let via = Downloads { servers: &servers, retry: &RetryPolicy::default(), region: None, progress: &Silent };
+        transfer::download(via, &blob, &part, dest, &never).await
     }
 
     /// GETs a storage URL (a redirect's `Location`) without any credential. With `offset > 0`
@@ -384,16 +305,31 @@ impl ApiClient {
     pub async fn put_bytes(&self, put_url: &str, body: Bytes) -> Result<(), Error> {
         let url = storage_url(put_url)?;
         let rb = self.storage.put(url.clone()).header(CONTENT_TYPE, "application/octet-stream").body(body);
-        self.put(url, rb).await
+        self.put(url, rb).await.map_err(|f| f.error)
     }
 
     /// `PUT`s a file to a `put_url`, streamed from disk in constant memory, with
     /// `Content-Length` set from the file size; otherwise as [`ApiClient::put_bytes`].
     pub async fn put_file(&self, put_url: &str, path: &Path) -> Result<(), Error> {
+        self.put_file_reporting(put_url, path, None).await.map_err(|f| f.error)
+    }
+
+    /// [`ApiClient::put_file`], counting the bytes sent on `bar`; a failure carries the
+    /// `Retry-After` delay the storage asked for.
+    pub async fn put_file_reporting(
+        &self,
+        put_url: &str,
+        path: &Path,
+        bar: Option<Arc<dyn Transfer>>,
+    ) -> Result<(), Failure> {
         let url = storage_url(put_url)?;
         let file = tokio::fs::File::open(path).await.map_err(|e| Error::io(path, e))?;
         let len = file.metadata().await.map_err(|e| Error::io(path, e))?.len();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, READ_BUFFER);
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, READ_BUFFER).inspect(move |chunk| {
+            if let (Some(bar), Ok(c)) = (&bar, chunk) {
+                bar.advance(c.len() as u64);
+            }
+        });
         let rb = self
             .storage
             .put(url.clone())
@@ -403,13 +339,14 @@ impl ApiClient {
         self.put(url, rb).await
     }
 
-    async fn put(&self, url: Url, rb: RequestBuilder) -> Result<(), Error> {
+    async fn put(&self, url: Url, rb: RequestBuilder) -> Result<(), Failure> {
         let method = Method::PUT;
         let shown = redact_url(url.as_str());
         tracing::debug!(url = %shown, "uploading");
         let resp = rb.send().await.map_err(|e| Error::http(url.as_str(), e))?;
         if resp.status() != StatusCode::OK {
-            return Err(api_error(&method, &url, resp, true).await);
+            let retry_after = retry_after(resp.headers());
+            return Err(Failure { error: api_error(&method, &url, resp, true).await, retry_after });
         }
         drain(resp).await;
         tracing::debug!(url = %shown, "uploaded");
@@ -417,7 +354,7 @@ impl ApiClient {
     }
 
     /// `GET /upload/complete/sha512/<digest>`: 200 gives [`Completion::Verified`], 409 gives
-    /// [`Completion::Pending`] with the `X-Retry-After` delay (whole seconds, default 1 s);
+    /// [`Completion::Pending`] with the `Retry-After` / `X-Retry-After` delay (default 1 s);
     /// anything else is an [`Error::Api`].
     pub async fn complete(&self, digest: &str) -> Result<Completion, Error> {
         let method = Method::GET;
@@ -426,10 +363,7 @@ impl ApiClient {
         match resp.status() {
             StatusCode::OK => Ok(Completion::Verified(read_json(&method, &url, resp).await?)),
             StatusCode::CONFLICT => {
-                let retry_after = ["x-retry-after", "retry-after"]
-                    .iter()
-                    .find_map(|h| resp.headers().get(*h)?.to_str().ok()?.trim().parse::<u64>().ok())
-                    .map_or(Duration::from_secs(1), Duration::from_secs);
+                let retry_after = retry_after(resp.headers()).unwrap_or(Duration::from_secs(1));
                 drain(resp).await;
                 Ok(Completion::Pending { retry_after })
             }
@@ -500,95 +434,6 @@ impl ApiClient {
         let url = self.route(&["__version__"]);
         self.call(Method::GET, url, |rb| rb).await
     }
-
-    /// Uploads whole files: computes the size and sha512 of each file by streaming it, sends
-    /// one batch request for all of them, `PUT`s every file that came back with a `put_url`
-    /// (up to 4 at once; a digest given under several names is sent once), then waits for each
-    /// to be verified (see [`ApiClient::complete_until_verified`]; the wait allows 2 minutes
-    /// plus one second per 16 MiB).
-    ///
-    /// Returns the batch as the server answered it, and the names of the files the server
-    /// already had (no `put_url`). A name given twice, or an answer that does not match the
-    /// request, is an [`Error::Protocol`].
-    pub async fn upload_files(
-        &self,
-        message: &str,
-        files: &[(FileName, PathBuf, Visibility)],
-    ) -> Result<(Batch, Vec<String>), Error> {
-        let mut names = HashSet::new();
-        for (name, _, _) in files {
-            if !names.insert(name.as_str()) {
-                return Err(Error::Protocol(format!("the file name {name} is given more than once")));
-            }
-        }
-
-        let hashes: Vec<(Digest, u64)> =
-            stream::iter(files.iter().map(|(_, p, _)| hash_file(p))).buffered(PARALLEL).try_collect().await?;
-
-        let mut local: HashMap<&str, (&Path, &Digest, u64)> = HashMap::new();
-        let mut declared = BTreeMap::new();
-        for ((name, path, visibility), (digest, size)) in files.iter().zip(&hashes) {
-            tracing::debug!(%name, path = %path.display(), size, "declaring");
-            local.insert(name.as_str(), (path.as_path(), digest, *size));
-            declared.insert(
-                name.clone(),
-                UploadFile {
-                    size: *size,
-                    digest: digest.clone(),
-                    algorithm: Algorithm::Sha512,
-                    visibility: *visibility,
-                },
-            );
-        }
-        let request = UploadRequest { message: message.to_owned(), files: declared, author: None };
-        let batch = self.upload_batch(&request).await?;
-
-        let mut already = Vec::new();
-        let mut to_send: Vec<(&str, &str, &Path, &Digest, u64)> = Vec::new();
-        let mut digests_sent = HashSet::new();
-        for (name, answered) in &batch.files {
-            let Some(&(path, digest, size)) = local.get(name.as_str()) else {
-                return Err(Error::Protocol(format!(
-                    "POST {}: the batch answer names the file {name:?}, which was not sent",
-                    redact_url(self.route(&["upload"]).as_str())
-                )));
-            };
-            if &answered.digest != digest {
-                return Err(Error::Protocol(format!(
-                    "POST {}: the batch answer gives {name} the digest {}, not {digest}",
-                    redact_url(self.route(&["upload"]).as_str()),
-                    answered.digest
-                )));
-            }
-            match &answered.put_url {
-                None => already.push(name.clone()),
-                Some(put_url) => {
-                    if digests_sent.insert(digest) {
-                        to_send.push((name, put_url, path, digest, size));
-                    }
-                }
-            }
-        }
-        if let Some(missing) = local.keys().find(|n| !batch.files.contains_key(**n)) {
-            return Err(Error::Protocol(format!(
-                "POST {}: the batch answer lacks the file {missing:?}",
-                redact_url(self.route(&["upload"]).as_str())
-            )));
-        }
-
-        stream::iter(to_send.into_iter().map(|(name, put_url, path, digest, size)| async move {
-            tracing::info!(%name, size, "uploading");
-            self.put_file(put_url, path).await?;
-            let info = self.complete_until_verified(digest.as_str(), verify_timeout(size)).await?;
-            tracing::info!(%name, size = info.size, "uploaded and verified");
-            Ok::<_, Error>(())
-        }))
-        .buffer_unordered(PARALLEL)
-        .try_collect::<Vec<()>>()
-        .await?;
-
-        Ok((batch, already))
-    }
 }
 
 /// A failed request, with the delay the server asked to wait before trying again.
@@ -604,21 +449,6 @@ impl From<Error> for Failure {
     fn from(error: Error) -> Self {
         Self { error, retry_after: None }
     }
-}
-
-/// The `Retry-After` (or `X-Retry-After`) delay of an answer: whole seconds, or an HTTP date
-/// (RFC 9110), which gives the time left until then (zero once past).
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    ["retry-after", "x-retry-after"].iter().find_map(|h| parse_retry_after(headers.get(*h)?.to_str().ok()?))
-}
-
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
 /// How long the server may take to verify `size` bytes.
@@ -722,10 +552,9 @@ fn scrub_storage_body(body: &str, url: &Url) -> String {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
-    use std::time::SystemTime;
-
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
+    use tooltool_proto::{Algorithm, Sha512Counter, Visibility};
 
     use super::*;
 
@@ -1083,6 +912,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_upload_engine_retries_a_put_after_the_retry_after_it_was_given() {
+        let data = b"upload me".to_vec();
+        let d = digest_of(&data);
+        let info = serde_json::to_vec(&file_info(&d, data.len() as u64)).unwrap();
+        let puts = Arc::new(Mutex::new(Vec::<std::time::Instant>::new()));
+        let puts2 = puts.clone();
+        let (base, log) = serve(move |_, req| match req.method.as_str() {
+            "PUT" => {
+                let mut p = puts2.lock().unwrap();
+                p.push(std::time::Instant::now());
+                match p.len() {
+                    1 => reply(503, &[("Retry-After", "1")], "slow down"),
+                    _ => reply(200, &[], ""),
+                }
+            }
+            _ => reply(200, &[], info.clone()),
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        // Backoff alone would wait 10 ms: the server's Retry-After must win.
+        let retry = RetryPolicy { base_delay: Duration::from_millis(10), ..RetryPolicy::default() };
+        let blob = Blob { name: "f".into(), digest: d.clone(), size: Some(data.len() as u64) };
+        transfer::upload(&client(&base), &format!("{base}put?sig={SIG}"), &path, &blob, &retry, &Silent).await.unwrap();
+        let p = puts.lock().unwrap().clone();
+        assert_eq!(p.len(), 2);
+        assert!(p[1] - p[0] >= Duration::from_secs(1), "Retry-After not honoured: {:?}", p[1] - p[0]);
+        let log = log.lock().unwrap().clone();
+        let calls: Vec<_> = log.iter().map(|s| (s.method.as_str(), s.path())).collect();
+        let complete = format!("/upload/complete/sha512/{d}");
+        assert_eq!(calls, [("PUT", "/put"), ("PUT", "/put"), ("GET", complete.as_str())]);
+        assert_eq!(log[1].body, data);
+    }
+
+    #[tokio::test]
     async fn complete_reports_pending_and_verified() {
         let d = digest_of(b"data");
         let info = file_info(&d, 4);
@@ -1116,88 +981,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn upload_files_puts_only_what_is_missing() {
-        let dir = tempfile::tempdir().unwrap();
-        let new_path = dir.path().join("new.bin");
-        let old_path = dir.path().join("old.bin");
-        std::fs::write(&new_path, b"new bytes").unwrap();
-        std::fs::write(&old_path, b"old bytes").unwrap();
-        let old_digest = digest_of(b"old bytes");
-        let new_digest = digest_of(b"new bytes");
-
-        let stored = Arc::new(Mutex::new(Vec::<u8>::new()));
-        let stored2 = stored.clone();
-        let old2 = old_digest.clone();
-        let (base, log) = serve(move |base, req| match (req.method.as_str(), req.path()) {
-            ("POST", "/upload") => {
-                let r: UploadRequest = serde_json::from_slice(&req.body).unwrap();
-                let files = r
-                    .files
-                    .iter()
-                    .map(|(name, f)| {
-                        let put_url = (f.digest != old2).then(|| format!("{base}staging/{}?sig={SIG}", f.digest));
-                        (
-                            name.to_string(),
-                            tooltool_proto::BatchFile {
-                                size: f.size,
-                                digest: f.digest.clone(),
-                                algorithm: f.algorithm,
-                                visibility: f.visibility,
-                                put_url,
-                            },
-                        )
-                    })
-                    .collect();
-                let batch = Batch {
-                    id: 7,
-                    author: "me".into(),
-                    message: r.message,
-                    uploaded: "2026-11-22T10:00:00Z".into(),
-                    files,
-                };
-                reply(200, &[], serde_json::to_vec(&Wrapped { result: batch }).unwrap())
-            }
-            ("PUT", p) if p.starts_with("/staging/") => {
-                *stored2.lock().unwrap() = req.body.clone();
-                reply(200, &[], "")
-            }
-            ("GET", p) if p.starts_with("/upload/complete/sha512/") => {
-                let d = Digest::parse(p.rsplit('/').next().unwrap()).unwrap();
-                let size = stored2.lock().unwrap().len() as u64;
-                reply(200, &[], serde_json::to_vec(&file_info(&d, size)).unwrap())
-            }
-            _ => reply(404, &[], ""),
-        })
-        .await;
-        let c = client(&base);
-        let files = vec![
-            (FileName::parse("new.bin").unwrap(), new_path.clone(), Visibility::Internal),
-            (FileName::parse("old.bin").unwrap(), old_path.clone(), Visibility::Public),
-        ];
-        let (batch, already) = c.upload_files("a message", &files).await.unwrap();
-        assert_eq!(batch.id, 7);
-        assert_eq!(already, vec!["old.bin".to_owned()]);
-        assert_eq!(batch.files["new.bin"].digest, new_digest);
-        assert_eq!(batch.files["new.bin"].visibility, Visibility::Internal);
-        assert_eq!(*stored.lock().unwrap(), b"new bytes");
-
-        let log = log.lock().unwrap().clone();
-        let order: Vec<_> = log.iter().map(|s| s.method.as_str()).collect();
-        assert_eq!(order, vec!["POST", "PUT", "GET"]);
-        let sent: UploadRequest = serde_json::from_slice(&log[0].body).unwrap();
-        assert_eq!(sent.message, "a message");
-        assert_eq!(sent.files.len(), 2);
-        assert!(sent.author.is_none());
-        assert_eq!(log[0].header("authorization"), Some(&*format!("Bearer {TOKEN}")));
-        assert_eq!(log[1].header("authorization"), None);
-        assert_eq!(log[2].header("authorization"), Some(&*format!("Bearer {TOKEN}")));
-
-        let twice = vec![files[0].clone(), files[0].clone()];
-        let err = c.upload_files("m", &twice).await.unwrap_err();
-        assert!(matches!(err, Error::Protocol(_)), "{err:?}");
-    }
-
-    #[tokio::test]
     async fn search_and_patch_routes() {
         let d = digest_of(b"x");
         let info = file_info(&d, 1);
@@ -1227,17 +1010,5 @@ mod tests {
         let sent: Vec<PatchOp> = serde_json::from_slice(&log[2].body).unwrap();
         assert_eq!(sent, ops);
         assert!(log.iter().all(|s| s.header("authorization").is_none()));
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_or_an_http_date() {
-        use super::parse_retry_after;
-        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
-        let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
-        let left = parse_retry_after(&soon).unwrap();
-        assert!(left > Duration::from_secs(27) && left <= Duration::from_secs(30), "{left:?}");
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a past date: now");
-        assert_eq!(parse_retry_after("soon"), None);
-        assert_eq!(parse_retry_after("-5"), None);
     }
 }

@@ -33,6 +33,15 @@ pub enum Error {
         /// The underlying error (its URL removed).
         source: reqwest::Error,
     },
+    /// A tooltool server refused every connection (or could not be reached at all) for the
+    /// tries the retry policy allows: it is taken as down for the rest of the run.
+    #[error("cannot connect to the tooltool server at {url}: {cause}")]
+    Unreachable {
+        /// The server's URL.
+        url: String,
+        /// What the connection attempt ended with (e.g. `Connection refused`).
+        cause: String,
+    },
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -76,6 +85,16 @@ impl Error {
     /// An [`Error::Http`] for `url`, with the URL stripped out of the reqwest error too.
     pub(crate) fn http(url: &str, source: reqwest::Error) -> Self {
         Error::Http { url: redact_url(url), source: source.without_url() }
+    }
+
+    /// The innermost cause of the error, the part that says what happened
+    /// (`Connection refused (os error 111)`).
+    pub fn root_cause(&self) -> String {
+        let mut cur: &dyn std::error::Error = self;
+        while let Some(next) = cur.source() {
+            cur = next;
+        }
+        cur.to_string()
     }
 
     /// An [`Error::Io`] for `path`.

@@ -1,9 +1,12 @@
-//! The tooltool client library: talks to a tooltool server as `shared/PROTOCOL.md` describes.
+//! The tooltool client library: talks to a tooltool server as `shared/PROTOCOL.md` describes,
+//! and runs the client's workflows (fetch, upload) for the `tooltool` command and for anyone
+//! else. It has no terminal UI: workflows report through [`progress::Progress`].
 //!
 //! [`ApiClient`] wraps every route of the protocol. It sends `Authorization: Bearer <token>`
 //! to the tooltool server only, never to the storage URLs the server hands out (download
-//! redirects and upload `put_url`s), does not follow redirects on its own, and streams blobs
-//! to and from disk in constant memory while hashing them.
+//! redirects and upload `put_url`s), and does not follow redirects on its own. Blobs move
+//! through one engine, [`transfer`], which streams them to and from disk in constant memory
+//! while hashing them, with one retry policy ([`retry`]).
 //!
 //! Errors ([`Error`]) always name the URL or file involved; URLs are shown without their query
 //! string, so neither tokens nor presigned signatures end up in messages or logs.
@@ -15,15 +18,20 @@
 pub use tooltool_proto as proto;
 
 pub mod api;
-pub mod cli;
+pub mod cache;
 pub mod credentials;
 pub mod error;
 pub mod fetch;
+mod files;
 pub mod hashing;
+pub mod index;
 pub mod progress;
+pub mod retry;
+pub mod transfer;
 pub mod unpack;
 pub mod upload;
 
 pub use api::{ApiClient, Completion, Failure, Redirect};
 pub use credentials::Credentials;
 pub use error::Error;
+pub use retry::{RetryPolicy, Servers};

@@ -1,135 +1,76 @@
-//! What the user sees: progress bars (indicatif) on a terminal, plain lines otherwise;
-//! `-q` shows only errors, `-v` adds details.
+//! How the workflows tell their caller what happens: a small trait, [`Progress`], that the
+//! command line implements with progress bars and lines on stderr, and that tests and other
+//! library users leave [`Silent`] or record. The library itself never writes to a terminal.
 
-use std::io::IsTerminal;
-use std::time::Duration;
+use std::sync::Arc;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-/// How much to show.
+/// How important a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verbosity {
-    /// Errors only.
-    Quiet,
-    /// One line per file.
-    Normal,
-    /// Details too.
-    Verbose,
+pub enum Level {
+    /// Something failed.
+    Error,
+    /// Something went wrong but is handled (a retry, a replaced file).
+    Warn,
+    /// One line per file: what happened to it.
+    Info,
+    /// Details (`-v`).
+    Detail,
 }
 
-/// Reports progress to stderr.
-#[derive(Clone)]
-pub struct Reporter {
-    verbosity: Verbosity,
-    bars: Option<MultiProgress>,
-}
+/// Receives the messages and the byte counts of transfers. Implementations must be cheap:
+/// [`Transfer::advance`] is called for every chunk received or sent.
+pub trait Progress: Send + Sync {
+    /// A message about the run or one file.
+    fn message(&self, level: Level, text: &str);
 
-impl std::fmt::Debug for Reporter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reporter").field("verbosity", &self.verbosity).field("bars", &self.bars.is_some()).finish()
-    }
-}
-
-impl Reporter {
-    /// Bars when stderr is a terminal and not quiet, plain lines otherwise.
-    pub fn new(verbosity: Verbosity) -> Self {
-        let bars = (verbosity > Verbosity::Quiet && std::io::stderr().is_terminal())
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Self { verbosity, bars }
-    }
-
-    /// Plain lines only (tests, pipes).
-    pub fn plain(verbosity: Verbosity) -> Self {
-        Self { verbosity, bars: None }
-    }
-
-    /// The verbosity.
-    pub fn verbosity(&self) -> Verbosity {
-        self.verbosity
-    }
-
-    /// A normal message.
-    pub fn info(&self, msg: &str) {
-        if self.verbosity >= Verbosity::Normal {
-            self.line(msg);
-        }
-    }
-
-    /// A detail, shown with `-v`.
-    pub fn detail(&self, msg: &str) {
-        if self.verbosity >= Verbosity::Verbose {
-            self.line(msg);
-        }
-    }
-
-    /// An error, always shown.
-    pub fn error(&self, msg: &str) {
-        self.line(&format!("error: {msg}"));
-    }
-
-    /// A warning, shown unless quiet.
-    pub fn warn(&self, msg: &str) {
-        if self.verbosity >= Verbosity::Normal {
-            self.line(&format!("warning: {msg}"));
-        }
-    }
-
-    fn line(&self, msg: &str) {
-        match &self.bars {
-            Some(m) => {
-                let _ = m.println(msg);
-            }
-            None => eprintln!("{msg}"),
-        }
-    }
-
-    /// A bar for one transfer of `size` bytes (unknown when `None`).
-    pub fn bar(&self, name: &str, size: Option<u64>) -> Bar {
-        let Some(m) = &self.bars else { return Bar(None) };
-        let pb = match size {
-            Some(n) => ProgressBar::new(n).with_style(
-                ProgressStyle::with_template(
-                    "{msg:30!} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            ),
-            None => ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{msg:30!} {spinner} {bytes:>10} {bytes_per_sec:>12}")
-                    .expect("valid template"),
-            ),
-        };
-        let pb = m.add(pb);
-        pb.set_message(name.to_owned());
-        pb.enable_steady_tick(Duration::from_millis(200));
-        Bar(Some(pb))
+    /// A transfer of `name` starts; `size` when known. The returned handle receives the byte
+    /// counts and is dropped when the transfer ends.
+    fn transfer(&self, name: &str, size: Option<u64>) -> Arc<dyn Transfer> {
+        let _ = (name, size);
+        Arc::new(())
     }
 }
 
-/// One progress bar (or nothing, when not on a terminal).
-#[derive(Debug)]
-pub struct Bar(Option<ProgressBar>);
-
-impl Bar {
-    /// Sets the position (bytes done).
-    pub fn set(&self, pos: u64) {
-        if let Some(pb) = &self.0 {
-            pb.set_position(pos);
-        }
-    }
-
-    /// Adds bytes done.
-    pub fn inc(&self, n: u64) {
-        if let Some(pb) = &self.0 {
-            pb.inc(n);
-        }
-    }
+/// The byte count of one transfer.
+pub trait Transfer: Send + Sync {
+    /// The transfer (re)starts at `pos` bytes (a resumed or restarted download).
+    fn set(&self, pos: u64);
+    /// `n` more bytes were moved.
+    fn advance(&self, n: u64);
 }
 
-impl Drop for Bar {
-    fn drop(&mut self) {
-        if let Some(pb) = &self.0 {
-            pb.finish_and_clear();
-        }
+impl Transfer for () {
+    fn set(&self, _pos: u64) {}
+    fn advance(&self, _n: u64) {}
+}
+
+/// Reports nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn message(&self, _level: Level, _text: &str) {}
+}
+
+/// Shorthands for the workflows.
+pub(crate) trait ProgressExt {
+    fn error(&self, text: &str);
+    fn warn(&self, text: &str);
+    fn info(&self, text: &str);
+    fn detail(&self, text: &str);
+}
+
+impl<P: Progress + ?Sized> ProgressExt for P {
+    fn error(&self, text: &str) {
+        self.message(Level::Error, text);
+    }
+    fn warn(&self, text: &str) {
+        self.message(Level::Warn, text);
+    }
+    fn info(&self, text: &str) {
+        self.message(Level::Info, text);
+    }
+    fn detail(&self, text: &str) {
+        self.message(Level::Detail, text);
     }
 }

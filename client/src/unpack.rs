@@ -8,7 +8,8 @@
 //! Hostile archives are refused: absolute paths, `..` components, symbolic links or hard links
 //! that point outside the extracted tree, device and FIFO entries, writes through a symbolic
 //! link, more than [`UnpackLimits::max_entries`] entries or more than
-//! [`UnpackLimits::max_bytes`] uncompressed bytes. Setuid, setgid and sticky bits are stripped.
+//! [`UnpackLimits::max_bytes`] uncompressed bytes, setuid and setgid entries. Sticky bits are
+//! dropped.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;

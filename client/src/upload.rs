@@ -1,19 +1,20 @@
-//! `tooltool upload`: every record of the manifest is checked against its local file, declared
-//! in one batch request, `PUT` in parallel (streamed from disk, constant memory) when the
-//! server does not have it yet, and completed (waiting out `409` + `X-Retry-After`).
+//! `upload`: every record of the manifest is checked against its local file, declared in one
+//! batch request, `PUT` by the transfer engine, several at once (at most `jobs`), streamed from
+//! disk in constant memory, when the server does not have it yet, and completed (waiting out
+//! `409` + `X-Retry-After`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
 use tooltool_proto::{Algorithm, FileName, ManifestEntry, UploadFile, UploadRequest, Visibility};
 
-use crate::api::{ApiClient, verify_timeout};
+use crate::api::ApiClient;
 use crate::error::Error;
-use crate::fetch::RetryPolicy;
 use crate::hashing::hash_file;
-use crate::progress::Reporter;
+use crate::progress::{Progress, ProgressExt};
+use crate::retry::RetryPolicy;
+use crate::transfer::{self, Blob};
 
 /// What happened to one file of an upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +53,7 @@ pub async fn upload(
     default_visibility: Option<Visibility>,
     jobs: usize,
     retry: RetryPolicy,
-    reporter: &Reporter,
+    progress: &dyn Progress,
 ) -> Result<UploadReport, Error> {
     let mut declared = BTreeMap::new();
     let mut paths = BTreeMap::new();
@@ -92,10 +93,10 @@ pub async fn upload(
     }
     let request = UploadRequest { message: message.to_owned(), files: declared.clone(), author: None };
     let batch = client.upload_batch(&request).await?;
-    reporter.detail(&format!("batch {} recorded", batch.id));
+    progress.detail(&format!("batch {} recorded", batch.id));
 
     let mut files: BTreeMap<String, Result<Uploaded, Error>> = BTreeMap::new();
-    let mut to_send: Vec<(String, String, PathBuf, u64, String)> = Vec::new();
+    let mut to_send: Vec<(String, String, PathBuf, Blob)> = Vec::new();
     let mut seen = HashSet::new();
     let mut twins: Vec<(String, String)> = Vec::new();
     for (name, declared_file) in &declared {
@@ -106,14 +107,15 @@ pub async fn upload(
         };
         match &answered.put_url {
             None => {
-                reporter.info(&format!("{name}: already stored on the server"));
+                progress.info(&format!("{name}: already stored on the server"));
                 files.insert(name, Ok(Uploaded::AlreadyStored));
             }
             Some(url) => {
                 let digest = declared_file.digest.to_string();
                 if seen.insert(digest.clone()) {
                     let (path, size) = paths[&name].clone();
-                    to_send.push((name, url.clone(), path, size, digest));
+                    let blob = Blob { name: name.clone(), digest: declared_file.digest.clone(), size: Some(size) };
+                    to_send.push((name, url.clone(), path, blob));
                 } else {
                     twins.push((name, digest));
                 }
@@ -122,12 +124,13 @@ pub async fn upload(
     }
 
     let sent: Vec<(String, String, Result<Uploaded, Error>)> =
-        stream::iter(to_send.into_iter().map(|(name, url, path, size, digest)| async move {
-            reporter.info(&format!("{name}: uploading {size} bytes"));
-            let result = put_and_complete(client, &url, &path, size, &digest, retry, reporter).await;
+        stream::iter(to_send.into_iter().map(|(name, url, path, blob)| async move {
+            progress.info(&format!("{name}: uploading {} bytes", blob.size.unwrap_or(0)));
+            let result = transfer::upload(client, &url, &path, &blob, &retry, progress).await.map(|()| Uploaded::Sent);
+            let digest = blob.digest.to_string();
             match &result {
-                Ok(_) => reporter.info(&format!("{name}: uploaded and verified")),
-                Err(e) => reporter.error(&format!("{name}: {e}")),
+                Ok(_) => progress.info(&format!("{name}: uploaded and verified")),
+                Err(e) => progress.error(&format!("{name}: {e}")),
             }
             (name, digest, result)
         }))
@@ -145,36 +148,6 @@ pub async fn upload(
         files.insert(name, result);
     }
     Ok(UploadReport { batch_id: batch.id, files })
-}
-
-async fn put_and_complete(
-    client: &ApiClient,
-    url: &str,
-    path: &Path,
-    size: u64,
-    digest: &str,
-    retry: RetryPolicy,
-    reporter: &Reporter,
-) -> Result<Uploaded, Error> {
-    let mut attempt = 0;
-    loop {
-        match client.put_file(url, path).await {
-            Ok(()) => break,
-            Err(e) => {
-                let retryable =
-                    matches!(e, Error::Http { .. }) || e.status().is_some_and(|s| s >= 500 || s == 429 || s == 408);
-                attempt += 1;
-                if !retryable || attempt >= retry.attempts {
-                    return Err(e);
-                }
-                let delay = retry.base_delay.saturating_mul(1 << (attempt - 1).min(16)).min(retry.max_delay);
-                reporter.warn(&format!("{}: {e}; retrying in {:.1} s", path.display(), delay.as_secs_f64()));
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
-    client.complete_until_verified(digest, verify_timeout(size).max(Duration::from_secs(60))).await?;
-    Ok(Uploaded::Sent)
 }
 
 /// A file name from a path's last component, checked as the manifest requires.

@@ -7,6 +7,7 @@
 
 mod body;
 pub mod events;
+mod hashing;
 pub mod json;
 mod manifest;
 mod problem;
@@ -17,9 +18,10 @@ pub use body::{
     TokenResponse, UploadFile, UploadRequest, VersionInfo, Wrapped,
 };
 pub use events::{Audience, Event, EventData, EventFile, EventPage, EventType};
+pub use hashing::{HASH_BUFFER, Sha512Counter, hash_reader};
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
 pub use problem::Problem;
-pub use values::{Algorithm, Digest, FileName, InvalidValue, Sha512Counter, Visibility};
+pub use values::{Algorithm, Digest, FileName, InvalidValue, Visibility};
 
 /// The scope prefix used when a deployment does not configure its own.
 pub const DEFAULT_SCOPE_PREFIX: &str = "project:releng:services/tooltool/api";

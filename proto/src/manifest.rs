@@ -1,5 +1,7 @@
-//! The manifest (`manifest.tt`): a JSON list of file records, written with two-space
-//! indentation and members in the order the original client writes them.
+//! The manifest (`manifest.tt`): a JSON list of file records, written byte for byte as the
+//! original client's `json.dump(records, f, indent=2, separators=(",", ": "))` writes it: two-space
+//! indentation, members in its order, non-ASCII characters escaped (`ensure_ascii`), and no
+//! trailing newline.
 
 use std::io;
 use std::path::Path;
@@ -32,6 +34,56 @@ pub struct ManifestEntry {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// serde_json's pretty printer (two spaces; `,` at line ends and `": "`, as Python's `indent=2`
+/// with `separators=(",", ": ")`), plus Python's `ensure_ascii`: every non-ASCII character
+/// becomes `\uXXXX` (a surrogate pair beyond the BMP). Control characters are escaped by
+/// serde_json already as Python does (`\n`, `\u001f`).
+#[derive(Default)]
+struct PythonFormatter(serde_json::ser::PrettyFormatter<'static>);
+
+/// The layout methods of [`PythonFormatter`]: those of the pretty printer.
+macro_rules! forward_to_pretty {
+    (first: $($name:ident),*) => {$(
+        fn $name<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+            self.0.$name(w, first)
+        }
+    )*};
+    ($($name:ident),*) => {$(
+        fn $name<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+            self.0.$name(w)
+        }
+    )*};
+}
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if c.is_ascii() {
+                continue;
+            }
+            w.write_all(&fragment.as_bytes()[start..i])?;
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                write!(w, "\\u{unit:04x}")?;
+            }
+            start = i + c.len_utf8();
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+
+    forward_to_pretty!(
+        begin_array,
+        end_array,
+        end_array_value,
+        begin_object,
+        end_object,
+        begin_object_value,
+        end_object_value
+    );
+    forward_to_pretty!(first: begin_array_value, begin_object_key);
 }
 
 /// Why a manifest could not be read or written.
@@ -91,11 +143,22 @@ impl Manifest {
         Self::from_json(&text, &shown)
     }
 
-    /// The manifest as text: two-space indentation, trailing newline.
+    /// The manifest as text, exactly as `tooltool.py` writes it (see the module docs).
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(&self.entries).expect("manifest serializes");
-        s.push('\n');
-        s
+        let mut out = Vec::new();
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter::default());
+        self.entries.serialize(&mut ser).expect("manifest serializes");
+        String::from_utf8(out).expect("the formatter writes ASCII")
+    }
+
+    /// Puts `records` first, in their order, followed by the records already present under
+    /// other names: the order `tooltool.py add` leaves.
+    pub fn put_first(&mut self, records: Vec<ManifestEntry>) {
+        let old = std::mem::take(&mut self.entries);
+        self.entries = records;
+        let new_names: std::collections::HashSet<String> =
+            self.entries.iter().map(|e| e.filename.to_string()).collect();
+        self.entries.extend(old.into_iter().filter(|e| !new_names.contains(e.filename.as_str())));
     }
 
     /// Writes the manifest atomically (temporary file, then rename).
@@ -151,10 +214,46 @@ mod tests {
         };
         let d = "c".repeat(128);
         let expected = format!(
-            "[\n  {{\n    \"filename\": \"gcc.tar.xz\",\n    \"size\": 123,\n    \"algorithm\": \"sha512\",\n    \"digest\": \"{d}\",\n    \"unpack\": true,\n    \"visibility\": \"internal\"\n  }},\n  {{\n    \"filename\": \"a.txt\",\n    \"size\": null,\n    \"algorithm\": \"sha512\",\n    \"digest\": \"{d}\",\n    \"version\": \"1.0\"\n  }}\n]\n"
+            "[\n  {{\n    \"filename\": \"gcc.tar.xz\",\n    \"size\": 123,\n    \"algorithm\": \"sha512\",\n    \"digest\": \"{d}\",\n    \"unpack\": true,\n    \"visibility\": \"internal\"\n  }},\n  {{\n    \"filename\": \"a.txt\",\n    \"size\": null,\n    \"algorithm\": \"sha512\",\n    \"digest\": \"{d}\",\n    \"version\": \"1.0\"\n  }}\n]"
         );
         assert_eq!(m.to_json(), expected);
         assert_eq!(Manifest::from_json(&expected, "m").unwrap(), m);
+    }
+
+    #[test]
+    fn non_ascii_is_escaped_as_python_does_and_an_empty_manifest_is_two_brackets() {
+        let mut m = Manifest::default();
+        assert_eq!(m.to_json(), "[]");
+        m.entries.push(ManifestEntry {
+            filename: FileName::parse("caf\u{e9}-\u{1f600}\n.txt").unwrap(),
+            size: Some(1),
+            algorithm: Algorithm::Sha512,
+            digest: digest(),
+            unpack: false,
+            version: None,
+            visibility: None,
+        });
+        let text = m.to_json();
+        assert!(text.contains(r#""filename": "caf\u00e9-\ud83d\ude00\n.txt","#), "{text}");
+        assert!(text.is_ascii());
+        assert_eq!(Manifest::from_json(&text, "m").unwrap(), m);
+    }
+
+    #[test]
+    fn put_first_orders_new_records_before_the_old_ones() {
+        let rec = |name: &str| ManifestEntry {
+            filename: FileName::parse(name).unwrap(),
+            size: Some(1),
+            algorithm: Algorithm::Sha512,
+            digest: digest(),
+            unpack: false,
+            version: None,
+            visibility: None,
+        };
+        let mut m = Manifest { entries: vec![rec("a"), rec("b")] };
+        m.put_first(vec![rec("c"), rec("b"), rec("d")]);
+        let names: Vec<&str> = m.entries.iter().map(|e| e.filename.as_str()).collect();
+        assert_eq!(names, ["c", "b", "d", "a"]);
     }
 
     #[test]

@@ -78,42 +78,6 @@ impl FromStr for Digest {
     }
 }
 
-/// SHA-512 of a byte stream as it passes, and its length: how both ends check content.
-#[derive(Clone, Default)]
-pub struct Sha512Counter {
-    hasher: sha2::Sha512,
-    len: u64,
-}
-
-impl Sha512Counter {
-    /// An empty counter.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Feeds more bytes.
-    pub fn update(&mut self, data: &[u8]) {
-        sha2::Digest::update(&mut self.hasher, data);
-        self.len += data.len() as u64;
-    }
-
-    /// How many bytes were fed so far.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether no byte was fed yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The digest of everything fed, and its length in bytes.
-    pub fn finish(self) -> (Digest, u64) {
-        let out: [u8; 64] = sha2::Digest::finalize(self.hasher).into();
-        (Digest::from_bytes(&out), self.len)
-    }
-}
-
 /// Who may download a file.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(rename_all = "lowercase"))]
@@ -253,19 +217,6 @@ mod tests {
         assert_eq!(Digest::parse(&"g".repeat(128)), Err(InvalidValue::Digest));
         assert_eq!(Digest::parse("invalid"), Err(InvalidValue::Digest));
         assert_eq!(Digest::parse(""), Err(InvalidValue::Digest));
-    }
-
-    #[test]
-    fn counter_hashes_abc_in_pieces_and_the_empty_input() {
-        let mut c = Sha512Counter::new();
-        c.update(b"a");
-        c.update(b"bc");
-        let (d, n) = c.finish();
-        assert_eq!(n, 3);
-        assert!(d.as_str().starts_with("ddaf35a193617aba") && d.as_str().ends_with("a54ca49f"), "{d}");
-        let (empty, n) = Sha512Counter::new().finish();
-        assert_eq!(n, 0);
-        assert!(empty.as_str().starts_with("cf83e1357eefb8bd"), "{empty}");
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use tooltool_api::Settings;
 use tooltool_api::settings::{BlobSettings, S3Settings, Secret};
 
-use crate::{Backend, S3Env, TEST_SECRET, TestApp, fresh_postgres_database, required_env};
+use crate::app::{fresh_postgres_database, required_env};
+use crate::{Backend, S3Env, TEST_SECRET, TestApp};
 
 /// An s3s-fs server of the test's own, which it may stop and start again on the same port and
 /// directory (killed when dropped).

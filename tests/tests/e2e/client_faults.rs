@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use tooltool_e2e::proto::{Manifest, Visibility};
 use tooltool_e2e::proxy::{Action, Kind, Proxy};
-use tooltool_e2e::{Backend, TestApp, backend_tests, tooltool_cli};
+use tooltool_e2e::tooltool::index::INDEX_NAME;
+use tooltool_e2e::{Backend, TestApp, backend_tests, tooltool_cli, tooltool_cli_output};
 
 backend_tests!(
     resumes_with_range_after_a_connection_cut_mid_body,
@@ -99,7 +100,9 @@ async fn falls_through_to_the_next_url(backend: Backend) {
     std::fs::remove_file(dir.path().join("x.bin")).unwrap();
     let args = ["--url", &empty.url, "--url", &empty.url, "fetch"];
     assert_eq!(tooltool_cli(dir.path(), &args).await, 1);
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    let names: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != INDEX_NAME).collect();
+    assert_eq!(names, ["manifest.tt"]);
 }
 
 async fn an_expired_signed_url_is_requested_again(backend: Backend) {
@@ -136,7 +139,12 @@ async fn a_fetch_killed_half_way_finishes_without_downloading_completed_files_ag
     assert_eq!(std::fs::read(dir.path().join("small.bin")).unwrap(), small);
     assert!(!dir.path().join("big.bin").exists(), "no corrupt file may be left");
     let part = dir.path().join(".big.bin.part");
-    let kept = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+    // Once the killed run has let go of the part (its writer flushes what it received first).
+    let kept = {
+        let f = std::fs::File::open(&part).unwrap();
+        f.lock().unwrap();
+        f.metadata().unwrap().len()
+    };
     assert!(kept > 0 && kept <= 2_000_000, "kept {kept}");
 
     // Run again: small.bin is not downloaded again, big.bin resumes where the part ends.
@@ -149,4 +157,24 @@ async fn a_fetch_killed_half_way_finishes_without_downloading_completed_files_ag
     assert_eq!(storage[2].header("range"), Some(format!("bytes={kept}-").as_str()));
     assert_eq!(storage[2].body_sent as u64, 3_000_000 - kept);
     assert_eq!(tooltool_cli(dir.path(), &["validate"]).await, 0);
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_connections_fails_the_fetch_with_one_message() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Vec<Vec<u8>> = (0..6).map(|i| blob(30 + i, 100)).collect();
+    let files: Vec<(String, &[u8])> = blobs.iter().enumerate().map(|(i, b)| (format!("f{i}"), &b[..])).collect();
+    let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), *b)).collect();
+    write_manifest(dir.path(), &files);
+    let (code, out) = tooltool_cli_output(dir.path(), &["--url", &url, "fetch"]).await;
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one message, not one per file: {out}");
+    let prefix = format!("error: cannot connect to the tooltool server at {url}: ");
+    assert!(lines[0].starts_with(&prefix), "{out}");
+    assert!(lines[0].contains("Connection refused"), "{out}");
+    assert!(lines[0].ends_with("; 6 files not fetched (check --url, and that the server is up)"), "{out}");
 }

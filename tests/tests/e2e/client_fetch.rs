@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use tooltool_e2e::proto::{Manifest, ManifestEntry, Visibility};
 use tooltool_e2e::proxy::{Action, Kind, Proxy};
-use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of, tooltool_cli};
+use tooltool_e2e::tooltool::index::INDEX_NAME;
+use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of, tooltool_cli, tooltool_cli_output};
 
 backend_tests!(
     fetch_downloads_every_record_then_skips_valid_files_and_replaces_invalid_ones,
@@ -15,6 +16,8 @@ backend_tests!(
     internal_files_need_credentials_in_either_file_form,
     cache_hits_reuse_the_cache_and_touch_it,
     concurrent_fetches_share_one_cache,
+    a_cache_entry_changed_after_it_was_recorded_is_fetched_again,
+    a_destination_file_edited_in_place_is_replaced_even_within_the_same_second,
 );
 
 fn blob(seed: u32, len: usize) -> Vec<u8> {
@@ -34,7 +37,7 @@ fn stray_files(dir: &Path, expected: &[&str]) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "manifest.tt" && !expected.contains(&n.as_str()))
+        .filter(|n| n != "manifest.tt" && n != INDEX_NAME && !expected.contains(&n.as_str()))
         .collect()
 }
 
@@ -172,7 +175,8 @@ async fn cache_hits_reuse_the_cache_and_touch_it(backend: Backend) {
     assert_eq!(std::fs::read(&cached).unwrap(), data);
     assert_eq!(proxy.storage_log().len(), 2);
     let names: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names.iter().filter(|n| !n.to_string_lossy().ends_with(".part")).count(), 1, "{names:?}");
+    let blobs = names.iter().filter(|n| !n.to_string_lossy().starts_with('.')).count();
+    assert_eq!(blobs, 1, "{names:?}");
 
     // purge empties it (and exits 0, unlike the original).
     assert_eq!(tooltool_cli(one.path(), &["-c", cache_arg, "purge"]).await, 0);
@@ -216,4 +220,106 @@ async fn concurrent_fetches_share_one_cache(backend: Backend) {
     for b in &blobs {
         assert_eq!(&std::fs::read(cache.path().join(digest_of(b).as_str())).unwrap(), b);
     }
+}
+
+/// Overwrites `path` in place (same inode, same size) with other bytes, then puts its
+/// modification time back: only the change time shows the edit.
+fn rewrite_in_place_keeping_mtime(path: &Path) {
+    let meta = std::fs::metadata(path).unwrap();
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    std::io::Write::write_all(&mut f, &vec![0u8; meta.len() as usize]).unwrap();
+    f.set_modified(meta.modified().unwrap()).unwrap();
+    assert_eq!(std::fs::metadata(path).unwrap().len(), meta.len());
+}
+
+async fn a_cache_entry_changed_after_it_was_recorded_is_fetched_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let data = blob(9, 300_000);
+    app.upload("k.bin", &data, Visibility::Public).await;
+    let proxy = Proxy::start(&app.url).await;
+    let cache = tempfile::tempdir().unwrap();
+    let cached = cache.path().join(digest_of(&data).as_str());
+    let fetch = |verbose: bool| {
+        let (url, cache_arg) = (proxy.url.clone(), cache.path().to_str().unwrap().to_owned());
+        let data = data.clone();
+        async move {
+            let dir = tempfile::tempdir().unwrap();
+            write_manifest(dir.path(), vec![entry("k.bin", &data)]);
+            let mut args = vec!["--url", url.as_str(), "-c", cache_arg.as_str(), "fetch"];
+            if verbose {
+                args.insert(0, "-v");
+            }
+            let (code, out) = tooltool_cli_output(dir.path(), &args).await;
+            assert_eq!(code, 0, "{out}");
+            assert_eq!(std::fs::read(dir.path().join("k.bin")).unwrap(), data, "a wrong byte reached the destination");
+            out
+        }
+    };
+
+    fetch(false).await;
+    assert_eq!(proxy.storage_log().len(), 1);
+    // Once the clock has moved past the record, a hit is copied on the record's word alone.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    fetch(true).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let out = fetch(true).await;
+    assert!(out.contains("k.bin: copied from the cache"), "{out}");
+    assert!(!out.contains("hashed"), "the record should have vouched: {out}");
+    assert_eq!(proxy.storage_log().len(), 1);
+
+    // Other bytes of the same size, modification time restored: the record no longer matches.
+    rewrite_in_place_keeping_mtime(&cached);
+    fetch(false).await;
+    assert_eq!(proxy.storage_log().len(), 2, "the changed entry was fetched again");
+    assert_eq!(std::fs::read(&cached).unwrap(), data);
+
+    // Truncated: fetched again too.
+    std::fs::OpenOptions::new().write(true).open(&cached).unwrap().set_len(1000).unwrap();
+    fetch(false).await;
+    assert_eq!(proxy.storage_log().len(), 3);
+    assert_eq!(std::fs::read(&cached).unwrap(), data);
+
+    // --verify-cache hashes a hit whatever its record says.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_manifest(dir.path(), vec![entry("k.bin", &data)]);
+    let cache_arg = cache.path().to_str().unwrap();
+    let args = ["-v", "--url", &proxy.url, "-c", cache_arg, "--verify-cache", "fetch"];
+    let (code, out) = tooltool_cli_output(dir.path(), &args).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("k.bin: the cached copy was hashed"), "{out}");
+    assert_eq!(proxy.storage_log().len(), 3);
+}
+
+async fn a_destination_file_edited_in_place_is_replaced_even_within_the_same_second(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let data = blob(10, 200_000);
+    app.upload("d.bin", &data, Visibility::Public).await;
+    let proxy = Proxy::start(&app.url).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_manifest(dir.path(), vec![entry("d.bin", &data)]);
+    let file = dir.path().join("d.bin");
+    let args = ["-v", "--url", proxy.url.as_str(), "fetch"];
+
+    // Edited right after the fetch that wrote it and its index record (the racy case).
+    assert_eq!(tooltool_cli(dir.path(), &args).await, 0);
+    rewrite_in_place_keeping_mtime(&file);
+    assert_eq!(tooltool_cli(dir.path(), &args).await, 0);
+    assert_eq!(std::fs::read(&file).unwrap(), data);
+    assert_eq!(proxy.storage_log().len(), 2);
+
+    // Once the clock has moved past the index, an unchanged file is trusted without hashing.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(tooltool_cli(dir.path(), &args).await, 0);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (code, out) = tooltool_cli_output(dir.path(), &args).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("d.bin: present, vouched for by the destination index"), "{out}");
+
+    // An edit long after the index: the record no longer matches, the file is hashed, replaced.
+    rewrite_in_place_keeping_mtime(&file);
+    assert_eq!(tooltool_cli(dir.path(), &args).await, 0);
+    assert_eq!(std::fs::read(&file).unwrap(), data);
+    assert_eq!(proxy.storage_log().len(), 3);
+    assert_eq!(tooltool_cli(dir.path(), &["validate"]).await, 0);
 }

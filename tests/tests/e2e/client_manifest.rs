@@ -1,4 +1,5 @@
-//! `tooltool add`, `list` and `validate` on the manifest, checked against literal JSON text.
+//! `tooltool add`, `list` and `validate` on the manifest, checked against literal JSON text and
+//! against a fixture of what `tooltool.py` writes for the same adds.
 
 use tooltool_e2e::{digest_of, tooltool_cli};
 
@@ -14,8 +15,28 @@ fn manifest_text(dir: &std::path::Path) -> String {
     std::fs::read_to_string(dir.join("manifest.tt")).unwrap()
 }
 
+/// What tooltool.py 1.4 writes after `add --visibility internal --unpack gcc.tar.xz`, then
+/// `add notes.txt sub/tool.zip`, then `add --visibility public café.txt`, with the contents
+/// below: made with Python's own `json.dump(records, f, indent=2, separators=(",", ": "))` and
+/// the member order and omissions of tooltool.py's `FileRecordJSONEncoder`.
+const TOOLTOOL_PY_MANIFEST: &str = include_str!("fixtures/tooltool_py_add.tt");
+
 #[tokio::test]
-async fn add_writes_the_protocol_layout_and_appends() {
+async fn add_writes_byte_for_byte_what_tooltool_py_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gcc.tar.xz"), b"gcc").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"notes").unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("sub/tool.zip"), b"tool").unwrap();
+    std::fs::write(dir.path().join("caf\u{e9}.txt"), "caf\u{e9}").unwrap();
+    assert_eq!(tooltool_cli(dir.path(), &["add", "--visibility", "internal", "--unpack", "gcc.tar.xz"]).await, 0);
+    assert_eq!(tooltool_cli(dir.path(), &["add", "notes.txt", "sub/tool.zip"]).await, 0);
+    assert_eq!(tooltool_cli(dir.path(), &["add", "--visibility", "public", "caf\u{e9}.txt"]).await, 0);
+    assert_eq!(std::fs::read(dir.path().join("manifest.tt")).unwrap(), TOOLTOOL_PY_MANIFEST.as_bytes());
+}
+
+#[tokio::test]
+async fn add_writes_the_protocol_layout_new_records_first() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("gcc.tar.xz"), b"gcc").unwrap();
     std::fs::write(dir.path().join("notes.txt"), b"notes").unwrap();
@@ -24,13 +45,13 @@ async fn add_writes_the_protocol_layout_and_appends() {
 
     assert_eq!(tooltool_cli(dir.path(), &["add", "--visibility", "internal", "--unpack", "gcc.tar.xz"]).await, 0);
     let first = record("gcc.tar.xz", b"gcc", ",\n    \"unpack\": true,\n    \"visibility\": \"internal\"");
-    assert_eq!(manifest_text(dir.path()), format!("[\n{first}\n]\n"));
+    assert_eq!(manifest_text(dir.path()), format!("[\n{first}\n]"));
 
-    // Appended in order; `unpack` only when true, `visibility` only when given; a path's
-    // last component is the file name.
+    // The new records first, in argument order, then the older ones; `unpack` only when true,
+    // `visibility` only when given; a path's last component is the file name.
     assert_eq!(tooltool_cli(dir.path(), &["add", "notes.txt", "sub/tool.zip"]).await, 0);
     let expected =
-        format!("[\n{first},\n{},\n{}\n]\n", record("notes.txt", b"notes", ""), record("tool.zip", b"tool", ""));
+        format!("[\n{},\n{},\n{first}\n]", record("notes.txt", b"notes", ""), record("tool.zip", b"tool", ""));
     assert_eq!(manifest_text(dir.path()), expected);
 
     // The same file again is a no-op; a different file under a recorded name is refused.
@@ -53,7 +74,7 @@ async fn add_to_another_manifest_and_refusals() {
     assert_eq!(tooltool_cli(dir.path(), &["-m", "other.tt", "--visibility", "public", "add", "a.bin"]).await, 0);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("other.tt")).unwrap(),
-        format!("[\n{}\n]\n", record("a.bin", b"a", ",\n    \"visibility\": \"public\""))
+        format!("[\n{}\n]", record("a.bin", b"a", ",\n    \"visibility\": \"public\""))
     );
     assert!(!dir.path().join("manifest.tt").exists());
     // Not an archive: --unpack is refused. A missing file is a failure. No file: bad usage.

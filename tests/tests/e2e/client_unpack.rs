@@ -7,6 +7,7 @@ use std::path::Path;
 
 use tar::EntryType;
 use tooltool_e2e::proto::{Algorithm, FileName, Manifest, ManifestEntry, Visibility};
+use tooltool_e2e::tooltool::index::INDEX_NAME;
 use tooltool_e2e::tooltool::unpack::{UnpackError, UnpackLimits, unpack};
 use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of, tooltool_cli};
 
@@ -157,7 +158,7 @@ async fn fetch_unpacks_every_format_replacing_the_previous_directory(backend: Ba
     let hidden: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
+        .filter(|n| n.starts_with('.') && n != INDEX_NAME)
         .collect();
     assert!(hidden.is_empty(), "temporary files left: {hidden:?}");
 }
@@ -173,7 +174,8 @@ async fn fetch_refuses_a_hostile_archive(backend: Backend) {
     assert_eq!(tooltool_cli(dir.path(), &["--url", &app.url, "fetch"]).await, 1);
     assert!(!dir.path().parent().unwrap().join("escaped.txt").exists());
     assert_eq!(std::fs::read(dir.path().join("evil/kept.txt")).unwrap(), b"kept", "a refused archive changes nothing");
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != INDEX_NAME).collect();
     assert_eq!(names.len(), 3, "{names:?}");
 }
 

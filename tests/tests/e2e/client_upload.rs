@@ -1,10 +1,10 @@
 //! `tooltool add`, `upload`, `change-visibility` and `delete` against the real server.
 
 use tooltool_e2e::proto::{Manifest, Visibility};
-use tooltool_e2e::tooltool::fetch::RetryPolicy;
-use tooltool_e2e::tooltool::progress::{Reporter, Verbosity};
+use tooltool_e2e::tooltool::RetryPolicy;
+use tooltool_e2e::tooltool::progress::Silent;
 use tooltool_e2e::tooltool::upload::{Uploaded, upload};
-use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of, tooltool_cli};
+use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of, tooltool_cli, tooltool_cli_output};
 
 backend_tests!(
     upload_streams_the_files_and_a_second_upload_reports_them_stored,
@@ -31,7 +31,17 @@ async fn upload_streams_the_files_and_a_second_upload_reports_them_stored(backen
     assert_eq!(tooltool_cli(dir.path(), &["add", "--visibility", "internal", "big.tar.xz"]).await, 0);
     assert_eq!(tooltool_cli(dir.path(), &["add", "--visibility", "public", "small.txt"]).await, 0);
     let up = ["--url", &app.url, "--authentication-file", "auth.json", "--message", "toolchains", "upload"];
-    assert_eq!(tooltool_cli(dir.path(), &up).await, 0);
+    let (code, out) = tooltool_cli_output(dir.path(), &up).await;
+    assert_eq!(code, 0, "{out}");
+    // Not on a terminal: plain lines, one as each transfer starts and one as it ends.
+    for line in [
+        "big.tar.xz: uploading 5000000 bytes",
+        "big.tar.xz: uploaded and verified",
+        "small.txt: uploading 1234 bytes",
+        "small.txt: uploaded and verified",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} missing from: {out}");
+    }
 
     let batches = app.admin().search_batches("toolchains").await.unwrap();
     assert_eq!(batches.len(), 1);
@@ -60,7 +70,7 @@ async fn upload_streams_the_files_and_a_second_upload_reports_them_stored(backen
         None,
         4,
         RetryPolicy::default(),
-        &Reporter::plain(Verbosity::Quiet),
+        &Silent,
     )
     .await
     .unwrap();

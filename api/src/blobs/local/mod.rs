@@ -8,7 +8,6 @@
 
 mod signer;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 pub use self::signer::UrlSigner;
-use super::{BlobStore, Sha512Counter, StoreError, Verification, mismatch};
+use super::{BlobStore, StoreError, Verification, mismatch};
 use crate::time::unix_now;
 use tooltool_proto::Digest;
 
@@ -205,17 +204,9 @@ impl Drop for Restore {
     }
 }
 
+/// The digest and size of a file, through the one hash loop of the project.
 fn hash_file(path: &Path) -> std::io::Result<(Digest, u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut counter = Sha512Counter::default();
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(counter.finish());
-        }
-        counter.update(&buf[..n]);
-    }
+    tooltool_proto::hash_reader(&mut std::fs::File::open(path)?)
 }
 
 async fn remove_if_present(path: &Path) -> Result<(), StoreError> {
@@ -304,6 +295,7 @@ impl BlobStore for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blobs::Sha512Counter;
 
     fn store(dir: &Path) -> LocalStore {
         LocalStore::new(dir, "local", UrlSigner::new(b"k"), "http://127.0.0.1:1").unwrap()

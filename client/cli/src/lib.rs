@@ -1,23 +1,22 @@
 //! The `tooltool` command line: `tooltool [options] COMMAND [FILES]`, as the original client
-//! has it. [`run`] parses, dispatches and returns the exit status: 0 success, 1 failure, 2 bad
-//! usage. Every path is taken relative to the working directory given to it, never the
-//! process's own, so that tests can run it in parallel in-process ([`run_async`]).
+//! has it. [`run`] parses, dispatches to the command's file under [`commands`] and returns the
+//! exit status: 0 success, 1 failure, 2 bad usage. Every path is taken relative to the working
+//! directory given to it, never the process's own, so that tests can run it in parallel
+//! in-process ([`run_async`], [`run_captured`]). The work is done by the `tooltool` library;
+//! this crate holds the command line, the progress bars and the messages.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
 
 use clap::{ArgAction, Parser};
-use tooltool_proto::{Algorithm, Digest, Manifest, ManifestEntry, PatchOp, Visibility};
+use tooltool::{ApiClient, Credentials, Error};
+use tooltool_proto::{Digest, Manifest, ManifestEntry, Visibility};
 
-use crate::api::ApiClient;
-use crate::credentials::Credentials;
-use crate::error::Error;
-use crate::fetch::{self, FetchOptions, RetryPolicy, Source};
-use crate::hashing::hash_file;
-use crate::progress::{Reporter, Verbosity};
-use crate::unpack::{self, UnpackLimits};
-use crate::upload::{self, Uploaded, file_name_of};
+pub mod commands;
+pub mod ui;
+
+use ui::{Reporter, Sink, Verbosity};
 
 /// Exit status: success.
 pub const SUCCESS: i32 = 0;
@@ -31,7 +30,8 @@ pub const DEFAULT_URL: &str = "https://tooltool.mozilla-releng.net/";
 
 const COMMANDS: [&str; 8] = ["list", "validate", "add", "fetch", "upload", "purge", "change-visibility", "delete"];
 
-/// The options of the original client, plus `-j`, `--max-unpack-size`, `--max-unpack-entries`.
+/// The options of the original client, plus `-j`, `--verify-cache`, `--max-unpack-size` and
+/// `--max-unpack-entries`.
 #[derive(Debug, Parser)]
 #[command(
     name = "tooltool",
@@ -89,6 +89,9 @@ pub struct Args {
     /// Accepted for compatibility: invalid files are always replaced.
     #[arg(short = 'o', long)]
     pub overwrite: bool,
+    /// fetch: hash every cache hit instead of trusting the record made when it was verified.
+    #[arg(long)]
+    pub verify_cache: bool,
     /// Files transferred at once.
     #[arg(short = 'j', long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
@@ -159,6 +162,27 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    run_with(args, cwd, None).await
+}
+
+/// [`run_async`], with the messages (plain lines, no bars) returned instead of printed; the
+/// usage errors of the parser still go to stderr.
+pub async fn run_captured<I, T>(args: I, cwd: &Path) -> (i32, String)
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let code = run_with(args, cwd, Some(buf.clone() as Sink)).await;
+    let text = String::from_utf8_lossy(&buf.lock().expect("sink lock")).into_owned();
+    (code, text)
+}
+
+async fn run_with<I, T>(args: I, cwd: &Path, sink: Option<Sink>) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
     let args = match Args::try_parse_from(args) {
         Ok(a) => a,
         Err(e) => {
@@ -176,11 +200,14 @@ where
     } else {
         Verbosity::Normal
     };
-    let reporter = Reporter::new(verbosity);
+    let reporter = match sink {
+        Some(sink) => Reporter::to_sink(verbosity, sink),
+        None => Reporter::new(verbosity),
+    };
     match dispatch(&args, cwd, &reporter).await {
         Ok(code) => code,
         Err(Fail::Usage(msg)) => {
-            eprintln!("error: {msg}\n\nFor more information, try '--help'.");
+            reporter.error(&format!("{msg}\n\nFor more information, try '--help'."));
             USAGE
         }
         Err(Fail::Error(msg)) => {
@@ -191,12 +218,15 @@ where
 }
 
 /// Why a command failed.
-enum Fail {
+pub enum Fail {
     /// Bad usage (exit 2).
     Usage(String),
     /// A failure (exit 1).
     Error(String),
 }
+
+/// What a command returns: its exit status, or why it failed.
+pub type Outcome = Result<i32, Fail>;
 
 impl From<Error> for Fail {
     fn from(e: Error) -> Self {
@@ -210,39 +240,29 @@ impl From<tooltool_proto::ManifestError> for Fail {
     }
 }
 
-async fn dispatch(args: &Args, cwd: &Path, reporter: &Reporter) -> Result<i32, Fail> {
+async fn dispatch(args: &Args, cwd: &Path, reporter: &Reporter) -> Outcome {
     let manifest_path = cwd.join(&args.manifest);
     match args.command.as_str() {
-        "list" => list(&manifest_path, cwd).await,
-        "validate" => validate(args, &manifest_path, cwd, reporter).await,
-        "add" => add(args, &manifest_path, cwd, reporter).await,
-        "fetch" => fetch_cmd(args, &manifest_path, cwd, reporter).await,
-        "upload" => upload_cmd(args, &manifest_path, cwd, reporter).await,
-        "purge" => purge_cmd(args, cwd, reporter),
-        "change-visibility" => {
-            let digest = digest_arg(args)?;
-            let visibility = visibility_arg(args)?
-                .ok_or_else(|| Fail::Usage("change-visibility needs --visibility public|internal".into()))?;
-            let info = server(args, cwd)?.patch_file(digest.as_str(), &[PatchOp::SetVisibility { visibility }]).await?;
-            reporter.info(&format!("{}: visibility is now {}", info.digest, info.visibility));
-            Ok(SUCCESS)
-        }
-        "delete" => {
-            let digest = digest_arg(args)?;
-            let info = server(args, cwd)?.patch_file(digest.as_str(), &[PatchOp::DeleteInstances]).await?;
-            reporter.info(&format!("{}: every stored copy deleted", info.digest));
-            Ok(SUCCESS)
-        }
+        "list" => commands::list::run(&manifest_path, cwd).await,
+        "validate" => commands::validate::run(args, &manifest_path, cwd, reporter).await,
+        "add" => commands::add::run(args, &manifest_path, cwd, reporter).await,
+        "fetch" => commands::fetch::run(args, &manifest_path, cwd, reporter).await,
+        "upload" => commands::upload::run(args, &manifest_path, cwd, reporter).await,
+        "purge" => commands::purge::run(args, cwd, reporter),
+        "change-visibility" => commands::change_visibility::run(args, cwd, reporter).await,
+        "delete" => commands::delete::run(args, cwd, reporter).await,
         other => Err(Fail::Usage(format!("unknown command {other:?}"))),
     }
 }
 
-fn digest_arg(args: &Args) -> Result<Digest, Fail> {
+/// `--digest`, checked.
+pub fn digest_arg(args: &Args) -> Result<Digest, Fail> {
     let d = args.digest.as_deref().ok_or_else(|| Fail::Usage(format!("{} needs --digest", args.command)))?;
     Digest::parse(d).map_err(|_| Fail::Usage(format!("--digest {d:?}: expected 128 lowercase hex characters")))
 }
 
-fn visibility_arg(args: &Args) -> Result<Option<Visibility>, Fail> {
+/// `--visibility`, when given.
+pub fn visibility_arg(args: &Args) -> Result<Option<Visibility>, Fail> {
     args.visibility.as_deref().map(|v| v.parse().map_err(|e| Fail::Usage(format!("--visibility: {e}")))).transpose()
 }
 
@@ -264,7 +284,8 @@ fn credentials(args: &Args, cwd: &Path) -> Result<Option<Credentials>, Fail> {
     }
 }
 
-fn clients(args: &Args, cwd: &Path) -> Result<Vec<ApiClient>, Fail> {
+/// A client per server URL, in order, with the credentials of `--authentication-file`.
+pub fn clients(args: &Args, cwd: &Path) -> Result<Vec<ApiClient>, Fail> {
     let creds = credentials(args, cwd)?;
     urls(&args.url)
         .iter()
@@ -273,11 +294,12 @@ fn clients(args: &Args, cwd: &Path) -> Result<Vec<ApiClient>, Fail> {
 }
 
 /// The first server (upload and management go to one server only).
-fn server(args: &Args, cwd: &Path) -> Result<ApiClient, Fail> {
+pub fn server(args: &Args, cwd: &Path) -> Result<ApiClient, Fail> {
     Ok(clients(args, cwd)?.remove(0))
 }
 
-fn load(manifest: &Path) -> Result<Manifest, Fail> {
+/// Reads the manifest, with a hint when it is missing.
+pub fn load(manifest: &Path) -> Result<Manifest, Fail> {
     Manifest::load(manifest).map_err(|e| {
         Fail::Error(match e {
             tooltool_proto::ManifestError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -289,7 +311,11 @@ fn load(manifest: &Path) -> Result<Manifest, Fail> {
 }
 
 /// The records named by `files` (all when empty); a name not in the manifest is an error.
-fn select<'a>(manifest: &'a Manifest, files: &[PathBuf], manifest_path: &Path) -> Result<Vec<&'a ManifestEntry>, Fail> {
+pub fn select<'a>(
+    manifest: &'a Manifest,
+    files: &[PathBuf],
+    manifest_path: &Path,
+) -> Result<Vec<&'a ManifestEntry>, Fail> {
     if files.is_empty() {
         return Ok(manifest.entries.iter().collect());
     }
@@ -302,209 +328,6 @@ fn select<'a>(manifest: &'a Manifest, files: &[PathBuf], manifest_path: &Path) -
                 .ok_or_else(|| Fail::Error(format!("{name}: not in the manifest {}", manifest_path.display())))
         })
         .collect()
-}
-
-async fn list(manifest_path: &Path, cwd: &Path) -> Result<i32, Fail> {
-    let manifest = load(manifest_path)?;
-    for e in &manifest.entries {
-        let path = cwd.join(e.filename.as_str());
-        let present = path.is_file();
-        let valid = present && fetch::is_valid(&path, e).await?;
-        println!("{}\t{}\t{}", if present { "P" } else { "-" }, if valid { "V" } else { "-" }, e.filename);
-    }
-    Ok(SUCCESS)
-}
-
-async fn validate(args: &Args, manifest_path: &Path, cwd: &Path, reporter: &Reporter) -> Result<i32, Fail> {
-    let manifest = load(manifest_path)?;
-    let mut ok = true;
-    for e in select(&manifest, &args.files, manifest_path)? {
-        let path = cwd.join(e.filename.as_str());
-        if !path.is_file() {
-            reporter.error(&format!("{}: missing (run `tooltool fetch`)", e.filename));
-            ok = false;
-        } else if !fetch::is_valid(&path, e).await? {
-            reporter.error(&format!(
-                "{}: does not match the manifest's size and sha512 (run `tooltool fetch` to replace it)",
-                e.filename
-            ));
-            ok = false;
-        } else {
-            reporter.detail(&format!("{}: valid", e.filename));
-        }
-    }
-    Ok(if ok { SUCCESS } else { FAILURE })
-}
-
-/// `add`: appends a record per file; a file already recorded identically is left as is, a
-/// different file under a recorded name is refused.
-async fn add(args: &Args, manifest_path: &Path, cwd: &Path, reporter: &Reporter) -> Result<i32, Fail> {
-    if args.files.is_empty() {
-        return Err(Fail::Usage("add needs at least one file".into()));
-    }
-    let visibility = visibility_arg(args)?;
-    let mut manifest = if manifest_path.exists() { load(manifest_path)? } else { Manifest::default() };
-    let mut ok = true;
-    let mut changed = false;
-    for file in &args.files {
-        let path = cwd.join(file);
-        let name = file_name_of(&path)?;
-        if args.unpack && unpack::format_of(name.as_str()).is_none() {
-            reporter.error(&format!(
-                "{name}: --unpack needs a .tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .tar.zst or .zip file"
-            ));
-            ok = false;
-            continue;
-        }
-        let (digest, size) = match hash_file(&path).await {
-            Ok(h) => h,
-            Err(e) => {
-                reporter.error(&e.to_string());
-                ok = false;
-                continue;
-            }
-        };
-        let record = ManifestEntry {
-            filename: name.clone(),
-            size: Some(size),
-            algorithm: Algorithm::Sha512,
-            digest,
-            unpack: args.unpack,
-            version: None,
-            visibility,
-        };
-        match manifest.get(name.as_str()) {
-            Some(existing) if existing.digest == record.digest && existing.size == record.size => {
-                reporter.info(&format!("{name}: already in the manifest"));
-            }
-            Some(_) => {
-                reporter.error(&format!(
-                    "{name}: the manifest {} already has a different file under this name; \
-                     remove that record first or rename the file",
-                    manifest_path.display()
-                ));
-                ok = false;
-            }
-            None => {
-                reporter.info(&format!("{name}: added ({size} bytes)"));
-                manifest.entries.push(record);
-                changed = true;
-            }
-        }
-    }
-    if changed || !manifest_path.exists() {
-        manifest.save(manifest_path)?;
-    }
-    Ok(if ok { SUCCESS } else { FAILURE })
-}
-
-async fn fetch_cmd(args: &Args, manifest_path: &Path, cwd: &Path, reporter: &Reporter) -> Result<i32, Fail> {
-    let manifest = load(manifest_path)?;
-    let entries: Vec<ManifestEntry> = select(&manifest, &args.files, manifest_path)?.into_iter().cloned().collect();
-    let clients = clients(args, cwd)?;
-    let mut opts = FetchOptions::new(cwd);
-    opts.cache = args.cache_folder.as_ref().map(|c| cwd.join(c));
-    opts.jobs = args.jobs.into();
-    opts.region = args.region.clone();
-    opts.retry = RetryPolicy::default();
-    opts.unpack = UnpackLimits { max_bytes: args.max_unpack_size, max_entries: args.max_unpack_entries };
-    let outcomes = fetch::fetch(&clients, &entries, &opts, reporter).await;
-    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
-    let downloaded = outcomes.iter().filter(|o| matches!(o.result, Ok(Source::Downloaded(_)))).count();
-    if failed > 0 {
-        reporter.error(&format!("{failed} of {} files could not be fetched", outcomes.len()));
-        Ok(FAILURE)
-    } else {
-        reporter.detail(&format!("{} files in place, {downloaded} downloaded", outcomes.len()));
-        Ok(SUCCESS)
-    }
-}
-
-async fn upload_cmd(args: &Args, manifest_path: &Path, cwd: &Path, reporter: &Reporter) -> Result<i32, Fail> {
-    let message = match args.message.as_deref().map(str::trim) {
-        Some(m) if !m.is_empty() => m.to_owned(),
-        _ => return Err(Fail::Usage("upload needs --message (why these files are uploaded)".into())),
-    };
-    let manifest = load(manifest_path)?;
-    let client = server(args, cwd)?;
-    let report = upload::upload(
-        &client,
-        cwd,
-        &manifest.entries,
-        &message,
-        visibility_arg(args)?,
-        args.jobs.into(),
-        RetryPolicy::default(),
-        reporter,
-    )
-    .await?;
-    let already: Vec<&str> = report
-        .files
-        .iter()
-        .filter(|(_, r)| matches!(r, Ok(Uploaded::AlreadyStored)))
-        .map(|(n, _)| n.as_str())
-        .collect();
-    let sent = report.files.values().filter(|r| matches!(r, Ok(Uploaded::Sent))).count();
-    if !already.is_empty() {
-        reporter.info(&format!("already stored, not sent: {}", already.join(", ")));
-    }
-    reporter.info(&format!("batch {}: {sent} sent, {} already stored", report.batch_id, already.len()));
-    Ok(if report.ok() { SUCCESS } else { FAILURE })
-}
-
-fn purge_cmd(args: &Args, cwd: &Path, reporter: &Reporter) -> Result<i32, Fail> {
-    let folder = args.cache_folder.as_ref().ok_or_else(|| Fail::Usage("purge needs -c/--cache-folder".into()))?;
-    let gigs = args.size.unwrap_or(0.0);
-    if !(gigs >= 0.0 && gigs.is_finite()) {
-        return Err(Fail::Usage("-s/--size must be a number of GB, 0 or more".into()));
-    }
-    let removed = purge(&cwd.join(folder), gigs)?;
-    reporter.info(&format!("purged {removed} files from {}", folder.display()));
-    Ok(SUCCESS)
-}
-
-/// Removes files from the cache folder: all of them when `gigs` is 0, else the least
-/// recently used until `gigs` GB are free on its file system. Files being downloaded (locked
-/// `.part` files) are kept; sub-directories are not touched. Returns how many were removed.
-pub fn purge(folder: &Path, gigs: f64) -> Result<usize, Error> {
-    let full = gigs <= 0.0;
-    let wanted = (gigs * (1u64 << 30) as f64) as u64;
-    let free = |p: &Path| fs4::available_space(p).map_err(|e| Error::io(p, e));
-    if !folder.exists() {
-        return Ok(0);
-    }
-    if !full && free(folder)? >= wanted {
-        return Ok(0);
-    }
-    let mut files: Vec<(SystemTime, PathBuf)> = Vec::new();
-    for entry in std::fs::read_dir(folder).map_err(|e| Error::io(folder, e))? {
-        let entry = entry.map_err(|e| Error::io(folder, e))?;
-        let meta = match entry.metadata() {
-            Ok(m) if m.is_file() => m,
-            _ => continue,
-        };
-        files.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), entry.path()));
-    }
-    files.sort();
-    let mut removed = 0;
-    for (_, path) in files {
-        if path.extension().is_some_and(|e| e == "part") {
-            // A download in progress holds the lock: leave it alone.
-            match std::fs::File::open(&path).map(|f| f.try_lock()) {
-                Ok(Ok(())) => {}
-                _ => continue,
-            }
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => removed += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&path, e)),
-        }
-        if !full && free(folder)? >= wanted {
-            break;
-        }
-    }
-    Ok(removed)
 }
 
 #[cfg(test)]

@@ -1,0 +1,82 @@
+//! Test data and assertions: digests, upload requests, manifest records, the exact 403
+//! detail, problem+json checks, and the command line run in-process.
+
+use tooltool_proto::Digest;
+
+use crate::{cli, proto};
+
+/// The sha512 digest of `data`.
+pub fn digest_of(data: &[u8]) -> Digest {
+    let mut c = proto::Sha512Counter::new();
+    c.update(data);
+    c.finish().0
+}
+
+/// An upload request declaring `files` as (name, content, visibility).
+pub fn upload_request(message: &str, files: &[(&str, &[u8], proto::Visibility)]) -> proto::UploadRequest {
+    proto::UploadRequest {
+        message: message.into(),
+        author: None,
+        files: files
+            .iter()
+            .map(|(name, data, visibility)| {
+                let f = proto::UploadFile {
+                    size: data.len() as u64,
+                    digest: digest_of(data),
+                    algorithm: proto::Algorithm::Sha512,
+                    visibility: *visibility,
+                };
+                (proto::FileName::parse(name).expect("valid name"), f)
+            })
+            .collect(),
+    }
+}
+
+/// Asserts that `result` failed with an API error of `status`, and returns its problem body.
+#[track_caller]
+pub fn expect_status<T: std::fmt::Debug>(result: Result<T, tooltool::Error>, status: u16) -> proto::Problem {
+    match result {
+        Err(e) => {
+            assert_eq!(e.status(), Some(status), "expected {status}, got error {e}");
+            let p = e.problem().cloned().expect("a problem+json body");
+            assert_eq!(p.status, status);
+            assert_eq!(p.kind, "about:blank");
+            assert_eq!(p.instance, "about:blank");
+            assert!(p.title.starts_with(&format!("{status} ")), "title {:?}", p.title);
+            assert!(p.title.ends_with(&format!(": {}", p.detail)), "title {:?}", p.title);
+            p
+        }
+        Ok(v) => panic!("expected {status}, got success: {v:?}"),
+    }
+}
+
+/// The exact 403 detail of the protocol.
+pub const FORBIDDEN: &str = "You don't have the permission to access the requested resource. It is either read-protected or not readable by the server.";
+
+/// Runs the `tooltool` command line in-process in `dir` (the program name is added); returns
+/// the exit status.
+pub async fn tooltool_cli(dir: &std::path::Path, args: &[&str]) -> i32 {
+    let mut all = vec!["tooltool"];
+    all.extend_from_slice(args);
+    cli::run_async(all, dir).await
+}
+
+/// [`tooltool_cli`], also returning what it printed (plain lines, as on a pipe).
+pub async fn tooltool_cli_output(dir: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["tooltool"];
+    all.extend_from_slice(args);
+    cli::run_captured(all, dir).await
+}
+
+/// A manifest record for `data` under `name` (size and digest of the content, no options).
+pub fn manifest_entry(name: &str, data: &[u8]) -> proto::ManifestEntry {
+    proto::ManifestEntry {
+        filename: proto::FileName::parse(name).expect("valid name"),
+        size: Some(data.len() as u64),
+        algorithm: proto::Algorithm::Sha512,
+        digest: digest_of(data),
+        unpack: false,
+        version: None,
+        visibility: None,
+    }
+}
