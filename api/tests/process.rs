@@ -171,15 +171,30 @@ fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_lets_an_in_flight_verification_finish_and_publish() {
+/// A server on a fresh data directory with a large upload staged and not completed.
+struct Staged {
+    dir: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+    token: String,
+    digest: String,
+    server: Process,
+    http: reqwest::Client,
+}
+
+async fn staged_big_upload() -> Staged {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let token = token(&data_dir);
     let (blob, size, digest) = big_blob(dir.path());
-    let mut server = Process::start(&data_dir);
+    let server = Process::start(&data_dir);
     let http = no_redirects();
     stage(&http, &server, &token, &blob, size, &digest).await;
+    Staged { dir, data_dir, token, digest, server, http }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_verification_finish_and_publish() {
+    let Staged { dir: _dir, data_dir, token, digest, mut server, http } = staged_big_upload().await;
 
     // Start the verification, and stop the server while it runs.
     let complete = {
@@ -207,13 +222,7 @@ async fn sigterm_lets_an_in_flight_verification_finish_and_publish() {
 /// `complete` verifies and publishes exactly the uploaded bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_verification_publishes_nothing_and_complete_succeeds_after_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let token = token(&data_dir);
-    let (blob, size, digest) = big_blob(dir.path());
-    let mut server = Process::start(&data_dir);
-    let http = no_redirects();
-    stage(&http, &server, &token, &blob, size, &digest).await;
+    let Staged { dir: _dir, data_dir, token: _, digest, mut server, http } = staged_big_upload().await;
     let complete = server.url(&format!("/upload/complete/sha512/{digest}"));
     let pending = tokio::spawn({
         let (http, complete) = (http.clone(), complete.clone());

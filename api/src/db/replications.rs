@@ -206,8 +206,14 @@ mod tests {
         let digest = Digest::parse(&"c".repeat(128)).unwrap();
         let mut w = db.write_files().await.unwrap();
         let (file_id, ..) = w.declare(&digest, 3, tooltool_proto::Visibility::Public, 1).await.unwrap();
-        let declared = db.file_uncached(&digest).await.unwrap();
-        w.add_instance(declared.as_ref().unwrap(), "a", "t", 1).await.unwrap();
+        let declared = StoredFile {
+            id: file_id,
+            digest: digest.clone(),
+            size: 3,
+            visibility: tooltool_proto::Visibility::Public,
+            instances: Vec::new(),
+        };
+        w.add_instance(&declared, "a", "t", 1).await.unwrap();
         w.commit().await.unwrap();
 
         let missing = db.missing_copies("b", 100, 10).await.unwrap();

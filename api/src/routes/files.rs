@@ -86,7 +86,7 @@ pub async fn search(
 }
 
 /// The batches that carried the file, newest first, one entry per name it had in each.
-#[utoipa::path(get, path = "/file/sha512/{digest}/batches", tag = "history", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), responses((status = 200, description = "The batches that carried the file and its name in each, newest first, at most 500", body = tooltool_proto::Wrapped<Vec<tooltool_proto::FileBatch>>), (status = 400, description = "Invalid sha512 digest", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 401, description = "Invalid credentials", body = tooltool_proto::Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown file", body = tooltool_proto::Problem, content_type = "application/problem+json")), security((), ("bearer" = [])))]
+#[utoipa::path(get, path = "/file/sha512/{digest}/batches", tag = "history", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), responses((status = 200, description = "The batches that carried the file and its name in each, newest first, at most 500", body = tooltool_proto::Wrapped<Vec<tooltool_proto::FileBatch>>)), security((), ("bearer" = [])))]
 pub async fn batches(
     state: web::Data<AppState>,
     caller: Result<Caller, ApiError>,

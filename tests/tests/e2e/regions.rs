@@ -68,6 +68,20 @@ async fn an_upload_to_a_region_is_copied_to_the_other_endpoint_and_served_from_t
     let d = app.upload("r.bin", &data, Visibility::Public).await;
     wait_for_both(&app, &d, &a, &b).await;
 
+    // The copy is announced once, by the transaction that recorded it.
+    let token = app.token("admin@example.com", &["*"]);
+    let res = app.http().get(app.at("/events?limit=1000")).bearer_auth(&token).send().await.unwrap();
+    let feed: serde_json::Value = res.json().await.unwrap();
+    let announced: Vec<&serde_json::Value> =
+        feed["events"].as_array().unwrap().iter().filter(|e| e["type"] == "org.tooltool.file.replicated").collect();
+    assert_eq!(announced.len(), 1, "{feed}");
+    let e = announced[0];
+    assert_eq!(e["subject"], format!("sha512/{d}"));
+    let ev = &e["data"];
+    let expected = serde_json::json!([d.as_str(), data.len(), "public", b]);
+    assert_eq!(serde_json::json!([ev["digest"], ev["size"], ev["visibility"], ev["region"]]), expected, "{e}");
+    assert!(ev["actor"].as_str().unwrap().starts_with("replicator:"), "{e}");
+
     let in_b = location(&app, &d, Some(&b)).await;
     assert!(in_b.starts_with(&format!("{}{d}?", objects_of(&regions[1]))), "{in_b}");
     assert_eq!(fetch(&in_b).await, data);
