@@ -62,6 +62,9 @@ pub(crate) enum Attempt {
     Unreachable(Error),
     /// The signed URL was refused: ask the server for a new one.
     Refresh(Error),
+    /// The storage behind the signed URL failed (refused, reset, 5xx): ask the server for a
+    /// copy in another region, then retry as [`Attempt::Retry`] once there is none.
+    StorageDown(Error, Option<Duration>),
     /// This URL cannot serve the file: try the next.
     NextUrl(Error),
     /// A local failure: stop.

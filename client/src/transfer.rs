@@ -6,7 +6,9 @@
 //! digest, and renamed into place. A `.part` file left by an interrupted run is resumed with
 //! `Range`. The `--url` list is tried in order: a URL that cannot serve the file (404, 403,
 //! retries exhausted, server down) hands over to the next. A signed URL the storage refuses
-//! (401/403, e.g. expired) is asked for again. Files are not fsynced: nothing trusts a file it
+//! (401/403, e.g. expired) is asked for again. Storage that fails (connection refused or
+//! reset, 5xx) before the body starts sends the client back to the server for a copy in another
+//! region (the file's `instances`), each region once, before the usual retries. Files are not fsynced: nothing trusts a file it
 //! did not check (see the cache and the destination index).
 
 use std::io::{Seek, SeekFrom, Write};
@@ -151,6 +153,7 @@ async fn download_into(
     'urls: for i in 0..servers.len() {
         let client = servers.client(i);
         let (mut attempt, mut refreshes, mut refused) = (0u32, 0u32, 0u32);
+        let mut regions = Regions::new(region);
         loop {
             if let Some(e) = servers.down(i) {
                 last = Some(e);
@@ -162,7 +165,7 @@ async fn download_into(
                 Ok(())
             } else {
                 bar.set(part.counter.len());
-                transfer(client, blob, part, region, bar.as_ref(), &mut transferred).await
+                transfer(client, blob, part, regions.current(), bar.as_ref(), &mut transferred).await
             };
             let failure = match result {
                 Ok(()) => match finish(blob, part, dest).await {
@@ -181,7 +184,18 @@ async fn download_into(
                 },
                 Err(a) => a,
             };
+            let failure = match failure {
+                Attempt::StorageDown(e, retry_after) => match regions.next(client, &blob.digest).await {
+                    Some(other) => {
+                        progress.warn(&format!("{name}: {e}; trying its copy in region {other}"));
+                        continue;
+                    }
+                    None => Attempt::Retry(e, retry_after),
+                },
+                other => other,
+            };
             match failure {
+                Attempt::StorageDown(..) => unreachable!("handled above"),
                 Attempt::Fatal(e) => return Err(e),
                 Attempt::NextUrl(e) => {
                     if servers.len() > 1 {
@@ -224,6 +238,47 @@ async fn download_into(
     Err(last.unwrap_or_else(|| Error::Protocol(format!("{name}: no --url to fetch from"))))
 }
 
+/// The region a download asks for: the one asked by the user at first; once its storage
+/// failed, each other region holding a copy in turn (the file's `instances`, read from the
+/// server once), then the one asked at first again.
+struct Regions<'a> {
+    asked: Option<&'a str>,
+    /// The regions holding a copy, not tried yet; `None` until read.
+    left: Option<std::collections::VecDeque<String>>,
+    current: Option<String>,
+}
+
+impl<'a> Regions<'a> {
+    fn new(asked: Option<&'a str>) -> Self {
+        Self { asked, left: None, current: None }
+    }
+
+    fn current(&self) -> Option<&str> {
+        self.current.as_deref().or(self.asked)
+    }
+
+    /// Moves to the next region to try after a storage failure, if any is left. Without a
+    /// region asked for, the server's default (unknown here) may come again once.
+    async fn next(&mut self, client: &ApiClient, digest: &Digest) -> Option<&str> {
+        if self.left.is_none() {
+            let instances = client.get_file(digest.as_str()).await.map(|f| f.instances).unwrap_or_default();
+            let failed = self.current().map(str::to_owned);
+            self.left = Some(instances.into_iter().filter(|r| Some(r) != failed.as_ref()).collect());
+        }
+        self.current = self.left.as_mut().and_then(|l| l.pop_front());
+        self.current.as_deref()
+    }
+}
+
+/// A storage failure another region may not share: no connection, or a 5xx.
+fn is_storage_down(e: &Error) -> bool {
+    match e {
+        Error::Http { source, .. } => source.is_connect() || source.is_request() || source.is_timeout(),
+        Error::Api { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
 /// One request: locate the blob, GET it from `part`'s length on, append to `part`.
 async fn transfer(
     client: &ApiClient,
@@ -246,7 +301,10 @@ async fn transfer(
                     part.truncate().await.map_err(Attempt::Fatal)?;
                     Attempt::Retry(f.error, Some(Duration::ZERO))
                 }
-                _ => classify(f, false),
+                _ => match classify(f, false) {
+                    Attempt::Retry(e, retry_after) if is_storage_down(&e) => Attempt::StorageDown(e, retry_after),
+                    other => other,
+                },
             });
         }
     };

@@ -11,7 +11,7 @@ use tooltool_e2e::proto::{Digest, Manifest, PatchOp, Visibility};
 use tooltool_e2e::regions::{
     S3Server, TestRegion, eventually, shared_endpoint, spawn_regions, spawn_replica_with, unique_region,
 };
-use tooltool_e2e::{Backend, TestApp, expect_status, tooltool_cli};
+use tooltool_e2e::{Backend, TestApp, expect_status, tooltool_cli, tooltool_cli_output};
 
 /// Longest a copy may take to appear (passes run every 300 ms in these tests).
 const COPY_WAIT: Duration = Duration::from_secs(30);
@@ -170,6 +170,37 @@ async fn downloads_asking_for_a_stopped_region_go_to_a_healthy_one() {
     })
     .await;
     assert_eq!(tooltool_api::metrics::METRICS.region_up.with_label_values(&[&a]).get(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_asks_for_another_region_when_the_storage_it_was_sent_to_fails() {
+    // The server probes once an hour here, so it still believes in the stopped region and
+    // keeps sending clients there: the client must find the other copy by itself.
+    let (a, b) = (unique_region("a"), unique_region("b"));
+    let mut server_a = S3Server::start().await;
+    let (app, regions) = spawn_regions(&[(&a, &server_a.endpoint()), (&b, &shared_endpoint('B'))], |s| {
+        s.region_probe = Duration::from_secs(3600);
+    })
+    .await;
+    let data = b"fetched from the second region when the first one is gone".to_vec();
+    let d = app.upload("f.bin", &data, Visibility::Public).await;
+    wait_for_both(&app, &d, &a, &b).await;
+    server_a.stop();
+    assert!(location(&app, &d, Some(&a)).await.starts_with(&objects_of(&regions[0])), "still sent to a");
+
+    let manifest = Manifest { entries: vec![tooltool_e2e::manifest_entry("f.bin", &data)] };
+    for asked in [Some(a.as_str()), None] {
+        let dir = tempfile::tempdir().unwrap();
+        manifest.save(&dir.path().join("manifest.tt")).unwrap();
+        let mut args = vec!["--url", app.url.as_str()];
+        args.extend(asked.map(|r| ["-r", r]).into_iter().flatten());
+        args.push("fetch");
+        let (code, out) = tooltool_cli_output(dir.path(), &args).await;
+        assert_eq!(code, 0, "asked for {asked:?}:\n{out}");
+        assert_eq!(std::fs::read(dir.path().join("f.bin")).unwrap(), data);
+        assert!(out.contains(&format!("trying its copy in region {b}")), "asked for {asked:?}:\n{out}");
+        assert!(!out.contains("retrying in"), "no backoff while another region holds a copy:\n{out}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
