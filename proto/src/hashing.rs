@@ -2,10 +2,14 @@
 //! ([`Sha512Counter`]) and of everything a reader yields ([`hash_reader`], the only whole-file
 //! hash loop of the project).
 //!
-//! The digest comes from aws-lc-rs (AWS-LC's assembly), which the TLS stack already links. On
-//! the bench machine (no SHA-512 instructions) it is a little faster than the `sha2` crate, and
-//! slower than OpenSSL, whose AVX2 code path AWS-LC (like BoringSSL) does not have: see
-//! BENCHMARKS.md; `examples/sha512_speed.rs` is what the bench runs.
+//! On x86_64 CPUs with AVX2 and BMI2 the blocks go through OpenSSL's AVX2 block function
+//! ([`avx2`], as fast as `openssl speed` on the bench machine); elsewhere the digest comes from
+//! aws-lc-rs (AWS-LC's assembly, which the TLS stack already links, with only the slower AVX
+//! variant), itself a little faster than the `sha2` crate. See BENCHMARKS.md;
+//! `examples/sha512_speed.rs` is what the bench runs.
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod avx2;
 
 use std::io::{self, Read, Write};
 
@@ -20,13 +24,25 @@ pub const HASH_BUFFER: usize = 256 * 1024;
 /// SHA-512 of a byte stream as it passes, and its length: how both ends check content.
 #[derive(Clone)]
 pub struct Sha512Counter {
-    context: Context,
+    engine: Engine,
     len: u64,
+}
+
+/// Who computes the digest.
+#[derive(Clone)]
+enum Engine {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    Avx2(Box<avx2::State>),
+    AwsLc(Context),
 }
 
 impl Default for Sha512Counter {
     fn default() -> Self {
-        Self { context: Context::new(&SHA512), len: 0 }
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if avx2::available() {
+            return Self { engine: Engine::Avx2(Box::new(avx2::State::new())), len: 0 };
+        }
+        Self::aws_lc()
     }
 }
 
@@ -42,9 +58,18 @@ impl Sha512Counter {
         Self::default()
     }
 
+    /// An empty counter on aws-lc-rs's digest, whatever the CPU (to compare the two).
+    pub fn aws_lc() -> Self {
+        Self { engine: Engine::AwsLc(Context::new(&SHA512)), len: 0 }
+    }
+
     /// Feeds more bytes.
     pub fn update(&mut self, data: &[u8]) {
-        self.context.update(data);
+        match &mut self.engine {
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Engine::Avx2(state) => state.update(data),
+            Engine::AwsLc(context) => context.update(data),
+        }
         self.len += data.len() as u64;
     }
 
@@ -79,9 +104,12 @@ impl Sha512Counter {
 
     /// The digest of everything fed, and its length in bytes.
     pub fn finish(self) -> (Digest, u64) {
-        let out = self.context.finish();
-        let bytes: &[u8; 64] = out.as_ref().try_into().expect("SHA-512 is 64 bytes");
-        (Digest::from_bytes(bytes), self.len)
+        let bytes: [u8; 64] = match self.engine {
+            #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+            Engine::Avx2(state) => state.finish(self.len),
+            Engine::AwsLc(context) => context.finish().as_ref().try_into().expect("SHA-512 is 64 bytes"),
+        };
+        (Digest::from_bytes(&bytes), self.len)
     }
 }
 
@@ -112,6 +140,24 @@ mod tests {
         assert!(c.is_empty());
         let (d, n) = c.finish();
         assert_eq!((d.as_str(), n), (EMPTY, 0));
+    }
+
+    /// Every length around the block and padding boundaries, fed whole and in uneven pieces,
+    /// gives the same digest on both engines (on a CPU without AVX2 both are aws-lc-rs).
+    #[test]
+    fn both_engines_agree_on_every_length_and_split() {
+        let data: Vec<u8> = (0..2000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for len in (0..=400).chain([1023, 1024, 1025, 1999, 2000]) {
+            let input = &data[..len];
+            let mut reference = Sha512Counter::aws_lc();
+            reference.update(input);
+            let expected = reference.finish();
+            for piece in [1, 7, 111, 128, 129, 1000] {
+                let mut c = Sha512Counter::new();
+                input.chunks(piece).for_each(|p| c.update(p));
+                assert_eq!(c.finish(), expected, "{len} bytes in pieces of {piece}");
+            }
+        }
     }
 
     #[test]
