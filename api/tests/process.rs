@@ -1,6 +1,8 @@
 //! The real `tooltool-api` process, as an operator runs it: JSON log lines on stderr with the
 //! request id, and a graceful stop on SIGTERM that lets an in-flight verification finish and
-//! publish, so that a restarted server serves the blob.
+//! publish, so that a restarted server serves the blob; SIGKILL during a verification and
+//! during a replication copy between two regions (PostgreSQL and the two s3s-fs servers that
+//! `scripts/test.sh` starts) loses and half-records nothing.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -48,7 +50,8 @@ impl Process {
         let deadline = Instant::now() + Duration::from_secs(30);
         let port = loop {
             let line = rx.recv_timeout(deadline - Instant::now()).expect("the server logs that it listens");
-            let v: serde_json::Value = serde_json::from_str(&line).expect("every stderr line is JSON");
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("every stderr line is JSON ({e}): {line}"));
             if v["fields"]["message"] == "tooltool-api listening" {
                 break v["fields"]["port"].as_u64().unwrap() as u16;
             }
@@ -115,14 +118,14 @@ async fn json_logs_carry_the_request_id() {
     assert!(request_line.to_string().contains("/__lbheartbeat__"), "{request_line}");
 }
 
-/// A blob large enough that hashing it takes a while (hundreds of ms): its path, size, digest.
-fn big_blob(dir: &Path) -> (std::path::PathBuf, u64, String) {
+/// A blob of `mib` MiB (384: hashing it takes hundreds of ms): its path, size, digest.
+fn big_blob(dir: &Path, mib: u32) -> (std::path::PathBuf, u64, String) {
     let blob = dir.join("blob.bin");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&blob).unwrap());
     let mut hasher = Sha512::new();
     let mut chunk = vec![0u8; 1 << 20];
     let mut size = 0u64;
-    for i in 0..384u32 {
+    for i in 0..mib {
         chunk.iter_mut().enumerate().for_each(|(j, b)| *b = (i as usize * 31 + j) as u8);
         hasher.update(&chunk);
         f.write_all(&chunk).unwrap();
@@ -185,7 +188,7 @@ async fn staged_big_upload() -> Staged {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let token = token(&data_dir);
-    let (blob, size, digest) = big_blob(dir.path());
+    let (blob, size, digest) = big_blob(dir.path(), 384);
     let server = Process::start(&data_dir);
     let http = no_redirects();
     stage(&http, &server, &token, &blob, size, &digest).await;
@@ -394,4 +397,147 @@ async fn text_logs_to_a_file_have_no_escapes_and_plain_durations() {
         let decimals = ms.split('.').nth(1).map_or(0, str::len);
         assert!(decimals <= 3, "milliseconds to the microsecond at most: {line}");
     }
+}
+
+/// A variable `scripts/test.sh` sets; its absence fails the test, loudly.
+fn required(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run the tests through scripts/test.sh"))
+}
+
+/// A fresh PostgreSQL database of the test server: its URL.
+async fn fresh_database() -> String {
+    use sqlx::Connection as _;
+    let admin = required("TOOLTOOL_TEST_POSTGRES_URL");
+    let name = format!("tt_process_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    url.into()
+}
+
+fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let creds = Credentials::new(
+        required("TOOLTOOL_TEST_S3_ACCESS_KEY"),
+        required("TOOLTOOL_TEST_S3_SECRET_KEY"),
+        None,
+        None,
+        "test",
+    );
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The regions `digest` has a recorded copy in, as the database says.
+async fn instances(db: &mut sqlx::PgConnection, digest: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT i.region FROM file_instances i JOIN files f ON f.id = i.file_id WHERE f.digest = $1 ORDER BY i.region",
+    )
+    .bind(digest)
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
+/// SIGKILL while a copy between two regions is sent in parts: nothing is recorded in the target
+/// region and nothing published there; a new replica aborts the dead one's multipart upload once
+/// its lease ran out, makes the copy again, proves it, records it, and serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_replication_copy_records_nothing_and_a_new_replica_makes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = fresh_database().await;
+    let (endpoint_a, endpoint_b) = (required("TOOLTOOL_TEST_S3_ENDPOINT"), required("TOOLTOOL_TEST_S3_ENDPOINT_B"));
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let (bucket_a, bucket_b) = (format!("kill-a-{suffix}"), format!("kill-b-{suffix}"));
+    let (s3_a, s3_b) = (s3_client(&endpoint_a), s3_client(&endpoint_b));
+    s3_a.create_bucket().bucket(&bucket_a).send().await.expect("create bucket a");
+    s3_b.create_bucket().bucket(&bucket_b).send().await.expect("create bucket b");
+    let regions = format!("a={bucket_a}@{endpoint_a},b={bucket_b}@{endpoint_b}");
+    let deployment = |data_dir: &Path| {
+        let mut cmd = command(data_dir);
+        cmd.env("DATABASE_URL", &database).env("TOOLTOOL_SECRET_KEY", "process-test-secret-process-test-secret");
+        cmd.env("TOOLTOOL_S3_REGIONS", &regions).env("TOOLTOOL_S3_FORCE_PATH_STYLE", "true");
+        cmd.env("TOOLTOOL_S3_ACCESS_KEY_ID", required("TOOLTOOL_TEST_S3_ACCESS_KEY"));
+        cmd.env("TOOLTOOL_S3_SECRET_ACCESS_KEY", required("TOOLTOOL_TEST_S3_SECRET_KEY"));
+        cmd.env("TOOLTOOL_REPLICATION_PART_SIZE", "5242880").env("TOOLTOOL_REPLICATION_LEASE", "2s");
+        cmd.env("TOOLTOOL_REPLICATION_INTERVAL", "200ms").env("TOOLTOOL_REGION_PROBE", "200ms");
+        cmd
+    };
+    let data_dir = dir.path().join("data");
+    let migrated = deployment(&data_dir).arg("migrate").output().unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    let out = deployment(&data_dir).args(["token", "issue", "--subject", "ops", "--scope", "*"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (blob, size, digest) = big_blob(dir.path(), 64);
+
+    let mut server = Process::start_with(deployment(&data_dir));
+    let http = no_redirects();
+    stage(&http, &server, &token, &blob, size, &digest).await;
+    let res = http.get(server.url(&format!("/upload/complete/sha512/{digest}"))).send().await.unwrap();
+    assert_eq!(res.status(), 200, "verified in region a");
+
+    // Killed once the copy to b has started its multipart upload.
+    let mut db = {
+        use sqlx::Connection as _;
+        sqlx::PgConnection::connect(&database).await.unwrap()
+    };
+    let leftover_query = "SELECT r.upload_key, r.upload_id FROM replications r JOIN files f ON f.id = r.file_id \
+                          WHERE f.digest = $1 AND r.region = 'b' AND r.upload_id IS NOT NULL";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (key, upload_id): (String, String) = loop {
+        if let Some(row) = sqlx::query_as(leftover_query).bind(&digest).fetch_optional(&mut db).await.unwrap() {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "the copy to b never started a multipart upload");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let sent_parts = || async {
+        let parts = s3_b.list_parts().bucket(&bucket_b).key(&key).upload_id(&upload_id).send().await;
+        parts.expect("list the parts of the copy").parts().len()
+    };
+    while sent_parts().await == 0 {
+        assert!(Instant::now() < deadline, "the copy to b never sent a part");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(Command::new("kill").args(["-KILL", &server.child.id().to_string()]).status().unwrap().success());
+    assert!(!server.wait(Duration::from_secs(10)).success());
+    drop(server);
+
+    assert_eq!(instances(&mut db, &digest).await, ["a"], "no copy recorded in b");
+    let published = s3_b.head_object().bucket(&bucket_b).key(format!("sha512/{digest}")).send().await;
+    assert!(published.is_err(), "nothing published in b");
+    assert!(sent_parts().await > 0, "the dead replica's parts are there");
+
+    // A new replica takes the copy over once the dead one's lease ran out.
+    let server = Process::start_with(deployment(&data_dir));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while instances(&mut db, &digest).await != ["a", "b"] {
+        assert!(Instant::now() < deadline, "the copy to b was not made again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lines: Vec<String> = server.json_lines().iter().map(|v| v.to_string()).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("aborted the multipart copy a dead replica left") && l.contains(&key)),
+        "the new replica aborted the leftover upload"
+    );
+    assert_eq!(sent_parts().await, 0, "no part of the dead upload is left");
+    let res = http.get(server.url(&format!("/sha512/{digest}?region=b"))).send().await.unwrap();
+    assert_eq!(res.status(), 302);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{endpoint_b}/{bucket_b}/sha512/{digest}?")), "{location}");
+    let mut res = http.get(&location).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut hasher = Sha512::new();
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        hasher.update(&chunk);
+    }
+    assert_eq!(hex::encode(hasher.finalize()), digest, "b serves exactly the uploaded bytes");
 }

@@ -34,7 +34,7 @@ pub use events::{EventRow, NewEvent, RelayLock};
 pub use files::{FileWrite, StoredFile};
 pub use lookup::LISTENER_APPLICATION_NAME;
 pub use pending::Pending;
-pub use replications::{Backlog, FailedCopy};
+pub use replications::{Backlog, Claim, FailedCopy};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");

@@ -21,6 +21,16 @@ pub struct FailedCopy {
     pub error: String,
 }
 
+/// A claimed copy: the attempts already made, and the multipart upload an earlier claimant
+/// left unfinished (it died while copying), to be aborted before copying again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Failed attempts so far.
+    pub attempts: i64,
+    /// `(key, upload id)` of the unfinished multipart upload in the target bucket.
+    pub leftover: Option<(String, String)>,
+}
+
 /// How far behind replication is: copies missing, and the oldest of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Backlog {
@@ -53,7 +63,7 @@ impl Db {
     }
 
     /// Claims the copy of `file_id` to `region` for `me` until `lease_until`, unless another
-    /// claim on it is still live. Returns the attempts already made when claimed.
+    /// claim on it is still live.
     pub async fn claim_copy(
         &self,
         file_id: i64,
@@ -61,13 +71,13 @@ impl Db {
         me: &str,
         now: i64,
         lease_until: i64,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Option<Claim>> {
         let row = sqlx::query(
             "INSERT INTO replications (file_id, region, claimed_by, lease_until, attempts, created) \
              VALUES ($1, $2, $3, $4, 0, $5) \
              ON CONFLICT (file_id, region) DO UPDATE SET claimed_by = excluded.claimed_by, \
                  lease_until = excluded.lease_until WHERE replications.lease_until <= $5 \
-             RETURNING attempts",
+             RETURNING attempts, upload_key, upload_id",
         )
         .bind(file_id)
         .bind(region)
@@ -76,7 +86,32 @@ impl Db {
         .bind(now)
         .fetch_optional(&self.write)
         .await?;
-        row.map(|r| r.try_get("attempts").map_err(Into::into)).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let key: Option<String> = row.try_get("upload_key")?;
+        let id: Option<String> = row.try_get("upload_id")?;
+        Ok(Some(Claim { attempts: row.try_get("attempts")?, leftover: key.zip(id) }))
+    }
+
+    /// Notes the multipart upload `me`'s copy is being assembled in (`None`: no longer any).
+    pub async fn note_copy_upload(
+        &self,
+        file_id: i64,
+        region: &str,
+        me: &str,
+        upload: Option<(&str, &str)>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE replications SET upload_key = $4, upload_id = $5 \
+             WHERE file_id = $1 AND region = $2 AND claimed_by = $3",
+        )
+        .bind(file_id)
+        .bind(region)
+        .bind(me)
+        .bind(upload.map(|u| u.0))
+        .bind(upload.map(|u| u.1))
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 
     /// Extends `me`'s claim; false if it is no longer `me`'s (deleted, or taken after it ran
@@ -105,7 +140,8 @@ impl Db {
         Ok(())
     }
 
-    /// Records a failed attempt of `me`'s claim: why, and when it may be tried again.
+    /// Records a failed attempt of `me`'s claim: why, and when it may be tried again. (Its noted
+    /// upload stays noted: the copy aborted it, unless S3 failed, and aborting twice is harmless.)
     pub async fn fail_copy(&self, file_id: i64, region: &str, me: &str, error: &str, retry_at: i64) -> Result<()> {
         sqlx::query(
             "UPDATE replications SET attempts = attempts + 1, last_error = $4, lease_until = $5 \
@@ -224,13 +260,24 @@ mod tests {
         assert!(db.missing_copies("a", 100, 10).await.unwrap().is_empty());
         assert_eq!(db.backlog("b").await.unwrap(), Backlog { missing: 1, oldest: Some(1) });
 
-        assert_eq!(db.claim_copy(file_id, "b", "one", 100, 160).await.unwrap(), Some(0));
+        let fresh = Claim { attempts: 0, leftover: None };
+        assert_eq!(db.claim_copy(file_id, "b", "one", 100, 160).await.unwrap(), Some(fresh));
         assert_eq!(db.claim_copy(file_id, "b", "two", 120, 180).await.unwrap(), None, "the lease is live");
         assert!(db.missing_copies("b", 120, 10).await.unwrap().is_empty(), "claimed copies are not offered");
+        db.note_copy_upload(file_id, "b", "one", Some(("staging/replica-1", "u1"))).await.unwrap();
         db.fail_copy(file_id, "b", "one", "region b refused", 130).await.unwrap();
         let failed = db.failed_copies(10).await.unwrap();
         assert_eq!((failed[0].attempts, failed[0].error.as_str()), (1, "region b refused"));
-        assert_eq!(db.claim_copy(file_id, "b", "two", 130, 190).await.unwrap(), Some(1), "the retry time came");
+        let retry = Claim { attempts: 1, leftover: Some(("staging/replica-1".into(), "u1".into())) };
+        assert_eq!(db.claim_copy(file_id, "b", "two", 130, 190).await.unwrap(), Some(retry), "the retry time came");
+        // Two dies while its multipart upload is open: the next claimant learns of it.
+        db.note_copy_upload(file_id, "b", "two", Some(("staging/replica-2", "u2"))).await.unwrap();
+        db.note_copy_upload(file_id, "b", "one", Some(("staging/replica-x", "ux"))).await.unwrap();
+        let taken = db.claim_copy(file_id, "b", "one", 190, 250).await.unwrap().unwrap();
+        assert_eq!(taken.leftover, Some(("staging/replica-2".into(), "u2".into())), "only the claimant notes");
+        db.note_copy_upload(file_id, "b", "one", None).await.unwrap();
+        db.renew_copy(file_id, "b", "one", 130).await.unwrap(); // one dies too, after aborting
+        assert_eq!(db.claim_copy(file_id, "b", "two", 130, 190).await.unwrap().unwrap().leftover, None);
         assert!(!db.renew_copy(file_id, "b", "one", 200).await.unwrap(), "one lost it");
 
         let file = db.file_uncached(&digest).await.unwrap().unwrap();

@@ -130,8 +130,8 @@ impl Replicator {
     async fn copy(&self, file: &StoredFile, target: &str) -> Option<bool> {
         let lease_until = |t: i64| t + self.lease.as_secs().max(1) as i64;
         let t = now();
-        let attempts = match self.db.claim_copy(file.id, target, &self.me, t, lease_until(t)).await {
-            Ok(Some(attempts)) => attempts,
+        let claim = match self.db.claim_copy(file.id, target, &self.me, t, lease_until(t)).await {
+            Ok(Some(claim)) => claim,
             Ok(None) => return None,
             Err(e) => {
                 tracing::error!(error = %e, "could not claim a copy");
@@ -162,10 +162,34 @@ impl Replicator {
             .map(|s| s.region().to_owned());
         let stores = source.as_deref().and_then(|s| Some((self.blobs.get(s)?.s3()?, self.blobs.get(target)?.s3()?)));
         let Some((src, dst)) = stores else {
-            self.fail(file, "-", target, attempts, "no S3 region holds a copy to copy from").await;
+            self.fail(file, "-", target, claim.attempts, "no S3 region holds a copy to copy from").await;
             return Some(false);
         };
         let from = source.as_deref().unwrap_or_default();
+        let attempts = claim.attempts;
+        if let Some((key, upload_id)) = &claim.leftover {
+            // The replica that held this copy before died while assembling it.
+            if let Err(e) = dst.abort_leftover(key, upload_id).await {
+                self.fail(file, from, target, attempts, &e.to_string()).await;
+                return Some(false);
+            }
+            tracing::info!(digest = %file.digest, region = target, key, "aborted the multipart copy a dead replica left");
+            if let Err(e) = self.db.note_copy_upload(file.id, target, &self.me, None).await {
+                tracing::warn!(error = %e, "could not forget an aborted multipart copy");
+            }
+        }
+        // Noted before the first part is sent; forgotten once the copy ended either way (it
+        // completed or aborted its upload itself).
+        let noted = std::sync::atomic::AtomicBool::new(false);
+        let started = |key: String, upload_id: String| -> futures_util::future::BoxFuture<'_, ()> {
+            noted.store(true, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(async move {
+                let noted = self.db.note_copy_upload(file.id, target, &self.me, Some((&key, &upload_id))).await;
+                if let Err(e) = noted {
+                    tracing::warn!(error = %e, key, "could not note a multipart copy; if this replica dies, it stays");
+                }
+            })
+        };
         let renew = async {
             loop {
                 tokio::time::sleep(self.lease / 3).await;
@@ -177,9 +201,14 @@ impl Replicator {
             }
         };
         let result = tokio::select! {
-            r = dst.replicate_from(src, &file.digest, file.size, self.part_size) => r,
+            r = dst.replicate_from(src, &file.digest, file.size, self.part_size, &started) => r,
             () = renew => unreachable!("the renewal never ends"),
         };
+        if noted.load(std::sync::atomic::Ordering::Relaxed)
+            && let Err(e) = self.db.note_copy_upload(file.id, target, &self.me, None).await
+        {
+            tracing::warn!(error = %e, "could not forget a finished multipart copy");
+        }
         match result {
             Ok(Replicated::Copied(mode)) => Some(self.record(file, from, target, dst, mode).await),
             Ok(Replicated::Mismatch(why)) => {

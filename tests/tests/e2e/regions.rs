@@ -293,7 +293,7 @@ async fn a_copy_claimed_by_a_replica_that_died_is_made_once_its_lease_runs_out()
     let file = app.state.db.file_uncached(&d).await.unwrap().unwrap();
     let now = tooltool_api::time::now();
     let claimed = app.state.db.claim_copy(file.id, &b, "killed-replica", now, now + 2).await.unwrap();
-    assert_eq!(claimed, Some(0));
+    assert_eq!(claimed.map(|c| c.attempts), Some(0));
     // While the dead replica's lease runs, nobody else may take the copy.
     let err = replicate_once(&app.settings).await.expect_err("the copy is claimed").to_string();
     assert!(err.contains(&format!("{b}: 1 files lack a copy")), "{err}");

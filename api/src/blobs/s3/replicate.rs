@@ -13,15 +13,21 @@
 //!   S3-compatible stores that keep it in file names (s3s-fs, the test server) cannot hold
 //!   `sha512/<128 hex>` there; a short staging key works everywhere, and the copy is within one
 //!   bucket.
+//! - A multipart upload is announced (its key and upload id) before its first part is sent, so
+//!   that a replica taking the copy over after this one was killed can abort it
+//!   ([`S3Store::abort_leftover`]) rather than leave its parts behind.
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
-use super::{S3Store, hash_body, next_chunk, sdk_err};
+use super::{S3Store, hash_body, next_chunk, sdk_err, status_of};
 use crate::blobs::{Sha512Counter, StoreError, mismatch};
 use tooltool_proto::Digest;
+
+/// Told the key and upload id of a multipart upload before its first part is sent.
+pub type UploadStarted<'a> = &'a (dyn Fn(String, String) -> futures_util::future::BoxFuture<'a, ()> + Send + Sync);
 
 /// S3 allows at most this many parts in a multipart upload.
 const MAX_PARTS: u64 = 10_000;
@@ -84,6 +90,7 @@ impl S3Store {
         digest: &Digest,
         size: u64,
         part_size: u64,
+        started: UploadStarted<'_>,
     ) -> Result<Replicated, StoreError> {
         let key = format!("sha512/{digest}");
         let Some(obj) = source.get(&key, "read the source blob").await? else { return Ok(Replicated::SourceMissing) };
@@ -109,8 +116,20 @@ impl S3Store {
         if size <= part_size {
             self.put_whole(obj.body, &key, digest, size).await
         } else {
-            self.put_parts(obj.body, &key, digest, size, part_size).await
+            self.put_parts(obj.body, &key, digest, size, part_size, started).await
         }
+    }
+
+    /// Aborts the multipart upload a killed replica left (and removes its object, had it been
+    /// completed but not yet removed). An upload already gone is fine.
+    pub async fn abort_leftover(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        let res = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await;
+        match res {
+            Ok(_) => {}
+            Err(e) if status_of(&e) == Some(404) => {}
+            Err(e) => return Err(sdk_err("abort a leftover multipart copy", e)),
+        }
+        self.delete_key(key).await
     }
 
     /// Reads the whole (small) blob, and PUTs it only if it hashed right.
@@ -155,6 +174,7 @@ impl S3Store {
         digest: &Digest,
         size: u64,
         part_size: u64,
+        started: UploadStarted<'_>,
     ) -> Result<Replicated, StoreError> {
         let staged = format!("staging/replica-{}", uuid::Uuid::new_v4().simple());
         let key = staged.as_str();
@@ -167,6 +187,7 @@ impl S3Store {
             .await
             .map_err(|e| sdk_err("start a multipart copy", e))?;
         let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        started(key.to_owned(), upload_id.clone()).await;
         let mut parts = Vec::new();
         let mut counter = Sha512Counter::default();
         let mut buf = BytesMut::with_capacity(part_size as usize);
