@@ -29,6 +29,12 @@ const LOG_BUFFER_LINES: usize = 64 * 1024;
 /// The writer thread's count of dropped lines, for `log_lines_dropped_total`.
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
+/// The access log's way to the writer, once [`init_tracing`] made one.
+static ACCESS: OnceLock<AccessLog> = OnceLock::new();
+
+/// The target of the access-log lines (so `RUST_LOG` filters them as it did).
+const ACCESS_TARGET: &str = "tooltool_api::telemetry";
+
 /// Lines dropped so far because the log writer could not keep up.
 pub fn log_lines_dropped() -> u64 {
     DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
@@ -53,6 +59,7 @@ pub fn init_tracing(with_sentry: bool) -> LogGuard {
         .thread_name("tooltool-log")
         .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let _ = DROPPED.set(writer.error_counter());
+    let _ = ACCESS.set(AccessLog { writer: writer.clone(), json });
     let sentry = with_sentry.then(|| {
         // Error events go to Sentry as events, lower levels as breadcrumbs.
         sentry::integrations::tracing::ErrorLayer::new()
@@ -132,7 +139,7 @@ pub async fn log_request(
     let id = request_id(&req);
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = route_of(&req);
     let span = tracing::info_span!("request", request_id = %id);
     let call = next.call(req).instrument(span.clone());
     let res = if sentry::Hub::main().client().is_some() {
@@ -147,20 +154,182 @@ pub async fn log_request(
         call.await
     };
     let status = match &res {
-        Ok(r) => r.status().as_u16(),
-        Err(e) => e.as_response_error().status_code().as_u16(),
+        Ok(r) => r.status(),
+        Err(e) => e.as_response_error().status_code(),
     };
-    let elapsed = start.elapsed().as_secs_f64();
-    // Milliseconds to the microsecond: `ms=0.012`, not `ms=0.011569000000000001`.
-    let ms = (elapsed * 1e6).round() / 1e3;
+    let elapsed = start.elapsed();
     let m = &crate::metrics::METRICS;
-    m.requests.with_label_values(&[route.as_str(), method.as_str(), &status.to_string()]).inc();
-    m.latency.with_label_values(&[route.as_str()]).observe(elapsed);
-    span.in_scope(|| tracing::info!(%method, path, status, ms, "request"));
+    m.requests.with_label_values(&[&route, method.as_str(), status.as_str()]).inc();
+    m.latency.with_label_values(&[&route]).observe(elapsed.as_secs_f64());
+    let line = AccessLine { request_id: &id, method: method.as_str(), path: &path, status: status.as_u16(), elapsed };
+    match ACCESS.get() {
+        Some(log) => log.write(&line),
+        // No writer of ours (a test's own subscriber): the line goes through tracing.
+        None => span.in_scope(|| {
+            tracing::info!(target: ACCESS_TARGET, method = line.method, path, status = line.status, ms = %line.ms(), "request")
+        }),
+    }
     res.map(|mut r| {
         if let Ok(v) = HeaderValue::from_str(&id) {
             r.headers_mut().insert(HeaderName::from_static(REQUEST_ID), v);
         }
         r
     })
+}
+
+/// The route pattern of a request, for metrics and Sentry: looked up in
+/// [`crate::routes::ROUTE_TABLE`] segment by segment (the router's own lookup matches regular
+/// expressions and allocates, on every call), else asked of the router (the admin page's routes).
+fn route_of(req: &ServiceRequest) -> std::borrow::Cow<'static, str> {
+    let path = req.path();
+    let matches = |pattern: &str| {
+        let mut want = pattern.split('/');
+        let mut got = path.split('/');
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) if w.starts_with('{') && !g.is_empty() => {}
+                (Some(w), Some(g)) if w == g => {}
+                _ => return false,
+            }
+        }
+    };
+    match crate::routes::ROUTE_TABLE.iter().find(|(pattern, _)| matches(pattern)) {
+        Some((pattern, _)) => (*pattern).into(),
+        None => req.match_pattern().unwrap_or_else(|| "unmatched".to_owned()).into(),
+    }
+}
+
+/// What the access log says of one request.
+struct AccessLine<'a> {
+    request_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    elapsed: std::time::Duration,
+}
+
+impl AccessLine<'_> {
+    /// Milliseconds to the microsecond: `0.012`, never `0.011569000000000001`.
+    fn ms(&self) -> impl std::fmt::Display {
+        let us = self.elapsed.as_micros();
+        format!("{}.{:03}", us / 1000, us % 1000)
+    }
+}
+
+/// The access log: one line per request, formatted by hand into a reused buffer and handed to
+/// the same non-blocking writer as every other line, in the same shape as the other lines (text,
+/// or JSON with `LOG_FORMAT=json`). tracing's formatter costs several microseconds a line; the
+/// access line is the one written on every request.
+struct AccessLog {
+    writer: tracing_appender::non_blocking::NonBlocking,
+    json: bool,
+}
+
+impl AccessLog {
+    fn write(&self, line: &AccessLine<'_>) {
+        if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+            return;
+        }
+        thread_local! {
+            static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
+        }
+        BUFFER.with_borrow_mut(|buf| {
+            buf.clear();
+            if self.json {
+                format_json(buf, line);
+            } else {
+                format_text(buf, line);
+            }
+            // A handle on the writer's queue, as tracing's formatter takes one per line.
+            let _ = tracing_subscriber::fmt::MakeWriter::make_writer(&self.writer).write_all(buf);
+        });
+    }
+}
+
+/// `2026-11-29T16:55:01.123456Z` (as tracing's lines): the part up to the second is made once a
+/// second per thread.
+fn timestamp(buf: &mut Vec<u8>) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    SECOND.with_borrow_mut(|(second, text)| {
+        if *second != now.as_secs() {
+            *second = now.as_secs();
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.as_secs());
+            *text = humantime::format_rfc3339_seconds(t).to_string();
+            text.pop(); // the `Z`
+        }
+        buf.extend_from_slice(text.as_bytes());
+    });
+    let _ = write!(buf, ".{:06}Z", now.subsec_micros());
+}
+
+use std::io::Write as _;
+
+/// `2026-11-29T16:55:01.123456Z  INFO request{request_id=…}: tooltool_api::telemetry: request
+/// method=GET path="/sha512/…" status=302 ms=0.123`, as tracing's text lines without colours.
+fn format_text(buf: &mut Vec<u8>, line: &AccessLine<'_>) {
+    timestamp(buf);
+    let _ = writeln!(
+        buf,
+        "  INFO request{{request_id={}}}: {ACCESS_TARGET}: request method={} path={:?} status={} ms={}",
+        line.request_id,
+        line.method,
+        line.path,
+        line.status,
+        line.ms()
+    );
+}
+
+/// The same line in the shape of tracing's JSON lines.
+fn format_json(buf: &mut Vec<u8>, line: &AccessLine<'_>) {
+    buf.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(buf);
+    let _ = write!(buf, "\",\"level\":\"INFO\",\"fields\":{{\"message\":\"request\",\"method\":\"{}\",\"path\":", line.method);
+    let _ = serde_json::to_writer(&mut *buf, line.path);
+    let _ = write!(buf, ",\"status\":{},\"ms\":{}}},\"target\":\"{ACCESS_TARGET}\",", line.status, line.ms());
+    let span = format!("{{\"request_id\":\"{}\",\"name\":\"request\"}}", line.request_id);
+    let _ = writeln!(buf, "\"span\":{span},\"spans\":[{span}]}}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(path: &str) -> AccessLine<'_> {
+        let elapsed = std::time::Duration::from_micros(12_345);
+        AccessLine { request_id: "ab12", method: "GET", path, status: 302, elapsed }
+    }
+
+    #[test]
+    fn text_lines_look_like_tracings_and_quote_the_path() {
+        let mut buf = Vec::new();
+        format_text(&mut buf, &line("/sha512/x\"\n"));
+        let text = String::from_utf8(buf).unwrap();
+        let (stamp, rest) = text.split_once("  ").unwrap();
+        assert_eq!(stamp.len(), "2026-11-29T16:55:01.123456Z".len(), "{text}");
+        assert!(humantime::parse_rfc3339(stamp).is_ok(), "{stamp}");
+        assert_eq!(
+            rest,
+            "INFO request{request_id=ab12}: tooltool_api::telemetry: request method=GET \
+             path=\"/sha512/x\\\"\\n\" status=302 ms=12.345\n"
+        );
+    }
+
+    #[test]
+    fn json_lines_parse_and_carry_the_request_id() {
+        let mut buf = Vec::new();
+        format_json(&mut buf, &line("/sha512/\"odd\"\u{1}"));
+        assert_eq!(buf.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert!(humantime::parse_rfc3339(v["timestamp"].as_str().unwrap()).is_ok(), "{v}");
+        let fields = serde_json::json!({"message": "request", "method": "GET", "path": "/sha512/\"odd\"\u{1}",
+                                        "status": 302, "ms": 12.345});
+        assert_eq!(v["fields"], fields);
+        assert_eq!((&v["level"], &v["target"]), (&serde_json::json!("INFO"), &serde_json::json!(ACCESS_TARGET)));
+        let span = serde_json::json!({"request_id": "ab12", "name": "request"});
+        assert_eq!((&v["span"], &v["spans"]), (&span, &serde_json::json!([span])));
+    }
 }
