@@ -125,7 +125,11 @@ fn request_id(req: &ServiceRequest) -> String {
         .map(str::to_owned)
         // 128 random bits from the thread's generator: a uuid v4 cost a getrandom system call
         // on every request.
-        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+        .unwrap_or_else(|| {
+            let mut id = String::with_capacity(32);
+            tooltool_proto::push_hex(&mut id, &rand::random::<u128>().to_be_bytes());
+            id
+        })
 }
 
 /// Per request: an id (echoed in `X-Request-Id`) on every log line of the request, a Sentry hub
@@ -211,9 +215,17 @@ struct AccessLine<'a> {
 
 impl AccessLine<'_> {
     /// Milliseconds to the microsecond: `0.012`, never `0.011569000000000001`.
-    fn ms(&self) -> impl std::fmt::Display {
+    fn ms(&self) -> String {
+        let mut buf = Vec::with_capacity(16);
+        self.push_ms(&mut buf);
+        String::from_utf8(buf).expect("digits")
+    }
+
+    fn push_ms(&self, buf: &mut Vec<u8>) {
         let us = self.elapsed.as_micros();
-        format!("{}.{:03}", us / 1000, us % 1000)
+        buf.extend_from_slice(itoa::Buffer::new().format(us / 1000).as_bytes());
+        let frac = (us % 1000) as u16;
+        buf.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
     }
 }
 
@@ -269,18 +281,26 @@ fn timestamp(buf: &mut Vec<u8>) {
 use std::io::Write as _;
 
 /// `2026-11-29T16:55:01.123456Z  INFO request{request_id=…}: tooltool_api::telemetry: request
-/// method=GET path="/sha512/…" status=302 ms=0.123`, as tracing's text lines without colours.
+/// method=GET path="/sha512/…" status=302 ms=0.123`, as tracing's text lines without colours
+/// (the path quoted and escaped as Rust's `Debug` does, so a line is always one line).
 fn format_text(buf: &mut Vec<u8>, line: &AccessLine<'_>) {
     timestamp(buf);
-    let _ = writeln!(
-        buf,
-        "  INFO request{{request_id={}}}: {ACCESS_TARGET}: request method={} path={:?} status={} ms={}",
-        line.request_id,
-        line.method,
-        line.path,
-        line.status,
-        line.ms()
-    );
+    for part in ["  INFO request{request_id=", line.request_id, "}: ", ACCESS_TARGET, ": request method=", line.method] {
+        buf.extend_from_slice(part.as_bytes());
+    }
+    buf.extend_from_slice(b" path=");
+    if line.path.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+        buf.push(b'"');
+        buf.extend_from_slice(line.path.as_bytes());
+        buf.push(b'"');
+    } else {
+        let _ = write!(buf, "{:?}", line.path);
+    }
+    buf.extend_from_slice(b" status=");
+    buf.extend_from_slice(itoa::Buffer::new().format(line.status).as_bytes());
+    buf.extend_from_slice(b" ms=");
+    line.push_ms(buf);
+    buf.push(b'\n');
 }
 
 /// The same line in the shape of tracing's JSON lines.
@@ -289,9 +309,12 @@ fn format_json(buf: &mut Vec<u8>, line: &AccessLine<'_>) {
     timestamp(buf);
     let _ = write!(buf, "\",\"level\":\"INFO\",\"fields\":{{\"message\":\"request\",\"method\":\"{}\",\"path\":", line.method);
     let _ = serde_json::to_writer(&mut *buf, line.path);
-    let _ = write!(buf, ",\"status\":{},\"ms\":{}}},\"target\":\"{ACCESS_TARGET}\",", line.status, line.ms());
+    buf.extend_from_slice(b",\"status\":");
+    buf.extend_from_slice(itoa::Buffer::new().format(line.status).as_bytes());
+    buf.extend_from_slice(b",\"ms\":");
+    line.push_ms(buf);
     let span = format!("{{\"request_id\":\"{}\",\"name\":\"request\"}}", line.request_id);
-    let _ = writeln!(buf, "\"span\":{span},\"spans\":[{span}]}}");
+    let _ = writeln!(buf, "}},\"target\":\"{ACCESS_TARGET}\",\"span\":{span},\"spans\":[{span}]}}");
 }
 
 #[cfg(test)]
@@ -307,6 +330,10 @@ mod tests {
     fn text_lines_look_like_tracings_and_quote_the_path() {
         let mut buf = Vec::new();
         format_text(&mut buf, &line("/sha512/x\"\n"));
+        let mut plain = Vec::new();
+        format_text(&mut plain, &line("/sha512/abc"));
+        let plain = String::from_utf8(plain).unwrap();
+        assert!(plain.ends_with(" method=GET path=\"/sha512/abc\" status=302 ms=12.345\n"), "{plain}");
         let text = String::from_utf8(buf).unwrap();
         let (stamp, rest) = text.split_once("  ").unwrap();
         assert_eq!(stamp.len(), "2026-11-29T16:55:01.123456Z".len(), "{text}");

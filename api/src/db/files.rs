@@ -61,7 +61,7 @@ impl Db {
     }
 
     /// The file with this digest and its instances: the download path's lookup (cached).
-    pub async fn file(&self, digest: &Digest) -> Result<Option<StoredFile>> {
+    pub async fn file(&self, digest: &Digest) -> Result<Option<std::sync::Arc<StoredFile>>> {
         self.lookup.file(digest).await
     }
 

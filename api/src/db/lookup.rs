@@ -89,7 +89,8 @@ struct Cache {
 
 #[derive(Debug)]
 struct Entry {
-    file: Option<StoredFile>,
+    /// Shared with every request served from it: a hit copies no string.
+    file: Option<Arc<StoredFile>>,
     read_at: Instant,
 }
 
@@ -127,7 +128,7 @@ impl Cache {
         self.answers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn get(&self, digest: &Digest) -> Option<Option<StoredFile>> {
+    fn get(&self, digest: &Digest) -> Option<Option<Arc<StoredFile>>> {
         let mut answers = self.lock();
         match answers.get(digest) {
             Some(e) if e.read_at.elapsed() <= self.max_age => Some(e.file.clone()),
@@ -140,7 +141,7 @@ impl Cache {
     }
 
     /// Stores an answer read at `generation`, unless something was invalidated since.
-    fn put(&self, generation: u64, digest: &Digest, file: Option<StoredFile>, read_at: Instant) {
+    fn put(&self, generation: u64, digest: &Digest, file: Option<Arc<StoredFile>>, read_at: Instant) {
         let mut answers = self.lock();
         if self.generation.load(Ordering::SeqCst) == generation {
             answers.put(digest.clone(), Entry { file, read_at });
@@ -202,16 +203,16 @@ impl Lookup {
     }
 
     /// The file with this digest and its instances (regions sorted).
-    pub(super) async fn file(&self, digest: &Digest) -> Result<Option<StoredFile>> {
+    pub(super) async fn file(&self, digest: &Digest) -> Result<Option<Arc<StoredFile>>> {
         let Some(cache) = self.cache.as_deref().filter(|c| c.active.load(Ordering::SeqCst)) else {
-            return self.read(digest).await;
+            return Ok(self.read(digest).await?.map(Arc::new));
         };
         let generation = cache.generation.load(Ordering::SeqCst);
         if let Some(hit) = cache.get(digest) {
             return Ok(hit);
         }
         let read_at = Instant::now();
-        let found = self.read(digest).await?;
+        let found = self.read(digest).await?.map(Arc::new);
         cache.put(generation, digest, found.clone(), read_at);
         Ok(found)
     }
@@ -431,7 +432,7 @@ mod tests {
             let db = db.clone();
             async move {
                 let (a, b) = (db.file(&d).await.unwrap(), db.file_uncached(&d).await.unwrap());
-                assert_eq!(a, b);
+                assert_eq!(a.as_deref(), b.as_ref());
                 a
             }
         };

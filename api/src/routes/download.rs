@@ -9,9 +9,9 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use tooltool_proto::Digest;
 
-/// Digest → file → permission → signed URL → 302.
+/// Digest → file → permission → signed URL → 302. No span of its own: the request's access line
+/// names the path, and this is the route every build worker hits.
 #[utoipa::path(method(get, head), path = "/sha512/{digest}", tag = "download", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters"), ("region" = Option<String>, Query, description = "preferred region")), responses((status = 302, description = "Redirect to a short-lived signed URL of a verified copy", headers(("Location" = String, description = "the signed URL")))), security((), ("bearer" = [])))]
-#[tracing::instrument(name = "download", skip_all, fields(digest = %path))]
 pub async fn download(
     state: web::Data<AppState>,
     caller: Result<Caller, ApiError>,

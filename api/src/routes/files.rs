@@ -23,7 +23,7 @@ pub async fn get(
     let digest = Digest::parse(&path)?;
     caller?;
     let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
-    Ok(HttpResponse::Ok().json(FileInfo::from(&file)))
+    Ok(HttpResponse::Ok().json(FileInfo::from(&*file)))
 }
 
 /// Applies the operations in order: `set_visibility`, `delete_instances`.
@@ -70,7 +70,7 @@ pub async fn patch(
         state.audit(caller.name(), action, digest.as_str(), details).await;
     }
     let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
-    Ok(HttpResponse::Ok().json(FileInfo::from(&file)))
+    Ok(HttpResponse::Ok().json(FileInfo::from(&*file)))
 }
 
 /// Files whose name in any batch contains the text, or whose digest starts with it.

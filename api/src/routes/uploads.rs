@@ -103,7 +103,7 @@ pub async fn complete(
     let file = state.db.file(&digest).await?;
     let file = file.ok_or_else(|| ApiError::not_found("No upload batch ever declared a file with this digest"))?;
     if !file.instances.is_empty() {
-        return Ok(HttpResponse::Ok().json(FileInfo::from(&file)));
+        return Ok(HttpResponse::Ok().json(FileInfo::from(&*file)));
     }
     match verify::complete(&state, &file, caller.name()).await? {
         Outcome::Verified(file) => Ok(HttpResponse::Ok().json(FileInfo::from(&file))),

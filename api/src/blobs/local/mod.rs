@@ -168,8 +168,17 @@ impl LocalStore {
     fn signed_url(&self, method: &str, path: &str, ttl: Duration, size: Option<u64>) -> String {
         let expires = unix_now() + ttl.as_secs();
         let sig = self.signer.sign(method, path, expires, size);
-        let size = size.map(|s| format!("&size={s}")).unwrap_or_default();
-        format!("{}{path}?expires={expires}{size}&signature={sig}", self.base_url)
+        let mut url = String::with_capacity(self.base_url.len() + path.len() + 128);
+        for part in [self.base_url.as_str(), path, "?expires=", itoa::Buffer::new().format(expires)] {
+            url.push_str(part);
+        }
+        if let Some(size) = size {
+            url.push_str("&size=");
+            url.push_str(itoa::Buffer::new().format(size));
+        }
+        url.push_str("&signature=");
+        url.push_str(&sig);
+        url
     }
 
     /// Removes leftovers in `incoming/` older than `age` (interrupted PUTs).

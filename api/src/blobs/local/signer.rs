@@ -10,7 +10,8 @@ type HmacSha256 = Hmac<Sha256>;
 /// handed out before a key rotation stay valid until they expire.
 #[derive(Clone)]
 pub struct UrlSigner {
-    keys: Vec<Vec<u8>>,
+    /// One HMAC per key, keyed once: signing a URL clones one instead of hashing the key again.
+    keys: Vec<HmacSha256>,
 }
 
 impl std::fmt::Debug for UrlSigner {
@@ -22,25 +23,35 @@ impl std::fmt::Debug for UrlSigner {
 impl UrlSigner {
     /// A signer with this key.
     pub fn new(key: &[u8]) -> Self {
-        Self { keys: vec![key.to_vec()] }
+        Self::with_keys(vec![key.to_vec()])
     }
 
     /// A signer with several keys, the first of which signs.
     pub fn with_keys(keys: Vec<Vec<u8>>) -> Self {
         assert!(!keys.is_empty(), "at least one key");
+        let keys = keys.iter().map(|k| HmacSha256::new_from_slice(k).expect("HMAC takes any key length")).collect();
         Self { keys }
     }
 
-    fn mac(key: &[u8], method: &str, path: &str, expires: u64, size: Option<u64>) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
-        let size = size.map(|s| s.to_string()).unwrap_or_default();
-        mac.update(format!("{method}\n{path}\n{expires}\n{size}").as_bytes());
+    /// The MAC of `method\npath\nexpires\nsize` (size empty when `None`).
+    fn mac(key: &HmacSha256, method: &str, path: &str, expires: u64, size: Option<u64>) -> HmacSha256 {
+        let mut mac = key.clone();
+        for part in [method.as_bytes(), b"\n", path.as_bytes(), b"\n"] {
+            mac.update(part);
+        }
+        mac.update(itoa::Buffer::new().format(expires).as_bytes());
+        mac.update(b"\n");
+        if let Some(size) = size {
+            mac.update(itoa::Buffer::new().format(size).as_bytes());
+        }
         mac
     }
 
     /// The hex signature of a URL.
     pub fn sign(&self, method: &str, path: &str, expires: u64, size: Option<u64>) -> String {
-        hex::encode(Self::mac(&self.keys[0], method, path, expires, size).finalize().into_bytes())
+        let mut out = String::with_capacity(64);
+        tooltool_proto::push_hex(&mut out, &Self::mac(&self.keys[0], method, path, expires, size).finalize().into_bytes());
+        out
     }
 
     /// Whether `signature` is right for these values (constant time).
