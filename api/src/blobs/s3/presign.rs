@@ -130,8 +130,8 @@ impl Presigner {
         }
         query.push_str("&X-Amz-SignedHeaders=host");
         let canonical = format!("{method}\n{}{key}\n{query}\nhost:{}\n\nhost\nUNSIGNED-PAYLOAD", self.path, self.host);
-        let string_to_sign =
-            format!("AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+        let mut string_to_sign = format!("AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n");
+        tooltool_proto::push_hex(&mut string_to_sign, &Sha256::digest(canonical.as_bytes()));
         let signature = calculate_signature(&signing.key, string_to_sign.as_bytes());
         Ok(format!("{}{key}?{query}&X-Amz-Signature={signature}", self.prefix))
     }
