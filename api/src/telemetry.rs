@@ -225,7 +225,12 @@ impl AccessLine<'_> {
         let us = self.elapsed.as_micros();
         buf.extend_from_slice(itoa::Buffer::new().format(us / 1000).as_bytes());
         let frac = (us % 1000) as u16;
-        buf.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+        buf.extend_from_slice(&[
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ]);
     }
 }
 
@@ -285,7 +290,8 @@ use std::io::Write as _;
 /// (the path quoted and escaped as Rust's `Debug` does, so a line is always one line).
 fn format_text(buf: &mut Vec<u8>, line: &AccessLine<'_>) {
     timestamp(buf);
-    for part in ["  INFO request{request_id=", line.request_id, "}: ", ACCESS_TARGET, ": request method=", line.method] {
+    for part in ["  INFO request{request_id=", line.request_id, "}: ", ACCESS_TARGET, ": request method=", line.method]
+    {
         buf.extend_from_slice(part.as_bytes());
     }
     buf.extend_from_slice(b" path=");
@@ -307,7 +313,11 @@ fn format_text(buf: &mut Vec<u8>, line: &AccessLine<'_>) {
 fn format_json(buf: &mut Vec<u8>, line: &AccessLine<'_>) {
     buf.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(buf);
-    let _ = write!(buf, "\",\"level\":\"INFO\",\"fields\":{{\"message\":\"request\",\"method\":\"{}\",\"path\":", line.method);
+    let _ = write!(
+        buf,
+        "\",\"level\":\"INFO\",\"fields\":{{\"message\":\"request\",\"method\":\"{}\",\"path\":",
+        line.method
+    );
     let _ = serde_json::to_writer(&mut *buf, line.path);
     buf.extend_from_slice(b",\"status\":");
     buf.extend_from_slice(itoa::Buffer::new().format(line.status).as_bytes());

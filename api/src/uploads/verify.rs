@@ -110,7 +110,9 @@ async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Res
                 let details = serde_json::json!({"region": store.region(), "size": file.size});
                 state.audit(actor, "upload.verified", file.digest.as_str(), details).await;
                 let verified = state.db.file(&file.digest).await?;
-                return verified.map(|f| Outcome::Verified(Arc::unwrap_or_clone(f))).ok_or_else(|| ApiError::internal("verified file vanished"));
+                return verified
+                    .map(|f| Outcome::Verified(Arc::unwrap_or_clone(f)))
+                    .ok_or_else(|| ApiError::internal("verified file vanished"));
             }
             Verification::Mismatch(why) => {
                 tracing::warn!(digest = %file.digest, reason = %why, "upload rejected");

@@ -50,7 +50,10 @@ impl UrlSigner {
     /// The hex signature of a URL.
     pub fn sign(&self, method: &str, path: &str, expires: u64, size: Option<u64>) -> String {
         let mut out = String::with_capacity(64);
-        tooltool_proto::push_hex(&mut out, &Self::mac(&self.keys[0], method, path, expires, size).finalize().into_bytes());
+        tooltool_proto::push_hex(
+            &mut out,
+            &Self::mac(&self.keys[0], method, path, expires, size).finalize().into_bytes(),
+        );
         out
     }
 
