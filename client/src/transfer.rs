@@ -263,7 +263,9 @@ impl<'a> Regions<'a> {
         if self.left.is_none() {
             let instances = client.get_file(digest.as_str()).await.map(|f| f.instances).unwrap_or_default();
             let failed = self.current().map(str::to_owned);
-            self.left = Some(instances.into_iter().filter(|r| Some(r) != failed.as_ref()).collect());
+            // One copy only: there is no other region, and the usual retries follow.
+            let others = instances.len() > 1;
+            self.left = Some(instances.into_iter().filter(|r| others && Some(r) != failed.as_ref()).collect());
         }
         self.current = self.left.as_mut().and_then(|l| l.pop_front());
         self.current.as_deref()

@@ -79,10 +79,15 @@ async fn retries_after_503_and_429_honouring_retry_after(backend: Backend) {
             (Kind::Storage, 429),
             (Kind::Api, 302),
             (Kind::Storage, 500),
+            (Kind::Api, 200),
             (Kind::Api, 302),
             (Kind::Storage, 200)
         ]
     );
+    // After the storage's 500 the client looked for a copy in another region; there is one copy
+    // only, so it retried the same way, after its backoff.
+    assert!(log[5].path.starts_with("/file/sha512/"), "{}", log[5].path);
+    assert!(log[6].at - log[4].at >= Duration::from_millis(500), "backoff after the 500");
 }
 
 async fn falls_through_to_the_next_url(backend: Backend) {
