@@ -342,7 +342,7 @@ mod tests {
             endpoint: Some(required("TOOLTOOL_TEST_S3_ENDPOINT")),
             force_path_style: true,
             access_key_id: Some(required("TOOLTOOL_TEST_S3_ACCESS_KEY")),
-            secret_access_key: Some(Secret::new(&required("TOOLTOOL_TEST_S3_SECRET_KEY"))),
+            secret_access_key: Some(Secret::new(required("TOOLTOOL_TEST_S3_SECRET_KEY"))),
         };
         let store = S3Store::new(&settings).await.unwrap();
         store.client.create_bucket().bucket(&bucket).send().await.unwrap();
