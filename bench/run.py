@@ -275,6 +275,7 @@ def paired(a, ceiling_url, url, headers=None):
         "p99_ms": statistics.median(t["p99_ms"] for _, t in pairs),
         "non_2xx_3xx": sum(t["non_2xx_3xx"] for _, t in pairs),
         "ceiling_rps": statistics.median(c["rps"] for c, _ in pairs),
+        "ceiling_p99_ms": statistics.median(c["p99_ms"] for c, _ in pairs),
     }
 
 
