@@ -261,7 +261,9 @@ fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     match opts.open(path) {
         Ok(mut f) => {
-            f.write_all(hex::encode(key).as_bytes())?;
+            let mut text = String::new();
+            tooltool_proto::push_hex(&mut text, &key);
+            f.write_all(text.as_bytes())?;
             f.sync_all()?;
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -324,8 +324,7 @@ fn timestamp(buf: &mut Vec<u8>) {
     SECOND.with_borrow_mut(|(second, text)| {
         if *second != now.as_secs() {
             *second = now.as_secs();
-            let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.as_secs());
-            *text = humantime::format_rfc3339_seconds(t).to_string();
+            *text = crate::time::rfc3339(now.as_secs() as i64);
             text.pop(); // the `Z`
         }
         buf.extend_from_slice(text.as_bytes());

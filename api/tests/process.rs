@@ -158,7 +158,12 @@ async fn stage(http: &reqwest::Client, server: &Process, token: &str, blob: &Pat
 
 /// A download of `digest` redirects to exactly its bytes.
 async fn serves_exactly(http: &reqwest::Client, server: &Process, digest: &str) {
-    let res = http.get(server.url(&format!("/sha512/{digest}"))).send().await.unwrap();
+    serves_exactly_from(http, server, digest, "").await;
+}
+
+/// The same, the download asked with `query` (`?region=b`); the Location it was sent to.
+async fn serves_exactly_from(http: &reqwest::Client, server: &Process, digest: &str, query: &str) -> String {
+    let res = http.get(server.url(&format!("/sha512/{digest}{query}"))).send().await.unwrap();
     assert_eq!(res.status(), 302);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let mut res = http.get(&location).send().await.unwrap();
@@ -167,7 +172,8 @@ async fn serves_exactly(http: &reqwest::Client, server: &Process, digest: &str) 
     while let Some(chunk) = res.chunk().await.unwrap() {
         hasher.update(&chunk);
     }
-    assert_eq!(hex::encode(hasher.finalize()), digest);
+    assert_eq!(hex::encode(hasher.finalize()), digest, "{location} serves exactly the uploaded bytes");
+    location
 }
 
 fn no_redirects() -> reqwest::Client {
@@ -529,15 +535,6 @@ async fn sigkill_during_a_replication_copy_records_nothing_and_a_new_replica_mak
         "the new replica aborted the leftover upload"
     );
     assert_eq!(sent_parts().await, 0, "no part of the dead upload is left");
-    let res = http.get(server.url(&format!("/sha512/{digest}?region=b"))).send().await.unwrap();
-    assert_eq!(res.status(), 302);
-    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let location = serves_exactly_from(&http, &server, &digest, "?region=b").await;
     assert!(location.starts_with(&format!("{endpoint_b}/{bucket_b}/sha512/{digest}?")), "{location}");
-    let mut res = http.get(&location).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let mut hasher = Sha512::new();
-    while let Some(chunk) = res.chunk().await.unwrap() {
-        hasher.update(&chunk);
-    }
-    assert_eq!(hex::encode(hasher.finalize()), digest, "b serves exactly the uploaded bytes");
 }

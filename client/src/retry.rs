@@ -76,9 +76,20 @@ pub(crate) enum Attempt {
 pub(crate) fn classify(f: Failure, server: bool) -> Attempt {
     match &f.error {
         Error::Http { source, .. } if server && source.is_connect() => Attempt::Unreachable(f.error),
+        e if !server && is_storage_down(e) => Attempt::StorageDown(f.error, f.retry_after),
         e if is_transient(e) => Attempt::Retry(f.error, f.retry_after),
         Error::Io { .. } => Attempt::Fatal(f.error),
         _ => Attempt::NextUrl(f.error),
+    }
+}
+
+/// A storage failure another region may not share: no connection (refused, reset, timed out),
+/// or a 5xx.
+fn is_storage_down(e: &Error) -> bool {
+    match e {
+        Error::Http { source, .. } => source.is_connect() || source.is_request() || source.is_timeout(),
+        Error::Api { status, .. } => *status >= 500,
+        _ => false,
     }
 }
 

@@ -272,15 +272,6 @@ impl<'a> Regions<'a> {
     }
 }
 
-/// A storage failure another region may not share: no connection, or a 5xx.
-fn is_storage_down(e: &Error) -> bool {
-    match e {
-        Error::Http { source, .. } => source.is_connect() || source.is_request() || source.is_timeout(),
-        Error::Api { status, .. } => *status >= 500,
-        _ => false,
-    }
-}
-
 /// One request: locate the blob, GET it from `part`'s length on, append to `part`.
 async fn transfer(
     client: &ApiClient,
@@ -303,10 +294,7 @@ async fn transfer(
                     part.truncate().await.map_err(Attempt::Fatal)?;
                     Attempt::Retry(f.error, Some(Duration::ZERO))
                 }
-                _ => match classify(f, false) {
-                    Attempt::Retry(e, retry_after) if is_storage_down(&e) => Attempt::StorageDown(e, retry_after),
-                    other => other,
-                },
+                _ => classify(f, false),
             });
         }
     };

@@ -59,11 +59,9 @@ struct Key {
 impl Key {
     fn new(bytes: &[u8]) -> Self {
         use sha2::Digest as _;
-        Self {
-            kid: hex::encode(&sha2::Sha256::digest(bytes)[..8]),
-            encoding: EncodingKey::from_secret(bytes),
-            decoding: DecodingKey::from_secret(bytes),
-        }
+        let mut kid = String::new();
+        tooltool_proto::push_hex(&mut kid, &sha2::Sha256::digest(bytes)[..8]);
+        Self { kid, encoding: EncodingKey::from_secret(bytes), decoding: DecodingKey::from_secret(bytes) }
     }
 }
 

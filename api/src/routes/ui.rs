@@ -43,7 +43,10 @@ const INDEX: &str = include_str!("../../ui/index.html");
 static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| ASSETS.iter().map(|(_, _, body)| etag(body)).collect());
 
 fn etag(body: &[u8]) -> String {
-    format!("\"{}\"", hex::encode(&sha2::Sha256::digest(body)[..12]))
+    let mut tag = String::from('"');
+    tooltool_proto::push_hex(&mut tag, &sha2::Sha256::digest(body)[..12]);
+    tag.push('"');
+    tag
 }
 
 /// Registers `/ui` (redirects to `/ui/`), `/ui/assets/<name>`, and the page for every other

@@ -48,6 +48,8 @@ pub struct S3Store {
     /// The configured endpoint (`None`: AWS). Two buckets on one endpoint copy server-side.
     endpoint: Option<String>,
     presigner: Arc<Presigner>,
+    /// [`COPY_LIMITS`] (smaller in a test, to run the part-by-part path).
+    copy_limits: CopyLimits,
 }
 
 fn status_of<E, R: HttpStatus>(e: &SdkError<E, R>) -> Option<u16> {
@@ -117,7 +119,13 @@ impl S3Store {
         let prefix = uri.split('?').next().and_then(|u| u.strip_suffix(PROBE)).map(str::to_owned);
         let prefix = prefix.ok_or_else(|| anyhow::anyhow!("unexpected presigned S3 URL shape"))?;
         let presigner = Presigner::new(prefix, s.region.clone(), sdk.credentials_provider())?;
-        Ok(Self { client, bucket: s.bucket.clone(), endpoint: s.endpoint.clone(), presigner: Arc::new(presigner) })
+        Ok(Self {
+            client,
+            bucket: s.bucket.clone(),
+            endpoint: s.endpoint.clone(),
+            presigner: Arc::new(presigner),
+            copy_limits: COPY_LIMITS,
+        })
     }
 
     fn presign_config(ttl: Duration) -> Result<PresigningConfig, StoreError> {
@@ -134,18 +142,7 @@ impl S3Store {
         etag: &str,
         size: u64,
     ) -> Result<bool, StoreError> {
-        self.copy_pinned(src_bucket, src, dest, etag, size, COPY_LIMITS).await
-    }
-
-    async fn copy_pinned(
-        &self,
-        src_bucket: &str,
-        src: &str,
-        dest: &str,
-        etag: &str,
-        size: u64,
-        limits: CopyLimits,
-    ) -> Result<bool, StoreError> {
+        let limits = self.copy_limits;
         let source = format!("{src_bucket}/{src}");
         if size <= limits.single {
             let res = self
@@ -344,21 +341,21 @@ mod tests {
             access_key_id: Some(required("TOOLTOOL_TEST_S3_ACCESS_KEY")),
             secret_access_key: Some(Secret::new(required("TOOLTOOL_TEST_S3_SECRET_KEY"))),
         };
-        let store = S3Store::new(&settings).await.unwrap();
+        let mut store = S3Store::new(&settings).await.unwrap();
         store.client.create_bucket().bucket(&bucket).send().await.unwrap();
         // Parts of S3's smallest size (5 MiB, which s3s-fs enforces too), the last one shorter.
         let data: Vec<u8> = (0..(12 * 1024 * 1024 + 12_345)).map(|i: u32| (i.wrapping_mul(31) >> 3) as u8).collect();
         let put = store.client.put_object().bucket(&bucket).key("staging/src").body(data.clone().into());
         let etag = put.send().await.unwrap().e_tag().unwrap().to_owned();
-        let small = CopyLimits { single: 1024 * 1024, part: 5 * 1024 * 1024 };
+        store.copy_limits = CopyLimits { single: 1024 * 1024, part: 5 * 1024 * 1024 };
 
-        let copied = store.copy_pinned(&bucket, "staging/src", "copied", &etag, data.len() as u64, small).await;
+        let copied = store.copy_if_match(&bucket, "staging/src", "copied", &etag, data.len() as u64).await;
         assert!(copied.unwrap(), "copied in three parts");
         let got = store.get("copied", "read").await.unwrap().unwrap().body.collect().await.unwrap().into_bytes();
         assert!(got == data[..], "the copy is byte for byte ({} bytes of {})", got.len(), data.len());
 
-        let stale =
-            store.copy_pinned(&bucket, "staging/src", "stale", "\"0123\"", data.len() as u64, COPY_LIMITS).await;
+        store.copy_limits = COPY_LIMITS;
+        let stale = store.copy_if_match(&bucket, "staging/src", "stale", "\"0123\"", data.len() as u64).await;
         assert!(!stale.unwrap(), "a changed source is not copied");
         assert!(store.get("stale", "read").await.unwrap().is_none());
     }
