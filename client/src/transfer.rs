@@ -8,8 +8,8 @@
 //! retries exhausted, server down) hands over to the next. A signed URL the storage refuses
 //! (401/403, e.g. expired) is asked for again. Storage that fails (connection refused or
 //! reset, 5xx) before the body starts sends the client back to the server for a copy in another
-//! region (the file's `instances`), each region once, before the usual retries. Files are not fsynced: nothing trusts a file it
-//! did not check (see the cache and the destination index).
+//! region (the file's `instances`), each region once, before the usual retries. Files are not
+//! fsynced: nothing trusts a file it did not check (see the cache and the destination index).
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -184,18 +184,13 @@ async fn download_into(
                 },
                 Err(a) => a,
             };
-            let failure = match failure {
-                Attempt::StorageDown(e, retry_after) => match regions.next(client, &blob.digest).await {
-                    Some(other) => {
-                        progress.warn(&format!("{name}: {e}; trying its copy in region {other}"));
-                        continue;
-                    }
-                    None => Attempt::Retry(e, retry_after),
-                },
-                other => other,
-            };
+            if let Attempt::StorageDown(e, _) = &failure
+                && let Some(other) = regions.next(client, &blob.digest).await
+            {
+                progress.warn(&format!("{name}: {e}; trying its copy in region {other}"));
+                continue;
+            }
             match failure {
-                Attempt::StorageDown(..) => unreachable!("handled above"),
                 Attempt::Fatal(e) => return Err(e),
                 Attempt::NextUrl(e) => {
                     if servers.len() > 1 {
@@ -222,7 +217,8 @@ async fn download_into(
                     progress.detail(&format!("{name}: {e}; trying again in {:.1} s", delay.as_secs_f64()));
                     tokio::time::sleep(delay).await;
                 }
-                Attempt::Retry(e, retry_after) => {
+                // Storage down with no other region left to try: retried like any other.
+                Attempt::Retry(e, retry_after) | Attempt::StorageDown(e, retry_after) => {
                     attempt += 1;
                     if attempt >= retry.attempts {
                         last = Some(e);
