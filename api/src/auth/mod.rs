@@ -10,5 +10,5 @@ mod scopes;
 pub mod token;
 
 pub use caller::Caller;
-pub use scopes::{Scope, covers, full_scope, grants};
+pub use scopes::{Scope, covers, full_scope};
 pub use token::{Claims, TokenError, Tokens};

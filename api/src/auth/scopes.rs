@@ -49,14 +49,23 @@ impl Scope {
     pub fn full(self, prefix: &str) -> String {
         format!("{prefix}/{}", self.suffix())
     }
-}
 
-/// Whether a granted scope covers the required one: equal, or the granted scope ends with `*`
-/// and the required one starts with what precedes the `*`.
-pub fn grants(granted: &str, required: &str) -> bool {
-    match granted.strip_suffix('*') {
-        Some(stem) => required.starts_with(stem),
-        None => granted == required,
+    /// Whether a granted scope covers this one under `prefix`: equal to its full string, or
+    /// ending with `*` after a stem the full string starts with. Compared piece by piece, without
+    /// building the full string: this runs on every download.
+    pub fn granted_by(self, granted: &str, prefix: &str) -> bool {
+        let suffix = self.suffix();
+        // Whether `s` is where the full string `<prefix>/<suffix>` starts.
+        // Bytes, not `str`: a granted scope may split a character where the prefix ends.
+        let starts_full = |s: &str| {
+            let (head, tail) = s.as_bytes().split_at(s.len().min(prefix.len()));
+            prefix.as_bytes().starts_with(head)
+                && tail.strip_prefix(b"/").map_or(tail.is_empty(), |rest| suffix.as_bytes().starts_with(rest))
+        };
+        match granted.strip_suffix('*') {
+            Some(stem) => starts_full(stem),
+            None => granted.len() == prefix.len() + 1 + suffix.len() && starts_full(granted),
+        }
     }
 }
 
@@ -99,7 +108,7 @@ mod tests {
     const P: &str = "project:releng:services/tooltool/api";
 
     fn any_grants(granted: &[&str], s: Scope) -> bool {
-        granted.iter().any(|g| grants(g, &s.full(P)))
+        granted.iter().any(|g| s.granted_by(g, P))
     }
 
     #[test]
@@ -125,6 +134,7 @@ mod tests {
         assert!(!any_grants(&[&downloads], Scope::Manage));
         assert!(any_grants(&["project:*"], Scope::Manage));
         assert!(any_grants(&["*"], Scope::Manage));
+        assert!(any_grants(&[&format!("{P}/manage*")], Scope::Manage), "a stem as long as the scope");
     }
 
     #[test]
@@ -134,6 +144,12 @@ mod tests {
         assert!(!any_grants(&[&format!("{P}/manage/extra")], Scope::Manage));
         assert!(!any_grants(&["project:releng:services/tooltool/ap*x"], Scope::Manage));
         assert!(!any_grants(&[""], Scope::Manage));
+        assert!(!any_grants(&[&format!("{P}/manage/*")], Scope::Manage), "a stem longer than the scope");
+        assert!(
+            !any_grants(&["project:releng:services/tooltool/apé/manage"], Scope::Manage),
+            "é across the prefix's end"
+        );
+        assert!(!any_grants(&["project:releng:services/tooltool/ap"], Scope::Manage), "a prefix of the full scope");
         assert!(!any_grants(&[&format!("other:{P}/manage")], Scope::Manage));
     }
 }
