@@ -52,6 +52,16 @@ pub struct Application {
     state: web::Data<AppState>,
 }
 
+/// What every request goes through: the request id, access line and metrics
+/// ([`telemetry::log_request`]) around the database and timeout guard ([`health::guard`]). One
+/// middleware layer, not one each: every `from_fn` layer boxes two futures per request.
+async fn around_request(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    telemetry::log_request(req, |req| health::guard(req, next)).await
+}
+
 impl Application {
     /// Binds, connects and assembles the server. On SQLite the schema is migrated here (a
     /// single process owns the file); on PostgreSQL it must already be (`tooltool-api
@@ -90,8 +100,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
-                .wrap(actix_web::middleware::from_fn(health::guard))
-                .wrap(actix_web::middleware::from_fn(telemetry::log_request))
+                .wrap(actix_web::middleware::from_fn(around_request))
                 .configure(routes::configure)
         });
         if workers > 0 {

@@ -6,15 +6,15 @@ use std::io::IsTerminal;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
+mod writer;
+
+use writer::{LogWriter, WriterGuard};
 
 use actix_web::http::header::{HeaderName, HeaderValue};
 use sentry::SentryFutureExt;
 
 use actix_web::Error;
-use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -22,13 +22,15 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::settings::Secret;
 
-/// Log lines that may wait for the writer thread before new ones are dropped (and counted).
-const LOG_BUFFER_LINES: usize = 64 * 1024;
+/// Bytes of log lines that may wait for the writer thread before new ones are dropped (and
+/// counted): about 40 000 access lines, several seconds of a stalled disk at full load.
+const LOG_BUFFER_BYTES: usize = 8 << 20;
 
-/// The writer thread's count of dropped lines, for `log_lines_dropped_total`.
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+/// How often the writer thread writes what was appended, while lines keep coming.
+const LOG_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// The access log's way to the writer, once [`init_tracing`] made one.
+/// The access log's way to the writer, once [`init_tracing`] made one; its writer counts the
+/// dropped lines for `log_lines_dropped_total`.
 static ACCESS: OnceLock<AccessLog> = OnceLock::new();
 
 /// The target of the access-log lines (so `RUST_LOG` filters them as it did).
@@ -36,28 +38,23 @@ const ACCESS_TARGET: &str = "tooltool_api::telemetry";
 
 /// Lines dropped so far because the log writer could not keep up.
 pub fn log_lines_dropped() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    ACCESS.get().map_or(0, |log| log.writer.dropped())
 }
 
 /// Keeps the log writer thread alive; dropping it flushes what is buffered.
 #[must_use = "dropping the guard stops the log writer"]
-pub struct LogGuard(#[allow(dead_code)] WorkerGuard);
+pub struct LogGuard(#[allow(dead_code)] WriterGuard);
 
 /// Installs the global subscriber: text lines, or JSON lines with `LOG_FORMAT=json`, on
-/// stderr. Requests never wait on the terminal or the disk: lines go through a bounded queue to
-/// a writer thread, which writes them in batches, and when the queue is full a line is dropped
-/// and counted rather than stall the request. Colours only when stderr is a terminal. The
+/// stderr. Requests never wait on the terminal or the disk: lines go into a bounded buffer that
+/// a writer thread writes out in batches ([`writer`]), and when the buffer is full a line is
+/// dropped and counted rather than stall the request. Colours only when stderr is a terminal. The
 /// Sentry layers are installed only when Sentry is (`with_sentry`): their per-event work is
 /// not free even without a client.
 pub fn init_tracing(with_sentry: bool) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,aws=warn"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v == "json");
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(LOG_BUFFER_LINES)
-        .thread_name("tooltool-log")
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
-    let _ = DROPPED.set(writer.error_counter());
+    let (writer, guard) = LogWriter::start(std::io::stderr(), LOG_BUFFER_BYTES, LOG_FLUSH_INTERVAL);
     let _ = ACCESS.set(AccessLog { writer: writer.clone(), json });
     let sentry = with_sentry.then(|| {
         // Error events go to Sentry as events, lower levels as breadcrumbs.
@@ -133,6 +130,9 @@ const SENTRY_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 /// Longest a report to Sentry may take.
 const SENTRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Whether [`init_sentry`] started Sentry: without it there is no client to tag requests for.
+static SENTRY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Starts Sentry; the guard flushes on drop. Request headers are never sent.
 pub fn init_sentry(dsn: &Secret) -> anyhow::Result<sentry::ClientInitGuard> {
     let dsn: sentry::types::Dsn =
@@ -160,7 +160,9 @@ pub fn init_sentry(dsn: &Secret) -> anyhow::Result<sentry::ClientInitGuard> {
         }
         Some(event)
     }));
-    Ok(sentry::init(options))
+    let guard = sentry::init(options);
+    SENTRY.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(guard)
 }
 
 /// The header carrying the request id, both ways.
@@ -184,30 +186,35 @@ fn request_id(req: &ServiceRequest) -> String {
         })
 }
 
-/// Per request: an id (echoed in `X-Request-Id`) on every log line of the request, a Sentry hub
+/// Per request, around `inner` (the rest of the service): an id (echoed in `X-Request-Id`) on every log line of the request, a Sentry hub
 /// tagged with route and id, the request metrics, and one summary line: method, path (no
 /// query), status, duration.
-pub async fn log_request(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
+pub async fn log_request<B, F, Fut>(req: ServiceRequest, inner: F) -> Result<ServiceResponse<B>, Error>
+where
+    F: FnOnce(ServiceRequest) -> Fut,
+    Fut: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
     let start = Instant::now();
     let id = request_id(&req);
     let method = req.method().clone();
     let path = req.path().to_owned();
     let route = route_of(&req);
-    let call = CURRENT_REQUEST.scope(id.clone(), next.call(req));
-    let res = if sentry::Hub::main().client().is_some() {
+    let hub = SENTRY.load(std::sync::atomic::Ordering::Relaxed).then(|| {
         let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::main()));
         hub.configure_scope(|scope| {
             scope.set_tag("request_id", &id);
             scope.set_tag("route", &route);
         });
-        call.bind_hub(hub).await
-    } else {
+        hub
+    });
+    // The id lives in the task-local while the request runs, and is taken back afterwards.
+    let mut call = std::pin::pin!(CURRENT_REQUEST.scope(id, inner(req)));
+    let res = match hub {
+        Some(hub) => call.as_mut().bind_hub(hub).await,
         // Without SENTRY_DSN there is no client, and nothing to tag.
-        call.await
+        None => call.as_mut().await,
     };
+    let id = call.as_mut().take_value().unwrap_or_default();
     let status = match &res {
         Ok(r) => r.status(),
         Err(e) => e.as_response_error().status_code(),
@@ -289,7 +296,7 @@ impl AccessLine<'_> {
 /// or JSON with `LOG_FORMAT=json`). tracing's formatter costs several microseconds a line; the
 /// access line is the one written on every request.
 struct AccessLog {
-    writer: tracing_appender::non_blocking::NonBlocking,
+    writer: LogWriter,
     json: bool,
 }
 
@@ -308,8 +315,7 @@ impl AccessLog {
             } else {
                 format_text(buf, line);
             }
-            // A handle on the writer's queue, as tracing's formatter takes one per line.
-            let _ = tracing_subscriber::fmt::MakeWriter::make_writer(&self.writer).write_all(buf);
+            self.writer.append(buf);
         });
     }
 }
@@ -329,7 +335,13 @@ fn timestamp(buf: &mut Vec<u8>) {
         }
         buf.extend_from_slice(text.as_bytes());
     });
-    let _ = write!(buf, ".{:06}Z", now.subsec_micros());
+    let mut micros = now.subsec_micros();
+    let mut digits = *b".000000Z";
+    for d in digits[1..7].iter_mut().rev() {
+        *d = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    buf.extend_from_slice(&digits);
 }
 
 use std::io::Write as _;
@@ -343,7 +355,9 @@ fn format_text(buf: &mut Vec<u8>, line: &AccessLine<'_>) {
         buf.extend_from_slice(part.as_bytes());
     }
     buf.extend_from_slice(b" path=");
-    if line.path.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+    // Without an early exit, so that the check is vectorised: this runs on every request.
+    let plain = !line.path.bytes().fold(false, |odd, b| odd | !(0x20..0x7f).contains(&b) | (b == b'"') | (b == b'\\'));
+    if plain {
         buf.push(b'"');
         buf.extend_from_slice(line.path.as_bytes());
         buf.push(b'"');
