@@ -27,7 +27,7 @@ pub struct AppState {
     /// The scope prefix.
     pub scope_prefix: Arc<str>,
     /// What an anonymous caller holds.
-    pub anonymous_scopes: Vec<String>,
+    pub anonymous_scopes: Arc<[String]>,
     /// Verifications running in this process.
     pub verifications: InFlight,
     /// Registered clients, refreshed in the background.
@@ -48,7 +48,8 @@ impl AppState {
         let prefix: Arc<str> = settings.scope_prefix.as_str().into();
         let replicator = Replicator::new(db.clone(), blobs.clone(), &settings);
         let anonymous_scopes =
-            if settings.anonymous_public_download { vec![Scope::DownloadPublic.full(&prefix)] } else { Vec::new() };
+            if settings.anonymous_public_download { vec![Scope::DownloadPublic.full(&prefix)] } else { Vec::new() }
+                .into();
         Self {
             settings,
             db,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use actix_web::dev::Payload;
 use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::{FromRequest, HttpRequest, web};
-use futures_util::future::LocalBoxFuture;
+use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
 
 use super::{Scope, hawk};
 use crate::error::ApiError;
@@ -29,7 +29,8 @@ struct PayloadCheck {
 #[derive(Debug, Clone)]
 pub struct Caller {
     id: Option<String>,
-    scopes: Vec<String>,
+    /// Shared, so that the anonymous caller of every request is made without allocating.
+    scopes: Arc<[String]>,
     prefix: Arc<str>,
     expires: Option<u64>,
     generation: Option<i64>,
@@ -74,8 +75,7 @@ impl Caller {
 
     /// Whether the caller holds `scope` (wildcards included).
     pub fn has(&self, scope: Scope) -> bool {
-        let required = scope.full(&self.prefix);
-        self.scopes.iter().any(|g| super::grants(g, &required))
+        self.scopes.iter().any(|g| scope.granted_by(g, &self.prefix))
     }
 
     /// 403 unless the caller holds `scope`.
@@ -103,22 +103,28 @@ impl Caller {
         }
     }
 
+    fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
+        req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("application state is not configured"))
+    }
+
+    /// The caller of a request without an `Authorization` header.
+    fn anonymous(req: &HttpRequest) -> Result<Self, ApiError> {
+        let state = Self::state(req)?;
+        Ok(Self {
+            id: None,
+            scopes: state.anonymous_scopes.clone(),
+            prefix: state.scope_prefix.clone(),
+            expires: None,
+            generation: None,
+            payload: None,
+        })
+    }
+
+    /// The caller of a request with an `Authorization` header.
     async fn authenticate(req: HttpRequest) -> Result<Self, ApiError> {
-        let state = req
-            .app_data::<web::Data<AppState>>()
-            .ok_or_else(|| ApiError::internal("application state is not configured"))?
-            .clone();
+        let state = Self::state(&req)?.clone();
         let prefix = state.scope_prefix.clone();
-        let Some(header) = req.headers().get(AUTHORIZATION) else {
-            return Ok(Self {
-                id: None,
-                scopes: state.anonymous_scopes.clone(),
-                prefix,
-                expires: None,
-                generation: None,
-                payload: None,
-            });
-        };
+        let Some(header) = req.headers().get(AUTHORIZATION) else { return Self::anonymous(&req) };
         let header = header.to_str().map_err(|_| invalid("non-ASCII authorization header"))?;
         let (kind, rest) = header.split_once(' ').unwrap_or((header, ""));
         let mut caller = if kind.eq_ignore_ascii_case("bearer") {
@@ -143,7 +149,7 @@ impl Caller {
         }
         Ok(Self {
             id: Some(claims.sub),
-            scopes: claims.scopes,
+            scopes: claims.scopes.into(),
             prefix: state.scope_prefix.clone(),
             expires: Some(claims.exp),
             generation: claims.r#gen,
@@ -177,7 +183,7 @@ impl Caller {
         let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         Ok(Self {
             id: Some(client.record.id.clone()),
-            scopes: client.record.scopes.clone(),
+            scopes: client.record.scopes.as_slice().into(),
             prefix: state.scope_prefix.clone(),
             expires: Some(client.record.expires as u64),
             generation: Some(client.record.generation),
@@ -201,10 +207,15 @@ fn split_host(host: &str, scheme: &str) -> (String, u16) {
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+    type Future = Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
 
+    /// Anonymous callers (every public download) are made at once, without a boxed future.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        Box::pin(Self::authenticate(req.clone()))
+        if req.headers().contains_key(AUTHORIZATION) {
+            Either::Right(Box::pin(Self::authenticate(req.clone())))
+        } else {
+            Either::Left(ready(Self::anonymous(req)))
+        }
     }
 }
 
