@@ -28,9 +28,15 @@ pub enum InvalidValue {
 pub fn push_hex(out: &mut String, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(bytes.len() * 2);
-    for b in bytes {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 0xf) as usize] as char);
+    // Through a stack buffer, a chunk at a time: `String::push` checks capacity and encodes
+    // UTF-8 per character; ASCII is checked here a word at a time.
+    let mut buf = [0u8; 128];
+    for chunk in bytes.chunks(buf.len() / 2) {
+        for (pair, b) in buf.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = HEX[(b >> 4) as usize];
+            pair[1] = HEX[(b & 0xf) as usize];
+        }
+        out.push_str(std::str::from_utf8(&buf[..chunk.len() * 2]).expect("hex digits are ASCII"));
     }
 }
 
@@ -46,11 +52,17 @@ impl Digest {
 
     /// Validates `s` as a digest.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        if s.len() == Self::LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(InvalidValue::Digest)
-        }
+        if Self::valid(s) { Ok(Self(s.to_owned())) } else { Err(InvalidValue::Digest) }
+    }
+
+    /// The same, keeping the string it was given.
+    pub fn parse_owned(s: String) -> Result<Self, InvalidValue> {
+        if Self::valid(&s) { Ok(Self(s)) } else { Err(InvalidValue::Digest) }
+    }
+
+    /// 128 lowercase hex characters (checked without an early exit, so that it is vectorised).
+    fn valid(s: &str) -> bool {
+        s.len() == Self::LEN && s.bytes().fold(true, |ok, b| ok & (b.is_ascii_digit() | (b'a'..=b'f').contains(&b)))
     }
 
     /// Builds a digest from the 64 raw bytes of a sha512 hash.
@@ -224,12 +236,33 @@ mod tests {
         assert_eq!(Digest::parse(&"g".repeat(128)), Err(InvalidValue::Digest));
         assert_eq!(Digest::parse("invalid"), Err(InvalidValue::Digest));
         assert_eq!(Digest::parse(""), Err(InvalidValue::Digest));
+        let mut one_off = "a".repeat(127);
+        one_off.push('/');
+        assert_eq!(Digest::parse(&one_off), Err(InvalidValue::Digest), "the last character counts too");
+        for bad in ['`', 'g', '/', ':', '\u{e9}'] {
+            let mut s = "b".repeat(64);
+            s.push(bad);
+            s.push_str(&"c".repeat(128 - s.len()));
+            assert_eq!(Digest::parse_owned(s.clone()), Err(InvalidValue::Digest), "{s}");
+        }
+        assert_eq!(Digest::parse_owned("d".repeat(128)).unwrap().as_str(), "d".repeat(128));
     }
 
     #[test]
     fn digest_from_bytes_is_lowercase_hex() {
         let d = Digest::from_bytes(&[0xab; 64]);
         assert_eq!(d.as_str(), "ab".repeat(64));
+    }
+
+    #[test]
+    fn push_hex_matches_a_plain_encoder_at_every_length() {
+        let bytes: Vec<u8> = (0..=255u8).chain(0..=255).collect();
+        for len in [0, 1, 2, 15, 16, 63, 64, 65, 127, 128, 129, 512] {
+            let mut out = String::from("x");
+            push_hex(&mut out, &bytes[..len]);
+            let plain: String = bytes[..len].iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(out, format!("x{plain}"), "{len} bytes");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub async fn download(
     path: web::Path<String>,
     query: web::Query<RegionQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let digest = Digest::parse(&path)?;
+    let digest = Digest::parse_owned(path.into_inner())?;
     let caller = caller?;
     let file = state.db.file(&digest).await?.filter(|f| !f.instances.is_empty());
     let file = file.ok_or_else(|| ApiError::not_found("No stored file has this digest"))?;

@@ -165,11 +165,18 @@ impl LocalStore {
         }
     }
 
-    fn signed_url(&self, method: &str, path: &str, ttl: Duration, size: Option<u64>) -> String {
+    /// `<base>/_blobs/<dir>/<name>?expires=…[&size=…]&signature=…`, built in one string (this
+    /// is on every download).
+    fn signed_url(&self, method: &str, [dir, name]: [&str; 2], ttl: Duration, size: Option<u64>) -> String {
         let expires = unix_now() + ttl.as_secs();
-        let sig = self.signer.sign(method, path, expires, size);
-        let mut url = String::with_capacity(self.base_url.len() + path.len() + 128);
-        for part in [self.base_url.as_str(), path, "?expires=", itoa::Buffer::new().format(expires)] {
+        let mut url = String::with_capacity(self.base_url.len() + name.len() + 160);
+        url.push_str(&self.base_url);
+        let path_start = url.len();
+        for part in ["/_blobs/", dir, "/", name] {
+            url.push_str(part);
+        }
+        let signature = self.signer.signature(method, &url[path_start..], expires, size);
+        for part in ["?expires=", itoa::Buffer::new().format(expires)] {
             url.push_str(part);
         }
         if let Some(size) = size {
@@ -177,7 +184,7 @@ impl LocalStore {
             url.push_str(itoa::Buffer::new().format(size));
         }
         url.push_str("&signature=");
-        url.push_str(&sig);
+        tooltool_proto::push_hex(&mut url, &signature);
         url
     }
 
@@ -233,11 +240,11 @@ impl BlobStore for LocalStore {
     }
 
     async fn download_url(&self, digest: &Digest, ttl: Duration) -> Result<String, StoreError> {
-        Ok(self.signed_url("GET", &format!("/_blobs/sha512/{digest}"), ttl, None))
+        Ok(self.signed_url("GET", ["sha512", digest.as_str()], ttl, None))
     }
 
     async fn upload_url(&self, staging_key: &str, size: u64, ttl: Duration) -> Result<String, StoreError> {
-        Ok(self.signed_url("PUT", &format!("/_blobs/staging/{staging_key}"), ttl, Some(size)))
+        Ok(self.signed_url("PUT", ["staging", staging_key], ttl, Some(size)))
     }
 
     async fn verify_and_publish(

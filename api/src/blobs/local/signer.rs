@@ -47,13 +47,16 @@ impl UrlSigner {
         mac
     }
 
+    /// The signature of a URL (its hex goes in the URL).
+    pub fn signature(&self, method: &str, path: &str, expires: u64, size: Option<u64>) -> [u8; 32] {
+        Self::mac(&self.keys[0], method, path, expires, size).finalize().into_bytes().into()
+    }
+
     /// The hex signature of a URL.
-    pub fn sign(&self, method: &str, path: &str, expires: u64, size: Option<u64>) -> String {
+    #[cfg(test)]
+    fn sign(&self, method: &str, path: &str, expires: u64, size: Option<u64>) -> String {
         let mut out = String::with_capacity(64);
-        tooltool_proto::push_hex(
-            &mut out,
-            &Self::mac(&self.keys[0], method, path, expires, size).finalize().into_bytes(),
-        );
+        tooltool_proto::push_hex(&mut out, &self.signature(method, path, expires, size));
         out
     }
 
