@@ -14,7 +14,7 @@
 //! resolves them.
 
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::config::{Credentials, ProvideCredentials, SharedCredentialsProvider};
@@ -38,15 +38,20 @@ pub(super) struct Presigner {
     region: String,
     provider: Option<SharedCredentialsProvider>,
     /// Resolved credentials and the signing key of one day, until either changes.
-    signing: Mutex<Option<Signing>>,
+    signing: Mutex<Option<Arc<Signing>>>,
 }
 
-#[derive(Debug, Clone)]
+/// What every URL of one day and one set of credentials shares.
+#[derive(Debug)]
 struct Signing {
     credentials: Credentials,
     /// `YYYYMMDD` the key is for.
     date: String,
     key: Vec<u8>,
+    /// `<date>/<region>/s3/aws4_request`
+    scope: String,
+    /// The query up to the timestamp: algorithm, encoded credential, `&X-Amz-Date=`.
+    query_head: String,
 }
 
 /// `YYYYMMDDTHHMMSSZ` of `t`.
@@ -89,12 +94,12 @@ impl Presigner {
 
     /// Credentials and the signing key for `now`, derived again only when the day or the
     /// credentials change.
-    async fn signing(&self, now: SystemTime, date: &str) -> Result<Signing, StoreError> {
+    async fn signing(&self, now: SystemTime, date: &str) -> Result<Arc<Signing>, StoreError> {
         let fresh = |c: &Credentials| c.expiry().is_none_or(|e| e > SystemTime::now() + CREDENTIALS_MARGIN);
         let cached = self.signing.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let credentials = match cached {
             Some(s) if fresh(&s.credentials) && s.date == date => return Ok(s),
-            Some(s) if fresh(&s.credentials) => s.credentials,
+            Some(s) if fresh(&s.credentials) => s.credentials.clone(),
             _ => {
                 let provider = self
                     .provider
@@ -104,7 +109,11 @@ impl Presigner {
             }
         };
         let key = generate_signing_key(credentials.secret_access_key(), now, &self.region, "s3").as_ref().to_vec();
-        let signing = Signing { credentials, date: date.to_owned(), key };
+        let scope = format!("{date}/{}/s3/aws4_request", self.region);
+        let mut query_head = String::from("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
+        uri_encode(&format!("{}/{scope}", credentials.access_key_id()), &mut query_head);
+        query_head.push_str("&X-Amz-Date=");
+        let signing = Arc::new(Signing { credentials, date: date.to_owned(), key, scope, query_head });
         *self.signing.lock().unwrap_or_else(|e| e.into_inner()) = Some(signing.clone());
         Ok(signing)
     }
@@ -118,22 +127,36 @@ impl Presigner {
         let timestamp = amz_date(now);
         let date = &timestamp[..8];
         let signing = self.signing(now, date).await?;
-        let scope = format!("{date}/{}/s3/aws4_request", self.region);
-        // The query in canonical (sorted) order, which is also the order it is sent in.
-        let mut query = String::with_capacity(512);
-        query.push_str("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
-        uri_encode(&format!("{}/{scope}", signing.credentials.access_key_id()), &mut query);
-        let _ = write!(query, "&X-Amz-Date={timestamp}&X-Amz-Expires={}", ttl.as_secs());
-        if let Some(token) = signing.credentials.session_token() {
-            query.push_str("&X-Amz-Security-Token=");
-            uri_encode(token, &mut query);
+        // The URL is written once; the query in it is in canonical (sorted) order, which is
+        // also the order it is sent in, so the canonical request hashes that part of it.
+        let mut url = String::with_capacity(self.prefix.len() + key.len() + 640);
+        for part in [self.prefix.as_str(), key, "?"] {
+            url.push_str(part);
         }
-        query.push_str("&X-Amz-SignedHeaders=host");
-        let canonical = format!("{method}\n{}{key}\n{query}\nhost:{}\n\nhost\nUNSIGNED-PAYLOAD", self.path, self.host);
-        let mut string_to_sign = format!("AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n");
-        tooltool_proto::push_hex(&mut string_to_sign, &Sha256::digest(canonical.as_bytes()));
-        let signature = calculate_signature(&signing.key, string_to_sign.as_bytes());
-        Ok(format!("{}{key}?{query}&X-Amz-Signature={signature}", self.prefix))
+        let query_start = url.len();
+        for part in
+            [signing.query_head.as_str(), &timestamp, "&X-Amz-Expires=", itoa::Buffer::new().format(ttl.as_secs())]
+        {
+            url.push_str(part);
+        }
+        if let Some(token) = signing.credentials.session_token() {
+            url.push_str("&X-Amz-Security-Token=");
+            uri_encode(token, &mut url);
+        }
+        url.push_str("&X-Amz-SignedHeaders=host");
+        let mut canonical = Sha256::new();
+        let query = &url[query_start..];
+        for part in [method, "\n", &self.path, key, "\n", query, "\nhost:", &self.host, "\n\nhost\nUNSIGNED-PAYLOAD"] {
+            canonical.update(part.as_bytes());
+        }
+        let mut string_to_sign = String::with_capacity(256);
+        for part in ["AWS4-HMAC-SHA256\n", &timestamp, "\n", &signing.scope, "\n"] {
+            string_to_sign.push_str(part);
+        }
+        tooltool_proto::push_hex(&mut string_to_sign, &canonical.finalize());
+        url.push_str("&X-Amz-Signature=");
+        url.push_str(&calculate_signature(&signing.key, string_to_sign.as_bytes()));
+        Ok(url)
     }
 }
 
