@@ -9,6 +9,8 @@ Builds the release binaries, installs wrk if missing (apt), then runs:
              pairs (ceiling, tooltool, ...), the server with its default logging to a file; also
              an internal file with a bearer token, a 404, JSON logs, the lookup cache off, and
              RUST_LOG=warn as a labelled extra. redirect_pg_s3: the same on PostgreSQL + S3.
+  instructions  instructions per public redirect of the ceiling and of tooltool (default
+             logging), counted by callgrind: the work done, which does not drift with the machine.
   soak       60 s of mixed load (redirects, searches, uploads) on both backends: errors, RSS
              before/peak/after, open descriptors before and after.
   propagation  two replicas on one PostgreSQL: delay from a visibility PATCH answered on one to
@@ -97,7 +99,7 @@ def http(method, url, body=None, headers=None):
 class Server:
     """A tooltool-api release binary on the embedded default in a temporary data dir."""
 
-    def __init__(self, workdir, extra_env=None):
+    def __init__(self, workdir, extra_env=None, wrapper=()):
         self.port = free_port()
         self.dir = os.path.join(workdir, f"server-{self.port}")
         os.makedirs(self.dir)
@@ -109,9 +111,9 @@ class Server:
         self.env.pop("LOG_FORMAT", None)
         self.env.update(extra_env or {})
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([os.path.join(BIN, "tooltool-api")], env=self.env,
+        self.proc = subprocess.Popen([*wrapper, os.path.join(BIN, "tooltool-api")], env=self.env,
                                      stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "log"), "w"))
-        wait_port(self.port)
+        wait_port(self.port, timeout=120 if wrapper else 30)
         self.token = subprocess.run([os.path.join(BIN, "tooltool-api"), "token", "issue", "--subject", "bench",
                                      "--scope", "*", "--ttl", "1d"], env=self.env, check=True,
                                     capture_output=True, text=True).stdout.strip()
@@ -784,7 +786,49 @@ def machine():
             "curl": cmd("curl", "--version"), "sha512sum": cmd("sha512sum", "--version")}
 
 
-BENCHES = {"redirect": bench_redirect, "redirect_pg_s3": bench_redirect_pg_s3, "propagation": bench_propagation,
+def callgrind_per_request(proc, url, out, seconds):
+    """Instructions the process (every thread) executes per request while wrk runs, counted by
+    callgrind (started with instrumentation off); and how many of them are SHA-256."""
+    wrk(url, 2, connections=8)
+    subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
+    requests = wrk(url, seconds, connections=8)["rps"] * seconds
+    subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True)
+    proc.send_signal(signal.SIGINT)
+    proc.wait()
+    report = subprocess.run(["callgrind_annotate", "--threshold=100", out], capture_output=True, text=True,
+                            check=True).stdout
+    total = int(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", report).group(1).replace(",", ""))
+    sha256 = sum(int(m.group(1).replace(",", "")) for m in re.finditer(r"^\s*([\d,]+) .*sha2::sha256", report, re.M))
+    return {"per_request": total / requests, "sha256_per_request": sha256 / requests}
+
+
+def bench_instructions(work, a):
+    """Instructions per public redirect, ceiling and tooltool (default logging), under callgrind.
+    A count of work done rather than a rate, so it does not drift with this machine's neighbours;
+    valgrind hides SHA-NI from sha2, so SHA-256 (the URL signature) is counted separately."""
+    if shutil.which("valgrind") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "valgrind"], check=True)
+    seconds = 3 if a.quick else 8
+    out = {}
+    port = free_port()
+    cg = os.path.join(work, "ceiling.callgrind")
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={cg}",
+                             os.path.join(BIN, "baseline-302"), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, timeout=120)
+    out["ceiling"] = callgrind_per_request(proc, f"http://127.0.0.1:{port}/sha512/{'0' * 128}", cg, seconds)
+    cg = os.path.join(work, "tooltool.callgrind")
+    server = Server(work, {}, wrapper=("valgrind", "--tool=callgrind", "--instr-atstart=no",
+                                       f"--callgrind-out-file={cg}"))
+    public, _ = small_files(work, server)
+    out["tooltool"] = callgrind_per_request(server.proc, f"{server.url}/sha512/{public}", cg, seconds)
+    out["ratio"] = out["tooltool"]["per_request"] / out["ceiling"]["per_request"]
+    out["ratio_without_sha256"] = ((out["tooltool"]["per_request"] - out["tooltool"]["sha256_per_request"])
+                                   / out["ceiling"]["per_request"])
+    return out
+
+
+BENCHES = {"redirect": bench_redirect, "instructions": bench_instructions, "redirect_pg_s3": bench_redirect_pg_s3, "propagation": bench_propagation,
            "soak": bench_soak, "verify": bench_verify, "fetch": bench_fetch, "sha512": bench_sha512,
            "memory": bench_memory, "growth": bench_growth, "replication": bench_replication}
 
