@@ -795,7 +795,7 @@ def callgrind_per_request(proc, url, out, seconds):
     subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True)
     proc.send_signal(signal.SIGINT)
     proc.wait()
-    report = subprocess.run(["callgrind_annotate", "--threshold=100", out], capture_output=True, text=True,
+    report = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", out], capture_output=True, text=True,
                             check=True).stdout
     total = int(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", report).group(1).replace(",", ""))
     sha256 = sum(int(m.group(1).replace(",", "")) for m in re.finditer(r"^\s*([\d,]+) .*sha2::sha256", report, re.M))
