@@ -186,9 +186,9 @@ fn request_id(req: &ServiceRequest) -> String {
         })
 }
 
-/// Per request, around `inner` (the rest of the service): an id (echoed in `X-Request-Id`) on every log line of the request, a Sentry hub
-/// tagged with route and id, the request metrics, and one summary line: method, path (no
-/// query), status, duration.
+/// Per request, around `inner` (the rest of the service): an id (echoed in `X-Request-Id`) on
+/// every log line of the request, a Sentry hub tagged with route and id, the request metrics, and
+/// one summary line: method, path (no query), status, duration.
 pub async fn log_request<B, F, Fut>(req: ServiceRequest, inner: F) -> Result<ServiceResponse<B>, Error>
 where
     F: FnOnce(ServiceRequest) -> Fut,

@@ -103,6 +103,7 @@ impl Caller {
         }
     }
 
+    /// The shared state (a 500 if the application was assembled without it).
     fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
         req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::internal("application state is not configured"))
     }
