@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// Capacity a buffer keeps between batches (a few batches at full load); more is freed.
+const KEPT_CAPACITY: usize = 256 << 10;
+
 /// A handle for appending lines; clones share the buffer.
 #[derive(Clone)]
 pub struct LogWriter {
@@ -68,6 +71,8 @@ impl LogWriter {
                     // Nowhere to report a failed write to: the log is where it would go.
                     let _ = sink.write_all(&batch).and_then(|()| sink.flush());
                     batch.clear();
+                    // A stall may have grown the buffers to the limit; give that back once it is over.
+                    batch.shrink_to(KEPT_CAPACITY);
                     if stop {
                         return;
                     }
