@@ -50,32 +50,35 @@ impl Scope {
         format!("{prefix}/{}", self.suffix())
     }
 
-    /// Whether a granted scope covers this one under `prefix`: equal to its full string, or
-    /// ending with `*` after a stem the full string starts with. Compared piece by piece, without
-    /// building the full string: this runs on every download.
+    /// Whether a granted scope covers this one under `prefix` ([`covers`] of its full string,
+    /// compared piece by piece without building it: this runs on every download).
     pub fn granted_by(self, granted: &str, prefix: &str) -> bool {
-        let suffix = self.suffix();
-        // Whether `s` is where the full string `<prefix>/<suffix>` starts.
-        // Bytes, not `str`: a granted scope may split a character where the prefix ends.
-        let starts_full = |s: &str| {
-            let (head, tail) = s.as_bytes().split_at(s.len().min(prefix.len()));
-            prefix.as_bytes().starts_with(head)
-                && tail.strip_prefix(b"/").map_or(tail.is_empty(), |rest| suffix.as_bytes().starts_with(rest))
-        };
-        match granted.strip_suffix('*') {
-            Some(stem) => starts_full(stem),
-            None => granted.len() == prefix.len() + 1 + suffix.len() && starts_full(granted),
-        }
+        covers_pieces(granted, &[prefix, "/", self.suffix()])
     }
 }
 
 /// Whether a granted scope covers a requested one that may itself end in `*` (for deriving
 /// tokens): a wildcard grant covers anything under its stem; an exact grant only itself.
 pub fn covers(granted: &str, requested: &str) -> bool {
-    match granted.strip_suffix('*') {
-        Some(stem) => requested.starts_with(stem),
-        None => granted == requested,
+    covers_pieces(granted, &[requested])
+}
+
+/// [`covers`], the requested scope given as the concatenation of `pieces`. Compared as bytes: a
+/// grant may split a character where one piece ends.
+fn covers_pieces(granted: &str, pieces: &[&str]) -> bool {
+    let (mut rest, wildcard) = match granted.strip_suffix('*') {
+        Some(stem) => (stem.as_bytes(), true),
+        None => (granted.as_bytes(), false),
+    };
+    for piece in pieces.iter().map(|p| p.as_bytes()) {
+        let n = rest.len().min(piece.len());
+        if rest[..n] != piece[..n] || (!wildcard && n < piece.len()) {
+            return false;
+        }
+        rest = &rest[n..];
     }
+    // The stem lies within the requested scope; an exact grant is exactly it.
+    rest.is_empty()
 }
 
 /// A scope as an admin may type it: with a `:` it is taken as given, otherwise relative to the
