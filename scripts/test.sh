@@ -17,6 +17,18 @@ if [ ! -x "$s3s" ]; then
     cargo install s3s-fs@0.14.1 --locked --features binary --root "$tools"
 fi
 
+# Real independent clients from PyPI for the protocol tests (Taskcluster credentials, Hawk,
+# TUF): a venv of their own, made once. The tests fail, never skip, without it.
+venv="$tools/venv"
+py_reqs="taskcluster==113.2.0 mohawk==1.1.0 tuf==7.0.1"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/requirements" 2>/dev/null)" != "$py_reqs" ]; then
+    echo "test.sh: installing $py_reqs into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check $py_reqs
+    echo "$py_reqs" >"$venv/requirements"
+fi
+export TOOLTOOL_TEST_PYTHON="$venv/bin/python"
+
 # Installs Debian packages a test needs (as root), or stops saying which are missing.
 apt_updated=""
 install_packages() {
