@@ -101,6 +101,9 @@ error_codes! {
     DatabaseUnavailable = SERVICE_UNAVAILABLE, "database-unavailable";
     /// The blob store does not answer; nothing was lost, retry after `Retry-After`.
     StorageUnavailable = SERVICE_UNAVAILABLE, "storage-unavailable";
+    /// The Taskcluster deployment that checks this Hawk client does not answer; retry after
+    /// `Retry-After`.
+    IdentityUnavailable = SERVICE_UNAVAILABLE, "identity-unavailable";
     /// The request did not finish within `TOOLTOOL_REQUEST_TIMEOUT`.
     TimedOut = SERVICE_UNAVAILABLE, "timed-out";
     /// The embedded store's disk is full; nothing partial was kept.

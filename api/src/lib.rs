@@ -76,7 +76,7 @@ impl Application {
         let tokens = tokens(&settings, &secrets);
         let (blobs, local) = build_stores(&settings, &secrets, &public_url).await?;
         let workers = settings.workers;
-        let state = web::Data::new(AppState::new(settings, db, blobs, local, tokens));
+        let state = web::Data::new(AppState::new(settings, db, blobs, local, tokens)?);
         state.clients.reload(&state.db, &state.tokens).await.context("cannot load client credentials")?;
         tokio::spawn(auth::client_cache::refresh_loop(state.clone(), state.settings.auth_refresh));
         tokio::spawn(uploads::sweep::run(state.clone(), SWEEP_INTERVAL));

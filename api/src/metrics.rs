@@ -48,6 +48,11 @@ pub struct Metrics {
     /// Copies between regions by source, target and outcome (`copied`, `mismatch`,
     /// `source_missing`, `source_changed`, `failed`, `abandoned`).
     pub replication_copies: IntCounterVec,
+    /// Calls to the Taskcluster deployment's `authenticate-hawk` by outcome (`success`,
+    /// `failed`, `unavailable`).
+    pub identity_calls: IntCounterVec,
+    /// Latency of those calls.
+    pub identity_latency: prometheus::Histogram,
 }
 
 fn build() -> Metrics {
@@ -106,6 +111,16 @@ fn build() -> Metrics {
         &["from", "to", "outcome"],
     )
     .expect("valid metric");
+    let identity_calls = IntCounterVec::new(
+        Opts::new("identity_calls_total", "Calls to the Taskcluster deployment's authenticate-hawk by outcome"),
+        &["outcome"],
+    )
+    .expect("valid metric");
+    let identity_latency = prometheus::Histogram::with_opts(
+        HistogramOpts::new("identity_call_duration_seconds", "Latency of calls to the Taskcluster deployment")
+            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+    )
+    .expect("valid metric");
     for m in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(latency.clone()),
@@ -124,6 +139,8 @@ fn build() -> Metrics {
         Box::new(replication_pending.clone()),
         Box::new(replication_oldest_pending.clone()),
         Box::new(replication_copies.clone()),
+        Box::new(identity_calls.clone()),
+        Box::new(identity_latency.clone()),
     ] {
         registry.register(m).expect("metric registered once");
     }
@@ -146,6 +163,8 @@ fn build() -> Metrics {
         replication_pending,
         replication_oldest_pending,
         replication_copies,
+        identity_calls,
+        identity_latency,
     }
 }
 

@@ -145,6 +145,14 @@ pub struct Settings {
     pub replication_part_size: u64,
     /// How often every region is probed (`TOOLTOOL_REGION_PROBE`).
     pub region_probe: Duration,
+    /// A Taskcluster deployment that checks Hawk clients not registered here
+    /// (`TOOLTOOL_TASKCLUSTER_ROOT_URL`, without a trailing `/`).
+    pub taskcluster_root_url: Option<String>,
+    /// How long one call to that deployment may take (`TOOLTOOL_TASKCLUSTER_TIMEOUT`).
+    pub taskcluster_timeout: Duration,
+    /// Whether `X-Forwarded-*` and `Forwarded` headers are believed (`TOOLTOOL_TRUST_FORWARDED`):
+    /// only behind a load balancer that sets them.
+    pub trust_forwarded: bool,
 }
 
 impl Settings {
@@ -183,6 +191,9 @@ impl Settings {
             replication_lease: Duration::from_secs(60),
             replication_part_size: 64 * 1024 * 1024,
             region_probe: Duration::from_secs(5),
+            taskcluster_root_url: None,
+            taskcluster_timeout: Duration::from_secs(5),
+            trust_forwarded: false,
         }
     }
 
@@ -248,10 +259,20 @@ impl Settings {
             ("TOOLTOOL_REPLICATION_INTERVAL", &mut s.replication_interval),
             ("TOOLTOOL_REPLICATION_LEASE", &mut s.replication_lease),
             ("TOOLTOOL_REGION_PROBE", &mut s.region_probe),
+            ("TOOLTOOL_TASKCLUSTER_TIMEOUT", &mut s.taskcluster_timeout),
         ] {
             if let Some(v) = get(name) {
                 *field = parse_duration(name, &v)?;
             }
+        }
+        s.taskcluster_root_url = get("TOOLTOOL_TASKCLUSTER_ROOT_URL")
+            .map(|v| match url::Url::parse(&v) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(v.trim_end_matches('/').to_owned()),
+                _ => bail!("TOOLTOOL_TASKCLUSTER_ROOT_URL is not an http(s) URL: {v:?}"),
+            })
+            .transpose()?;
+        if let Some(v) = get("TOOLTOOL_TRUST_FORWARDED") {
+            s.trust_forwarded = parse_bool("TOOLTOOL_TRUST_FORWARDED", &v)?;
         }
         if let Some(v) = get("TOOLTOOL_MAX_BODY_BYTES") {
             s.max_body_bytes = parse_var("TOOLTOOL_MAX_BODY_BYTES", &v)?;
@@ -516,6 +537,26 @@ mod tests {
         assert!(err.contains("TOOLTOOL_REPLICATION"), "{err}");
         let err = from(&[("TOOLTOOL_REPLICATION_PART_SIZE", "1048576")]).unwrap_err().to_string();
         assert!(err.contains("TOOLTOOL_REPLICATION_PART_SIZE"), "{err}");
+    }
+
+    #[test]
+    fn taskcluster_settings_are_off_by_default_and_checked() {
+        let s = from(&[]).unwrap();
+        assert_eq!((s.taskcluster_root_url.as_deref(), s.trust_forwarded), (None, false));
+        assert_eq!(s.taskcluster_timeout, Duration::from_secs(5));
+        let s = from(&[
+            ("TOOLTOOL_TASKCLUSTER_ROOT_URL", "https://tc.example.com/"),
+            ("TOOLTOOL_TASKCLUSTER_TIMEOUT", "2s"),
+            ("TOOLTOOL_TRUST_FORWARDED", "true"),
+        ])
+        .unwrap();
+        assert_eq!(s.taskcluster_root_url.as_deref(), Some("https://tc.example.com"));
+        assert_eq!((s.taskcluster_timeout, s.trust_forwarded), (Duration::from_secs(2), true));
+        for (name, bad) in [("TOOLTOOL_TASKCLUSTER_ROOT_URL", "tc.example.com"), ("TOOLTOOL_TRUST_FORWARDED", "maybe")]
+        {
+            let err = from(&[(name, bad)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::auth::client_cache::ClientCache;
+use crate::auth::deployment::Deployment;
 use crate::auth::{Scope, Tokens};
 use crate::blobs::{BlobStores, LocalStore};
 use crate::db::Db;
@@ -40,17 +41,31 @@ pub struct AppState {
     pub relay: RelayHealth,
     /// Copies verified blobs to the other regions (woken by each verification).
     pub replicator: Replicator,
+    /// The Taskcluster deployment that checks Hawk clients not registered here
+    /// (`TOOLTOOL_TASKCLUSTER_ROOT_URL`).
+    pub deployment: Option<Deployment>,
 }
 
 impl AppState {
     /// Assembles the state.
-    pub fn new(settings: Settings, db: Db, blobs: BlobStores, local: Option<Arc<LocalStore>>, tokens: Tokens) -> Self {
+    pub fn new(
+        settings: Settings,
+        db: Db,
+        blobs: BlobStores,
+        local: Option<Arc<LocalStore>>,
+        tokens: Tokens,
+    ) -> anyhow::Result<Self> {
         let prefix: Arc<str> = settings.scope_prefix.as_str().into();
         let replicator = Replicator::new(db.clone(), blobs.clone(), &settings);
         let anonymous_scopes =
             if settings.anonymous_public_download { vec![Scope::DownloadPublic.full(&prefix)] } else { Vec::new() }
                 .into();
-        Self {
+        let deployment = settings
+            .taskcluster_root_url
+            .as_deref()
+            .map(|root| Deployment::new(root, settings.taskcluster_timeout))
+            .transpose()?;
+        Ok(Self {
             settings,
             db,
             blobs,
@@ -64,7 +79,8 @@ impl AppState {
             runtime: tokio::runtime::Handle::current(),
             relay: RelayHealth::default(),
             replicator,
-        }
+            deployment,
+        })
     }
 }
 

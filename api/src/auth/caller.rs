@@ -3,8 +3,11 @@
 //!
 //! - `Bearer <jwt>`: signature, algorithm, expiry, issuer, audience and key id checked; a token
 //!   of a registered client must match its current, unrevoked credential generation.
-//! - `Hawk …`: the original client's signed requests; see [`super::hawk`]. A payload hash, when
-//!   present, is checked against the body when the handler reads it ([`Caller::check_payload`]).
+//! - `Hawk …`: the original client's and Taskcluster's signed requests; see [`super::hawk`].
+//!   Its `ext` may carry temporary credentials and `authorizedScopes` ([`super::taskcluster`]);
+//!   a clientId not registered here is asked of the Taskcluster deployment when one is
+//!   configured ([`super::deployment`]). A payload hash, when present, is checked against the
+//!   body when the handler reads it ([`Caller::check_payload`]).
 
 use std::sync::Arc;
 
@@ -13,8 +16,10 @@ use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
 
+use super::deployment::{HawkQuestion, Verdict};
+use super::taskcluster::{self, Ext, Issuer};
 use super::{Scope, hawk};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::time::now;
 
@@ -29,6 +34,9 @@ struct PayloadCheck {
 #[derive(Debug, Clone)]
 pub struct Caller {
     id: Option<String>,
+    /// The registered client that issued temporary credentials, when it is not `id` itself or
+    /// the credentials carry a certificate.
+    issuer: Option<String>,
     /// Shared, so that the anonymous caller of every request is made without allocating.
     scopes: Arc<[String]>,
     prefix: Arc<str>,
@@ -51,6 +59,20 @@ impl Caller {
     /// The caller id, or `anonymous`.
     pub fn name(&self) -> &str {
         self.id.as_deref().unwrap_or("anonymous")
+    }
+
+    /// The client that issued the caller's temporary credentials.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// Who did it, as audit lines and event actors name it: the credential and, for temporary
+    /// credentials, their issuer (`task-1 (issuer ci)`).
+    pub fn actor(&self) -> std::borrow::Cow<'_, str> {
+        match &self.issuer {
+            Some(issuer) => format!("{} (issuer {issuer})", self.name()).into(),
+            None => self.name().into(),
+        }
     }
 
     /// The scopes the caller holds.
@@ -113,6 +135,7 @@ impl Caller {
         let state = Self::state(req)?;
         Ok(Self {
             id: None,
+            issuer: None,
             scopes: state.anonymous_scopes.clone(),
             prefix: state.scope_prefix.clone(),
             expires: None,
@@ -131,7 +154,7 @@ impl Caller {
         let mut caller = if kind.eq_ignore_ascii_case("bearer") {
             Self::bearer(&state, rest.trim()).await?
         } else if kind.eq_ignore_ascii_case("hawk") {
-            Self::hawk(&state, &req, rest).await?
+            Self::hawk(&state, &req, header, rest).await?
         } else {
             return Err(invalid("unsupported authorization scheme"));
         };
@@ -150,6 +173,7 @@ impl Caller {
         }
         Ok(Self {
             id: Some(claims.sub),
+            issuer: None,
             scopes: claims.scopes.into(),
             prefix: state.scope_prefix.clone(),
             expires: Some(claims.exp),
@@ -158,39 +182,105 @@ impl Caller {
         })
     }
 
-    async fn hawk(state: &AppState, req: &HttpRequest, attrs: &str) -> Result<Self, ApiError> {
+    async fn hawk(state: &AppState, req: &HttpRequest, header: &str, attrs: &str) -> Result<Self, ApiError> {
         let h = hawk::parse(attrs).map_err(invalid)?;
-        let client = state.clients.lookup(&state.db, &state.tokens, &h.id).await?;
-        let client = client.ok_or_else(|| invalid("unknown Hawk id"))?;
-        let key = client.access_token.as_ref().ok_or_else(|| invalid("Hawk key signed by a removed key"))?;
-        let (host, port) = {
-            let info = req.connection_info();
-            split_host(info.host(), info.scheme())
-        };
+        let ext = h.ext.as_deref().map(Ext::parse).transpose().map_err(invalid)?.unwrap_or_default();
+        let (host, port) = mac_host(req, state.settings.trust_forwarded);
         let resource = req.uri().path_and_query().map_or(req.path(), |pq| pq.as_str());
         let parts = hawk::RequestParts { method: req.method().as_str(), resource, host: &host, port };
-        if !hawk::verify(key.expose().as_bytes(), &h, &parts) {
-            return Err(invalid("Hawk MAC mismatch or timestamp outside the window"));
-        }
+        let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let issuer_id = ext.issuer(&h.id).map_err(invalid)?;
         let now = now();
-        if !client.usable(now) {
-            return Err(invalid("revoked or expired client"));
-        }
+        let caller = match state.clients.lookup(&state.db, &state.tokens, issuer_id).await? {
+            Some(client) => {
+                let key = client.access_token.as_ref().ok_or_else(|| invalid("Hawk key signed by a removed key"))?;
+                if !client.usable(now) {
+                    return Err(invalid("revoked or expired client"));
+                }
+                let issuer = Issuer {
+                    id: issuer_id,
+                    access_token: key.expose(),
+                    scopes: &client.record.scopes,
+                    expires: client.record.expires,
+                };
+                let limited =
+                    taskcluster::limit(&h.id, issuer, &ext, now * 1000, hawk::SKEW * 1000).map_err(invalid)?;
+                if !hawk::verify(limited.key.as_bytes(), &h, &parts) {
+                    return Err(invalid("Hawk MAC mismatch or timestamp outside the window"));
+                }
+                let temporary = issuer_id != h.id || ext.has_certificate();
+                Self {
+                    id: Some(h.id.clone()),
+                    issuer: temporary.then(|| issuer_id.to_owned()),
+                    scopes: limited.scopes.into(),
+                    prefix: state.scope_prefix.clone(),
+                    expires: Some(limited.expires.max(0) as u64),
+                    generation: Some(client.record.generation),
+                    payload: h.hash.clone().map(|hash| PayloadCheck { hash, content_type: content_type.to_owned() }),
+                }
+            }
+            None => {
+                let Some(deployment) = &state.deployment else { return Err(invalid("unknown Hawk id")) };
+                let question = HawkQuestion {
+                    method: req.method().as_str().to_lowercase(),
+                    resource,
+                    host: &host,
+                    port,
+                    authorization: header,
+                };
+                match deployment.authenticate(&question).await {
+                    Ok(Verdict::Success { client_id, scopes, hash }) => Self {
+                        id: Some(client_id),
+                        issuer: None,
+                        scopes: scopes.into(),
+                        prefix: state.scope_prefix.clone(),
+                        expires: None,
+                        generation: None,
+                        payload: hash.map(|hash| PayloadCheck { hash, content_type: content_type.to_owned() }),
+                    },
+                    Ok(Verdict::Failed(message)) => {
+                        tracing::debug!(reason = %message, "the Taskcluster deployment refused the credentials");
+                        return Err(invalid("refused by the Taskcluster deployment"));
+                    }
+                    Err(e) => {
+                        return Err(ApiError::unavailable(
+                            ErrorCode::IdentityUnavailable,
+                            "The identity provider does not answer; try again shortly",
+                            e,
+                        ));
+                    }
+                }
+            }
+        };
         // Shared by every replica, so a replay to another one is refused too. Only requests
         // valid in every other way get here.
         if !state.db.claim_hawk_nonce(&h.id, &h.nonce, h.ts, now).await? {
             return Err(invalid("replayed Hawk nonce"));
         }
-        let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        Ok(Self {
-            id: Some(client.record.id.clone()),
-            scopes: client.record.scopes.as_slice().into(),
-            prefix: state.scope_prefix.clone(),
-            expires: Some(client.record.expires as u64),
-            generation: Some(client.record.generation),
-            payload: h.hash.map(|hash| PayloadCheck { hash, content_type }),
-        })
+        Ok(caller)
     }
+}
+
+/// The host and port a Hawk MAC covers. The `Host` header (or the HTTP/2 authority) gives both,
+/// the port defaulting by the connection's scheme. Only with `TOOLTOOL_TRUST_FORWARDED` do a
+/// load balancer's headers count: the host of `Forwarded`/`X-Forwarded-Host` (as actix's
+/// `ConnectionInfo` reads them), and the port of `X-Forwarded-Port`, else of the host, else
+/// the default of the forwarded scheme (`Forwarded` proto, `X-Forwarded-Proto`).
+fn mac_host(req: &HttpRequest, trust_forwarded: bool) -> (String, u16) {
+    if trust_forwarded {
+        let info = req.connection_info();
+        let (host, port) = split_host(info.host(), info.scheme());
+        let forwarded_port = req.headers().get("x-forwarded-port").and_then(|v| v.to_str().ok()?.trim().parse().ok());
+        return (host, forwarded_port.unwrap_or(port));
+    }
+    let scheme = if req.app_config().secure() { "https" } else { "http" };
+    let host = req
+        .headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_else(|| req.app_config().host());
+    split_host(host, scheme)
 }
 
 /// Splits a `Host` value into host and port, the port defaulting by scheme.

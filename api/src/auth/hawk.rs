@@ -28,6 +28,9 @@ pub struct HawkHeader {
     pub nonce: String,
     /// base64 payload hash, when the client sent one.
     pub hash: Option<String>,
+    /// The application data, covered by the MAC: Taskcluster's `ext` (see
+    /// [`super::taskcluster`]).
+    pub ext: Option<String>,
     header: hawk::Header,
 }
 
@@ -50,11 +53,21 @@ impl RequestParts<'_> {
     }
 }
 
+/// Largest `ts` taken, in seconds (the year 5138): the crate adds `ts` to the epoch unchecked,
+/// which panics past `i64::MAX`, so longer values are refused before it parses them.
+const MAX_TS: u64 = 99_999_999_999;
+
 /// Parses the part after `Hawk `; id, ts, nonce and mac are required, and no attribute may be
 /// given twice (the crate keeps the last one; a proxy reading the first would see another id).
 pub fn parse(attrs: &str) -> Result<HawkHeader, &'static str> {
-    if has_repeated_attribute(attrs) {
-        return Err("repeated Hawk attribute");
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in attributes(attrs) {
+        if !seen.insert(name) {
+            return Err("repeated Hawk attribute");
+        }
+        if name == "ts" && !value.parse::<u64>().is_ok_and(|ts| ts <= MAX_TS) {
+            return Err("bad ts");
+        }
     }
     let header = hawk::Header::from_str(attrs.trim()).map_err(|_| "malformed Hawk header")?;
     let id = header.id.clone().ok_or("missing id")?;
@@ -63,32 +76,33 @@ pub fn parse(attrs: &str) -> Result<HawkHeader, &'static str> {
     let nonce = header.nonce.clone().ok_or("missing nonce")?;
     header.mac.as_ref().ok_or("missing mac")?;
     let hash = header.hash.as_ref().map(|h| B64.encode(h));
-    Ok(HawkHeader { id, ts, nonce, hash, header })
+    let ext = header.ext.clone();
+    Ok(HawkHeader { id, ts, nonce, hash, ext, header })
 }
 
-/// Whether `name="value"` attributes repeat a name. Values are quoted and cannot contain a
-/// quote, so the names are what stands before each `="` outside quotes.
-fn has_repeated_attribute(attrs: &str) -> bool {
-    let mut seen = std::collections::HashSet::new();
+/// The `name="value"` attributes of a header. Values are quoted and cannot contain a quote, so
+/// a name is what stands before each `="` outside quotes, and its value runs to the next quote.
+fn attributes(attrs: &str) -> Vec<(&str, &str)> {
+    let mut found = Vec::new();
     let mut outside = true;
     let mut start = 0;
+    let mut name = "";
     for (i, c) in attrs.char_indices() {
         match c {
             '"' if outside => {
-                let name = attrs[start..i].trim_end().trim_end_matches('=').trim().trim_start_matches(',').trim();
-                if !seen.insert(name) {
-                    return true;
-                }
+                name = attrs[start..i].trim_end().trim_end_matches('=').trim().trim_start_matches(',').trim();
                 outside = false;
+                start = i + 1;
             }
             '"' => {
+                found.push((name, &attrs[start..i]));
                 outside = true;
                 start = i + 1;
             }
             _ => {}
         }
     }
-    false
+    found
 }
 
 /// Whether the header's MAC is right for `key` and this request, and its timestamp within
@@ -188,5 +202,15 @@ mod tests {
         assert!(parse(r#"id="c", id="d", mac="eA==", ts="1", nonce="n""#).is_err());
         assert!(parse(r#"id=c, mac="eA==", ts="1", nonce="n""#).is_err());
         assert!(parse(r#"id="c", ts="1", nonce="n""#).is_err(), "no mac");
+    }
+
+    #[test]
+    fn timestamps_too_large_for_the_clock_are_refused_without_a_panic() {
+        for ts in ["99999999999999999999", "18446744073709551615", "9223372036854775808", "-1", "1e9", ""] {
+            let header = format!(r#"id="c", ts="{ts}", nonce="n", mac="eA==""#);
+            assert_eq!(parse(&header).err(), Some("bad ts"), "{ts}");
+        }
+        let header = r#"id="c", ts="99999999999", nonce="n", ext="e", mac="eA==""#;
+        assert_eq!(parse(header).unwrap().ext.as_deref(), Some("e"));
     }
 }

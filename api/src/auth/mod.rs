@@ -5,8 +5,10 @@
 
 mod caller;
 pub mod client_cache;
+pub mod deployment;
 pub mod hawk;
 mod scopes;
+pub mod taskcluster;
 pub mod token;
 
 pub use caller::Caller;

@@ -48,11 +48,11 @@ pub async fn patch(
     for op in ops {
         let (action, details) = match op {
             PatchOp::SetVisibility { visibility } => {
-                state.db.set_visibility(&digest, visibility, caller.name()).await?;
+                state.db.set_visibility(&digest, visibility, &caller.actor()).await?;
                 ("file.visibility_changed", serde_json::json!({"visibility": visibility.as_str()}))
             }
             PatchOp::DeleteInstances => {
-                let regions = state.db.remove_instances(&digest, caller.name()).await?;
+                let regions = state.db.remove_instances(&digest, &caller.actor()).await?;
                 // Every configured region, not only those recorded: a copy being made when the
                 // instances went may have landed in one. The instances (and pending copies) are
                 // already gone from the database, so nothing can download or record the blob; a
@@ -67,7 +67,7 @@ pub async fn patch(
             }
         };
         tracing::info!(caller = caller.id(), action, "file changed");
-        state.audit(caller.name(), action, digest.as_str(), details).await;
+        state.audit(&caller.actor(), action, digest.as_str(), details).await;
     }
     let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
     Ok(HttpResponse::Ok().json(FileInfo::from(&*file)))

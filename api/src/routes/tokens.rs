@@ -22,6 +22,12 @@ pub async fn derive(
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller?;
     caller.require_authenticated()?;
+    if caller.issuer().is_some_and(|issuer| Some(issuer) != caller.id()) {
+        // A derived token names its registered client, whose revocation must kill it; named
+        // temporary credentials have none of their own.
+        tracing::debug!(caller = caller.id(), "tokens are not derived from named temporary credentials");
+        return Err(ApiError::forbidden());
+    }
     let req: TokenRequest = read_json(&http, body, state.settings.max_body_bytes, &caller).await?;
     if req.scopes.is_empty() {
         return Err(ApiError::new(ErrorCode::NoScopes, "At least one scope must be asked for"));

@@ -105,7 +105,7 @@ pub async fn complete(
     if !file.instances.is_empty() {
         return Ok(HttpResponse::Ok().json(FileInfo::from(&*file)));
     }
-    match verify::complete(&state, &file, caller.name()).await? {
+    match verify::complete(&state, &file, &caller.actor()).await? {
         Outcome::Verified(file) => Ok(HttpResponse::Ok().json(FileInfo::from(&file))),
         Outcome::Rejected(why) => {
             Err(ApiError::new(ErrorCode::UploadMismatch, format!("{why}; the uploaded bytes were discarded")))
