@@ -80,8 +80,8 @@ pub struct ApiClient {
     server: reqwest::Client,
     /// Talks to storage URLs; never carries credentials.
     storage: reqwest::Client,
-    /// `Bearer <token>`, marked sensitive.
-    auth: Option<HeaderValue>,
+    /// How requests to the server are authenticated.
+    auth: Option<Auth>,
     /// Only for `Debug`.
     client_id: Option<String>,
 }
@@ -93,6 +93,80 @@ impl fmt::Debug for ApiClient {
             .field("authenticated", &self.auth.is_some())
             .field("client_id", &self.client_id)
             .finish()
+    }
+}
+
+/// How requests to the server are authenticated.
+#[derive(Clone)]
+enum Auth {
+    /// `Bearer <token>`, marked sensitive.
+    Bearer(HeaderValue),
+    /// Hawk (SHA-256), as `tooltool.py` and Taskcluster's clients sign: the key never leaves
+    /// the machine. `ext` carries a Taskcluster certificate.
+    Hawk { id: String, key: String, ext: Option<String> },
+}
+
+impl Auth {
+    fn new(c: Credentials) -> Result<Self, Error> {
+        let unsendable =
+            || Error::Credentials("the access token contains characters that cannot be sent in an HTTP header".into());
+        match c.client_id {
+            Some(id) => {
+                HeaderValue::from_str(&id).map_err(|_| {
+                    Error::Credentials("the clientId contains characters that cannot be sent in an HTTP header".into())
+                })?;
+                // As Taskcluster's clients make it: base64 of {"certificate": {...}}.
+                let ext = c.certificate.map(|cert| {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD.encode(format!(r#"{{"certificate":{cert}}}"#))
+                });
+                hawk::Key::new(c.access_token.as_bytes(), hawk::DigestAlgorithm::Sha256).map_err(|_| unsendable())?;
+                Ok(Self::Hawk { id, key: c.access_token, ext })
+            }
+            None => {
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {}", c.access_token)).map_err(|_| unsendable())?;
+                value.set_sensitive(true);
+                Ok(Self::Bearer(value))
+            }
+        }
+    }
+
+    /// The `Authorization` header of one request.
+    fn header(&self, method: &Method, url: &Url) -> HeaderValue {
+        match self {
+            Self::Bearer(v) => v.clone(),
+            Self::Hawk { id, key, ext } => {
+                let credentials = hawk::Credentials {
+                    id: id.clone(),
+                    key: hawk::Key::new(key.as_bytes(), hawk::DigestAlgorithm::Sha256).expect("checked in Auth::new"),
+                };
+                let resource = match url.query() {
+                    Some(q) => format!("{}?{q}", url.path()),
+                    None => url.path().to_owned(),
+                };
+                let host = url.host_str().unwrap_or_default();
+                let port = url.port_or_known_default().unwrap_or(443);
+                let mut request = hawk::RequestBuilder::new(method.as_str(), host, port, &resource);
+                if let Some(ext) = ext {
+                    request = request.ext(ext.as_str());
+                }
+                let header = request.request().make_header(&credentials).expect("a Hawk header of plain values");
+                let mut value = HeaderValue::from_str(&format!("Hawk {header}")).expect("Hawk headers are ASCII");
+                value.set_sensitive(true);
+                value
+            }
+        }
+    }
+}
+
+/// Whether a URL's host is this machine (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 
@@ -127,15 +201,14 @@ impl ApiClient {
 
         let (auth, client_id) = match credentials {
             Some(c) => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", c.access_token)).map_err(|_| {
-                    Error::Credentials(
-                        "the access token contains characters that cannot be sent in an \
-                             HTTP header"
-                            .into(),
-                    )
-                })?;
-                value.set_sensitive(true);
-                (Some(value), c.client_id)
+                if base.scheme() == "http" && !is_loopback(&base) {
+                    return Err(Error::Credentials(format!(
+                        "credentials are never sent over plain http:// to {shown}: use https:// \
+                         (plain http:// is only for a server on this machine)"
+                    )));
+                }
+                let client_id = c.client_id.clone();
+                (Some(Auth::new(c)?), client_id)
             }
             None => (None, None),
         };
@@ -163,9 +236,9 @@ impl ApiClient {
 
     /// A request to the tooltool server, with the `Authorization` header when authenticated.
     fn request(&self, method: Method, url: &Url) -> RequestBuilder {
-        let rb = self.server.request(method, url.clone());
+        let rb = self.server.request(method.clone(), url.clone());
         match &self.auth {
-            Some(v) => rb.header(AUTHORIZATION, v.clone()),
+            Some(auth) => rb.header(AUTHORIZATION, auth.header(&method, url)),
             None => rb,
         }
     }
@@ -728,7 +801,7 @@ mod tests {
 
     #[test]
     fn debug_hides_token_and_signature() {
-        let c = client("http://h:1/");
+        let c = client("https://h:1/");
         let shown = format!("{c:?}");
         assert!(!shown.contains(TOKEN), "{shown}");
         let r = Redirect { status: 302, location: format!("https://s3/x?sig={SIG}") };

@@ -2,14 +2,21 @@
 //! belongs to, read from the credentials file releng hands out.
 //!
 //! Two file shapes are accepted, as the original client does: the JSON object
-//! `{"clientId": "...", "accessToken": "..."}`, or a file holding only the bare token text.
+//! `{"clientId": "...", "accessToken": "...", "certificate": ...}`, or a file holding only the
+//! bare token text. Taskcluster's variables (`TASKCLUSTER_CLIENT_ID`, `TASKCLUSTER_ACCESS_TOKEN`,
+//! `TASKCLUSTER_CERTIFICATE`) give the same credentials as the JSON form.
+//!
+//! Credentials with a clientId are Taskcluster credentials: the accessToken is a Hawk key and
+//! never leaves the machine (every request is signed with Hawk, as `tooltool.py` does). A bare
+//! token is sent as `Authorization: Bearer <token>`.
 
 use std::fmt;
 use std::path::Path;
 
 use crate::error::Error;
 
-/// Who the client authenticates as. The token is sent as `Authorization: Bearer <token>`.
+/// Who the client authenticates as: with a client id, by Hawk (the token is the key); without
+/// one, by `Authorization: Bearer <token>`.
 ///
 /// The [`Debug`](fmt::Debug) output never shows the token.
 #[derive(Clone, PartialEq, Eq)]
@@ -18,18 +25,46 @@ pub struct Credentials {
     pub client_id: Option<String>,
     /// The secret access token.
     pub access_token: String,
+    /// Taskcluster temporary credentials' certificate, as JSON text.
+    pub certificate: Option<String>,
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").field("client_id", &self.client_id).field("access_token", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .field("access_token", &"<redacted>")
+            .field("certificate", &self.certificate.is_some())
+            .finish()
     }
 }
 
 impl Credentials {
     /// Credentials made of a bare bearer token, without a client id.
     pub fn bearer(token: impl Into<String>) -> Self {
-        Self { client_id: None, access_token: token.into() }
+        Self { client_id: None, access_token: token.into(), certificate: None }
+    }
+
+    /// Taskcluster credentials, signed with Hawk.
+    pub fn hawk(client_id: impl Into<String>, access_token: impl Into<String>, certificate: Option<String>) -> Self {
+        Self { client_id: Some(client_id.into()), access_token: access_token.into(), certificate }
+    }
+
+    /// The credentials of Taskcluster's variables, when `TASKCLUSTER_CLIENT_ID` and
+    /// `TASKCLUSTER_ACCESS_TOKEN` are both set (`lookup` reads a variable).
+    pub fn from_taskcluster_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, Error> {
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let (Some(id), Some(token)) = (get("TASKCLUSTER_CLIENT_ID"), get("TASKCLUSTER_ACCESS_TOKEN")) else {
+            return Ok(None);
+        };
+        check_token(&token, "TASKCLUSTER_ACCESS_TOKEN")?;
+        let certificate = get("TASKCLUSTER_CERTIFICATE").map(|c| certificate_text(&c)).transpose()?;
+        Ok(Some(Self::hawk(id, token, certificate)))
+    }
+
+    /// Whether requests are signed with Hawk (the token never goes on the wire).
+    pub fn uses_hawk(&self) -> bool {
+        self.client_id.is_some()
     }
 
     /// Parses a credentials file's text: JSON `{"clientId": "...", "accessToken": "..."}` or
@@ -79,7 +114,16 @@ impl Credentials {
                 return Err(Error::Credentials("the credentials JSON member \"clientId\" is not a string".into()));
             }
         };
-        Ok(Self { client_id, access_token })
+        let certificate = match obj.get("certificate") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,
+            Some(serde_json::Value::String(s)) => Some(certificate_text(s)?),
+            Some(v @ serde_json::Value::Object(_)) => Some(v.to_string()),
+            Some(_) => {
+                return Err(Error::Credentials("the credentials JSON member \"certificate\" is not JSON text".into()));
+            }
+        };
+        Ok(Self { client_id, access_token, certificate })
     }
 
     /// Reads and parses a credentials file (see [`Credentials::parse`]).
@@ -89,6 +133,14 @@ impl Credentials {
             Error::Credentials(msg) => Error::Credentials(format!("{}: {msg}", path.display())),
             other => other,
         })
+    }
+}
+
+/// A certificate given as text must be a JSON object; it is kept as given.
+fn certificate_text(text: &str) -> Result<String, Error> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(_)) => Ok(text.trim().to_owned()),
+        _ => Err(Error::Credentials("the certificate is not a JSON object".into())),
     }
 }
 
@@ -168,11 +220,37 @@ mod tests {
 
     #[test]
     fn debug_hides_the_token() {
-        let c = Credentials { client_id: Some("me".into()), access_token: TOKEN.into() };
+        let c = Credentials::hawk("me", TOKEN, None);
         let shown = format!("{c:?}");
         assert!(!shown.contains(TOKEN), "{shown}");
         assert!(shown.contains("me"), "{shown}");
         assert!(!format!("{c:#?}").contains(TOKEN));
+    }
+
+    #[test]
+    fn certificates_come_from_the_file_or_taskclusters_variables() {
+        let cert = r#"{"seed":"s","version":1}"#;
+        let c = Credentials::parse(&format!(r#"{{"clientId":"me","accessToken":"{TOKEN}","certificate":{cert:?}}}"#))
+            .unwrap();
+        assert_eq!(c, Credentials::hawk("me", TOKEN, Some(cert.into())));
+        let c = Credentials::parse(&format!(r#"{{"clientId":"me","accessToken":"{TOKEN}","certificate":{cert}}}"#))
+            .unwrap();
+        assert_eq!(c.certificate.as_deref(), Some(cert));
+        assert!(c.uses_hawk() && !Credentials::bearer(TOKEN).uses_hawk());
+        let err = Credentials::parse(&format!(r#"{{"clientId":"me","accessToken":"{TOKEN}","certificate":"x"}}"#));
+        assert!(err.unwrap_err().to_string().contains("certificate"));
+
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(Credentials::from_taskcluster_env(env(&[("TASKCLUSTER_CLIENT_ID", "me")])).unwrap(), None);
+        let c = Credentials::from_taskcluster_env(env(&[
+            ("TASKCLUSTER_CLIENT_ID", "me"),
+            ("TASKCLUSTER_ACCESS_TOKEN", TOKEN),
+            ("TASKCLUSTER_CERTIFICATE", r#" {"seed":"s","version":1} "#),
+        ]))
+        .unwrap();
+        assert_eq!(c, Some(Credentials::hawk("me", TOKEN, Some(cert.into()))));
     }
 
     #[test]

@@ -50,13 +50,15 @@ pub struct Args {
     /// The manifest.
     #[arg(short = 'm', long = "manifest", default_value = "manifest.tt")]
     pub manifest: PathBuf,
-    /// A tooltool server URL; repeat to try several, in order. Default: https://$TOOLTOOL_HOST/.
+    /// A tooltool server URL; repeat to try several, in order. Default:
+    /// $TASKCLUSTER_PROXY_URL/$TOOLTOOL_HOST/ in a Taskcluster task, else https://$TOOLTOOL_HOST/.
     #[arg(long = "url", action = ArgAction::Append)]
     pub url: Vec<String>,
     /// A cache folder shared by several checkouts.
     #[arg(short = 'c', long = "cache-folder")]
     pub cache_folder: Option<PathBuf>,
-    /// The credentials: JSON {"clientId", "accessToken"} or the bare token.
+    /// The credentials: JSON {"clientId", "accessToken"[, "certificate"]} (signed with Hawk) or
+    /// the bare token (sent as Bearer). Default: TASKCLUSTER_CLIENT_ID/_ACCESS_TOKEN/_CERTIFICATE.
     #[arg(long = "authentication-file")]
     pub authentication_file: Option<PathBuf>,
     /// public or internal.
@@ -266,21 +268,40 @@ pub fn visibility_arg(args: &Args) -> Result<Option<Visibility>, Fail> {
     args.visibility.as_deref().map(|v| v.parse().map_err(|e| Fail::Usage(format!("--visibility: {e}")))).transpose()
 }
 
-/// The server URLs: `--url`s in order, else `https://$TOOLTOOL_HOST/`, else the default.
+/// The server URLs: `--url`s in order; else, in a Taskcluster task,
+/// `$TASKCLUSTER_PROXY_URL/<TOOLTOOL_HOST>/` (the proxy signs for the task, as with
+/// `tooltool.py`); else `https://$TOOLTOOL_HOST/`; else the default.
 pub fn urls(given: &[String]) -> Vec<String> {
+    urls_from(given, |k| std::env::var(k).ok())
+}
+
+/// [`urls`], the environment read through `env`.
+pub fn urls_from(given: &[String], env: impl Fn(&str) -> Option<String>) -> Vec<String> {
     if !given.is_empty() {
         return given.to_vec();
     }
-    match std::env::var("TOOLTOOL_HOST") {
-        Ok(h) if !h.trim().is_empty() => vec![format!("https://{}/", h.trim().trim_end_matches('/'))],
-        _ => vec![DEFAULT_URL.to_owned()],
+    let var = |k: &str| env(k).map(|v| v.trim().trim_end_matches('/').to_owned()).filter(|v| !v.is_empty());
+    let host = var("TOOLTOOL_HOST");
+    if let Some(proxy) = var("TASKCLUSTER_PROXY_URL") {
+        let host = host.unwrap_or_else(|| DEFAULT_URL.trim_start_matches("https://").trim_end_matches('/').to_owned());
+        return vec![format!("{proxy}/{host}/")];
+    }
+    match host {
+        Some(h) => vec![format!("https://{h}/")],
+        None => vec![DEFAULT_URL.to_owned()],
     }
 }
 
+/// The credentials: `--authentication-file`; else Taskcluster's variables
+/// (`TASKCLUSTER_CLIENT_ID`, `TASKCLUSTER_ACCESS_TOKEN`, `TASKCLUSTER_CERTIFICATE`); none
+/// when requests go through the Taskcluster proxy, which signs them itself.
 fn credentials(args: &Args, cwd: &Path) -> Result<Option<Credentials>, Fail> {
     match &args.authentication_file {
         Some(p) => Ok(Some(Credentials::load(&cwd.join(p))?)),
-        None => Ok(None),
+        None if args.url.is_empty() && std::env::var_os("TASKCLUSTER_PROXY_URL").is_some_and(|v| !v.is_empty()) => {
+            Ok(None)
+        }
+        None => Ok(Credentials::from_taskcluster_env(|k| std::env::var(k).ok())?),
     }
 }
 
@@ -333,6 +354,21 @@ pub fn select<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_url_goes_through_the_taskcluster_proxy_in_a_task() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+        };
+        let given = ["http://x/".to_owned()];
+        assert_eq!(urls_from(&given, env(&[("TASKCLUSTER_PROXY_URL", "http://taskcluster")])), given);
+        assert_eq!(urls_from(&[], env(&[])), [DEFAULT_URL]);
+        assert_eq!(urls_from(&[], env(&[("TOOLTOOL_HOST", "tt.example/")])), ["https://tt.example/"]);
+        let in_task = env(&[("TASKCLUSTER_PROXY_URL", "http://taskcluster/"), ("TOOLTOOL_HOST", "tt.example")]);
+        assert_eq!(urls_from(&[], in_task), ["http://taskcluster/tt.example/"]);
+        let no_host = env(&[("TASKCLUSTER_PROXY_URL", "http://taskcluster")]);
+        assert_eq!(urls_from(&[], no_host), ["http://taskcluster/tooltool.mozilla-releng.net/"]);
+    }
 
     #[test]
     fn sizes_parse_with_suffixes() {

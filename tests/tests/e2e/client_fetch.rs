@@ -122,7 +122,11 @@ async fn internal_files_need_credentials_in_either_file_form(backend: Backend) {
     assert_eq!(tooltool_cli(dir.path(), &["--url", &app.url, "fetch"]).await, 1);
     assert!(!dir.path().join("secret.bin").exists());
 
-    let token = app.token("ci", &["download/internal"]);
+    // The JSON form signs with Hawk, so it names a registered client; the bare form is Bearer.
+    let admin = app.admin_ops().await;
+    let scopes = ["download/internal".to_owned()];
+    let creds = admin.create_client("ci", &scopes, Duration::from_secs(3600), "ci", "admin-cli:test").await.unwrap();
+    let token = creds.access_token;
     std::fs::write(dir.path().join("auth.json"), format!(r#"{{"clientId": "ci", "accessToken": "{token}"}}"#)).unwrap();
     assert_eq!(tooltool_cli(dir.path(), &["--url", &app.url, "--authentication-file", "auth.json", "fetch"]).await, 0);
     assert_eq!(std::fs::read(dir.path().join("secret.bin")).unwrap(), data);

@@ -1,5 +1,7 @@
 //! `tooltool add`, `upload`, `change-visibility` and `delete` against the real server.
 
+use std::time::Duration;
+
 use tooltool_e2e::proto::{Manifest, Visibility};
 use tooltool_e2e::tooltool::RetryPolicy;
 use tooltool_e2e::tooltool::progress::Silent;
@@ -23,9 +25,14 @@ async fn upload_streams_the_files_and_a_second_upload_reports_them_stored(backen
     let (big, small) = (blob(1, 5_000_000), blob(2, 1234));
     std::fs::write(dir.path().join("big.tar.xz"), &big).unwrap();
     std::fs::write(dir.path().join("small.txt"), &small).unwrap();
+    // A registered client: the JSON form signs with Hawk.
+    let admin = app.admin_ops().await;
+    let scopes = ["upload/*".to_owned()];
+    let creds =
+        admin.create_client("releng", &scopes, Duration::from_secs(3600), "releng", "admin-cli:test").await.unwrap();
     std::fs::write(
         dir.path().join("auth.json"),
-        format!(r#"{{"clientId":"releng","accessToken":"{}"}}"#, app.token("releng", &["upload/*"])),
+        format!(r#"{{"clientId":"releng","accessToken":"{}"}}"#, creds.access_token),
     )
     .unwrap();
     assert_eq!(tooltool_cli(dir.path(), &["add", "--visibility", "internal", "big.tar.xz"]).await, 0);

@@ -19,5 +19,6 @@ mod propagation;
 mod regions;
 mod replicas;
 mod staging;
+mod taskcluster;
 mod ui;
 mod upload;
