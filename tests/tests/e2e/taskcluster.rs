@@ -466,10 +466,9 @@ async fn forwarded_host_and_port_count_only_when_trusted(backend: Backend) {
             .await
             .unwrap();
         assert_eq!(res.status(), if trusted { 302 } else { 401 }, "X-Forwarded-Port, trusted: {trusted}");
-        let other =
-            sign(temporary("ci-issuer", &token, "GET", &format!("https://other.example{path}"), &full(&[INTERNAL])))
-                .await;
         for (name, value) in [("X-Forwarded-Host", "other.example"), ("Forwarded", "host=other.example;proto=https")] {
+            let captured = format!("https://other.example{path}");
+            let other = sign(temporary("ci-issuer", &token, "GET", &captured, &full(&[INTERNAL]))).await;
             let res = app
                 .http()
                 .get(&url)
