@@ -24,6 +24,9 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/requirements" 2>/dev/null)" !=
 fi
 export TOOLTOOL_TEST_PYTHON="$venv/bin/python"
 
+# The benchmark harness's own tests (BENCHMARKS.md is what it generates from bench/results.json).
+python3 -m unittest discover -s bench -p 'test_*.py'
+
 work=$(mktemp -d /tmp/tooltool-test.XXXXXX)
 trap 'scripts/backends.sh stop "$work"' EXIT
 scripts/backends.sh start "$work" --postgres --s3 2 --rabbitmq --chromium
