@@ -188,7 +188,7 @@ def main(argv=None):
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "tooltool-api", "-p", "tooltool-cli", "-p",
                         "tooltool-bench"], cwd=ROOT, check=True)
-        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "tooltool-proto", "--example", "sha512_speed"],
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "tooltool-sha512", "--example", "sha512_speed"],
                        cwd=ROOT, check=True)
     results = load(a.out) if os.path.exists(a.out) else {"figures": {}}
     with tempfile.TemporaryDirectory(prefix="tooltool-bench-") as work:
