@@ -165,7 +165,49 @@ impl Admin {
     }
 }
 
+/// The scopes among `scopes` (as an admin typed them: relative ones get the prefix) that grant
+/// none of the protocol's permissions under `prefix`: a typo such as `download/interal` would
+/// make a useless client, so `clients create` refuses them unless told otherwise.
+pub fn scopes_granting_nothing(prefix: &str, scopes: &[String]) -> Vec<String> {
+    use crate::auth::Scope;
+    const KNOWN: [Scope; 5] =
+        [Scope::DownloadPublic, Scope::DownloadInternal, Scope::UploadPublic, Scope::UploadInternal, Scope::Manage];
+    scopes
+        .iter()
+        .map(|s| crate::auth::full_scope(prefix, s))
+        .filter(|full| !KNOWN.iter().any(|known| known.granted_by(full, prefix)))
+        .collect()
+}
+
 /// Who runs an admin command, for the audit trail.
 pub fn cli_actor() -> String {
     format!("admin-cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scopes_granting_nothing;
+
+    const P: &str = "project:releng:services/tooltool/api";
+
+    fn strings(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn scopes_that_grant_a_known_permission_are_accepted_and_typos_are_named() {
+        let good = strings(&["*", "download/*", "download/internal", "upload/public", "manage", &format!("{P}/*")]);
+        assert_eq!(scopes_granting_nothing(P, &good), Vec::<String>::new());
+        let bad = strings(&["bogus", "download/interal", "manage/x", "other:prefix/download/public", "upload"]);
+        assert_eq!(
+            scopes_granting_nothing(P, &bad),
+            strings(&[
+                &format!("{P}/bogus"),
+                &format!("{P}/download/interal"),
+                &format!("{P}/manage/x"),
+                "other:prefix/download/public",
+                &format!("{P}/upload"),
+            ])
+        );
+    }
 }

@@ -11,8 +11,8 @@ use tooltool_proto::{InvalidValue, Problem};
 /// The detail of every 403, as the protocol fixes it.
 pub const FORBIDDEN_DETAIL: &str = "You don't have the permission to access the requested resource. It is either read-protected or not readable by the server.";
 
-/// Declares the error vocabulary once: each stable code with its status. The README's error
-/// table lists the same codes.
+/// Declares the error vocabulary once: each stable code with its status. The table of
+/// docs/errors.md lists the same codes (a test checks it).
 macro_rules! error_codes {
     ($( $(#[$doc:meta])* $variant:ident = $status:ident, $code:literal; )*) => {
         /// The stable, machine-readable `code` of every error answer.
@@ -256,11 +256,11 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_code_with_its_status() {
-        let readme = include_str!("../../README.md");
+    fn the_errors_doc_lists_every_code_with_its_status() {
+        let doc = include_str!("../../docs/errors.md");
         for code in ErrorCode::ALL {
             let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
-            assert!(readme.contains(&row), "README lacks {row}");
+            assert!(doc.contains(&row), "docs/errors.md lacks {row}");
         }
     }
 

@@ -71,6 +71,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{} (HOST, PORT)", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
         let public_url = service_url(&settings, port);
+        create_data_dir(&settings)?;
         let db = open_migrated_db(&settings).await?.with_event_source(&public_url);
         let secrets = load_secrets(&settings)?;
         let tokens = tokens(&settings, &secrets);
@@ -201,11 +202,34 @@ fn url_host(host: &str) -> String {
     if host.contains(':') { format!("[{host}]") } else { host.to_owned() }
 }
 
-/// Connects the metadata store (creating the data directory for SQLite).
-pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
+/// Creates the data directory of the embedded default (SQLite): only `serve` does, so that an
+/// admin command run from another folder never makes an empty store of its own.
+fn create_data_dir(settings: &Settings) -> anyhow::Result<()> {
     if settings.is_sqlite() {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("cannot create TOOLTOOL_DATA_DIR {}", settings.data_dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Fails, naming the folder it looked in, unless the data directory exists.
+fn require_data_dir(settings: &Settings) -> anyhow::Result<()> {
+    if !settings.data_dir.is_dir() {
+        let looked = std::path::absolute(&settings.data_dir).unwrap_or_else(|_| settings.data_dir.clone());
+        bail!(
+            "no tooltool data directory at {} (TOOLTOOL_DATA_DIR): run this command in the folder the \
+             server runs in, or with the server's TOOLTOOL_DATA_DIR and DATABASE_URL; only `serve` creates it",
+            looked.display()
+        );
+    }
+    Ok(())
+}
+
+/// Connects the metadata store. On SQLite the data directory must exist already (`serve`
+/// creates it): every other command refuses, naming the folder it looked in.
+pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
+    if settings.is_sqlite() {
+        require_data_dir(settings)?;
     }
     let db = Db::connect(&settings.database_url, settings.lookup_cache, settings.lookup_max_age).await?;
     Ok(db.with_event_source(&service_url(settings, settings.port)))
@@ -238,6 +262,7 @@ pub fn load_secrets(settings: &Settings) -> anyhow::Result<Vec<Vec<u8>>> {
     let current = if let Some(key) = &settings.secret_key {
         key.expose().as_bytes().to_vec()
     } else if settings.is_sqlite() {
+        require_data_dir(settings)?;
         let path = settings.data_dir.join("secret.key");
         read_or_create_secret(&path).with_context(|| format!("cannot read or create {}", path.display()))?
     } else {

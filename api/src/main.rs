@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use tooltool_api::admin::{Admin, cli_actor};
+use tooltool_api::admin::{Admin, cli_actor, scopes_granting_nothing};
 use tooltool_api::auth::full_scope;
 use tooltool_api::db::AuditFilter;
 use tooltool_api::settings::parse_duration;
@@ -104,6 +104,10 @@ enum ClientsCommand {
         /// Write the credentials file here (mode 0600) instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Accept a scope that grants none of the server's permissions (by default refused, as
+        /// a likely typo).
+        #[arg(long)]
+        allow_unknown_scope: bool,
     },
     /// List clients (never their secrets).
     List,
@@ -190,7 +194,16 @@ async fn clients(settings: &Settings, cmd: ClientsCommand) -> anyhow::Result<()>
         Ok(())
     };
     match cmd {
-        ClientsCommand::Create { id, scopes, expires, description, output } => {
+        ClientsCommand::Create { id, scopes, expires, description, output, allow_unknown_scope } => {
+            let unknown = scopes_granting_nothing(&settings.scope_prefix, &scopes);
+            if !unknown.is_empty() && !allow_unknown_scope {
+                anyhow::bail!(
+                    "{} grant(s) none of the server's permissions (download/public, download/internal, \
+                     upload/public, upload/internal, manage, or a wildcard over them): check the spelling, \
+                     or pass --allow-unknown-scope",
+                    unknown.join(", ")
+                );
+            }
             let ttl = parse_duration("--expires", &expires)?;
             deliver(admin.create_client(&id, &scopes, ttl, &description, &actor).await?, output)
         }

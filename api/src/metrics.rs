@@ -12,6 +12,8 @@ use prometheus::{
 /// Every metric of the service.
 pub struct Metrics {
     registry: Registry,
+    /// Every family's full name, help and type, for the ones that have no sample yet.
+    families: Vec<(String, String, &'static str)>,
     /// Requests by route pattern, method and status.
     pub requests: IntCounterVec,
     /// Request latency by route pattern.
@@ -57,6 +59,7 @@ pub struct Metrics {
 
 fn build() -> Metrics {
     let registry = Registry::new_custom(Some("tooltool".into()), None).expect("valid prefix");
+    // The registry adds the prefix when it gathers; a collector's own names lack it.
     let requests = IntCounterVec::new(
         Opts::new("http_requests_total", "HTTP requests by route, method and status"),
         &["route", "method", "status"],
@@ -121,31 +124,49 @@ fn build() -> Metrics {
             .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
     )
     .expect("valid metric");
-    for m in [
-        Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-        Box::new(latency.clone()),
-        Box::new(redirects.clone()),
-        Box::new(verified_bytes.clone()),
-        Box::new(verifications.clone()),
-        Box::new(backend_errors.clone()),
-        Box::new(pool.clone()),
-        Box::new(log_lines_dropped.clone()),
-        Box::new(lookups.clone()),
-        Box::new(lookup_cache_active.clone()),
-        Box::new(events_pending.clone()),
-        Box::new(events_oldest_pending_age.clone()),
-        Box::new(events_published.clone()),
-        Box::new(region_up.clone()),
-        Box::new(replication_pending.clone()),
-        Box::new(replication_oldest_pending.clone()),
-        Box::new(replication_copies.clone()),
-        Box::new(identity_calls.clone()),
-        Box::new(identity_latency.clone()),
-    ] {
+    let collectors: [(Box<dyn prometheus::core::Collector>, &str); 19] = [
+        (Box::new(requests.clone()), "counter"),
+        (Box::new(latency.clone()), "histogram"),
+        (Box::new(redirects.clone()), "counter"),
+        (Box::new(verified_bytes.clone()), "counter"),
+        (Box::new(verifications.clone()), "counter"),
+        (Box::new(backend_errors.clone()), "counter"),
+        (Box::new(pool.clone()), "gauge"),
+        (Box::new(log_lines_dropped.clone()), "counter"),
+        (Box::new(lookups.clone()), "counter"),
+        (Box::new(lookup_cache_active.clone()), "gauge"),
+        (Box::new(events_pending.clone()), "gauge"),
+        (Box::new(events_oldest_pending_age.clone()), "gauge"),
+        (Box::new(events_published.clone()), "counter"),
+        (Box::new(region_up.clone()), "gauge"),
+        (Box::new(replication_pending.clone()), "gauge"),
+        (Box::new(replication_oldest_pending.clone()), "gauge"),
+        (Box::new(replication_copies.clone()), "counter"),
+        (Box::new(identity_calls.clone()), "counter"),
+        (Box::new(identity_latency.clone()), "histogram"),
+    ];
+    let mut families = Vec::new();
+    for (m, kind) in collectors {
+        families.extend(m.desc().iter().map(|d| (format!("tooltool_{}", d.fq_name), d.help.clone(), kind)));
         registry.register(m).expect("metric registered once");
+    }
+    // The labels known in advance start at zero, so that a counter that never rose is served
+    // as 0 rather than missing.
+    for backend in ["database", "blob_store"] {
+        backend_errors.with_label_values(&[backend]);
+    }
+    for outcome in ["verified", "rejected"] {
+        verifications.with_label_values(&[outcome]);
+    }
+    for source in ["cache", "database"] {
+        lookups.with_label_values(&[source]);
+    }
+    for outcome in ["success", "failed", "unavailable"] {
+        identity_calls.with_label_values(&[outcome]);
     }
     Metrics {
         registry,
+        families,
         requests,
         latency,
         redirects,
@@ -171,13 +192,81 @@ fn build() -> Metrics {
 /// The process's metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(build);
 
+/// The families served only when a broker is configured.
+const BROKER_FAMILIES: [&str; 3] =
+    ["tooltool_events_pending", "tooltool_events_oldest_pending_age_seconds", "tooltool_events_published_total"];
+
 impl Metrics {
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition of every metric; the events relay's only `with_broker`.
+    /// A family with no sample yet (labels not known until first use, such as
+    /// `replication_copies_total{from,to,outcome}`) is served by its `# HELP` and `# TYPE` lines,
+    /// so that every documented series is there from the start.
+    pub fn render(&self, with_broker: bool) -> String {
         let dropped = crate::telemetry::log_lines_dropped();
         self.log_lines_dropped.inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
+        let served = |name: &str| with_broker || !BROKER_FAMILIES.contains(&name);
+        let gathered: Vec<_> = self.registry.gather().into_iter().filter(|f| served(f.name())).collect();
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding cannot fail");
-        String::from_utf8(out).expect("the text format is UTF-8")
+        TextEncoder::new().encode(&gathered, &mut out).expect("text encoding cannot fail");
+        let mut text = String::from_utf8(out).expect("the text format is UTF-8");
+        for (name, help, kind) in &self.families {
+            if served(name) && !gathered.iter().any(|f| f.name() == name) {
+                text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            }
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The metric names the `/metrics` bullet of docs/operations.md lists (without the prefix).
+    fn documented() -> BTreeSet<String> {
+        let doc = include_str!("../../docs/operations.md");
+        let start = doc.find("- `GET /metrics`").expect("docs/operations.md documents /metrics");
+        let bullet = &doc[start..];
+        let bullet = &bullet[..bullet[1..].find("\n- ").map_or(bullet.len(), |i| i + 1)];
+        bullet
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|name| name.split('{').next().unwrap_or(name))
+            .filter(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '_') && name.contains('_'))
+            .filter(|name| *name != "tooltool_")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn served(with_broker: bool) -> BTreeSet<String> {
+        super::METRICS
+            .render(with_broker)
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE tooltool_"))
+            .map(|l| l.split(' ').next().unwrap_or(l).to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn metrics_serve_every_documented_series_from_the_start_and_broker_series_only_with_a_broker() {
+        let documented = documented();
+        let broker: BTreeSet<String> =
+            super::BROKER_FAMILIES.iter().map(|f| f.trim_start_matches("tooltool_").to_owned()).collect();
+        assert!(broker.is_subset(&documented), "{documented:?}");
+        assert_eq!(served(true), documented);
+        assert_eq!(served(false), documented.difference(&broker).cloned().collect::<BTreeSet<_>>());
+    }
+
+    #[test]
+    fn counters_with_known_labels_start_at_zero() {
+        let text = super::METRICS.render(false);
+        for series in [
+            "tooltool_backend_errors_total{backend=\"database\"}",
+            "tooltool_backend_errors_total{backend=\"blob_store\"}",
+            "tooltool_verifications_total{outcome=\"rejected\"}",
+        ] {
+            assert!(text.lines().any(|l| l.starts_with(&format!("{series} "))), "{series} missing:\n{text}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Configuration, read once from the environment at start.
 //!
-//! Every variable is listed with its default in the README. A malformed value is an error that
+//! Every variable is listed with its default in docs/configuration.md. A malformed value is an error that
 //! names the variable; secrets are wrapped in [`Secret`] so `Debug` never prints them.
 
 use std::fmt;

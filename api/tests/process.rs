@@ -95,9 +95,80 @@ impl Drop for Process {
 }
 
 fn token(data_dir: &Path) -> String {
+    // A deployment's folder exists before its admin commands run: only `serve` creates it.
+    std::fs::create_dir_all(data_dir).unwrap();
     let out = command(data_dir).args(["token", "issue", "--subject", "ops", "--scope", "*"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Run from a folder without the server's data directory, an admin command would once have made
+/// an empty store of its own (and printed a token the server rejects). Every command but
+/// `serve` refuses, names the folder it looked in, exits 1 and creates nothing.
+#[test]
+fn admin_commands_without_a_data_directory_refuse_name_it_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("elsewhere").join("tooltool-data");
+    for args in [
+        &["token", "issue", "--subject", "ops", "--scope", "*"][..],
+        &["clients", "list"],
+        &["clients", "create", "--id", "ci", "--scope", "download/internal"],
+        &["clients", "revoke", "ci"],
+        &["audit"],
+        &["events", "tail"],
+        &["migrate"],
+        &["replicate"],
+    ] {
+        let out = command(&data_dir).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("no tooltool data directory at {}", data_dir.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?} printed {:?}", String::from_utf8_lossy(&out.stdout));
+        assert!(!dir.path().join("elsewhere").exists(), "{args:?} created a folder");
+    }
+}
+
+/// A scope that grants none of the server's permissions (a typo) is refused by `clients
+/// create`, which names it, unless `--allow-unknown-scope` says it is meant.
+#[test]
+fn clients_create_refuses_a_scope_that_grants_nothing_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    let create = |extra: &[&str]| {
+        let mut cmd = command(&data_dir);
+        cmd.args(["clients", "create", "--id", "ci", "--scope", "download/public", "--scope", "download/interal"]);
+        cmd.args(extra).output().unwrap()
+    };
+    let out = create(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "project:releng:services/tooltool/api/download/interal grant(s) none of the server's permissions"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-unknown-scope"), "{stderr}");
+    let list = command(&data_dir).args(["clients", "list"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&list.stdout).lines().count(), 1, "only the header: nothing was created");
+
+    let out = create(&["--allow-unknown-scope"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let creds: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(creds["clientId"], "ci");
+}
+
+/// Behind a router or load balancer the server must listen on every interface: the default
+/// `HOST` (127.0.0.1) would be unreachable there.
+#[test]
+fn the_procfile_serves_on_every_interface_and_migrates_at_release() {
+    let procfile = include_str!("../../Procfile");
+    let lines: Vec<&str> = procfile.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines, ["release: tooltool-api migrate", "web: HOST=0.0.0.0 tooltool-api serve"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

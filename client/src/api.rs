@@ -627,7 +627,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
-    use tooltool_proto::{Algorithm, Sha512Counter, Visibility};
+    use tooltool_proto::{Algorithm, Visibility};
+    use tooltool_sha512::Sha512Counter;
 
     use super::*;
 

@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use tooltool_proto::Sha512Counter;
+use tooltool_sha512::Sha512Counter;
 
 use crate::error::Error;
 use crate::files::{FileStamp, blocking, hashes_to, temp_beside, write_record_file};
@@ -220,7 +220,7 @@ pub fn purge(folder: &Path, gigs: f64) -> Result<usize, Error> {
 mod tests {
     use std::time::Duration;
 
-    use tooltool_proto::Sha512Counter;
+    use tooltool_sha512::Sha512Counter;
 
     use super::*;
 

@@ -67,7 +67,7 @@ pub(crate) fn hashes_to(path: &Path, size: Option<u64>, digest: &tooltool_proto:
     if !meta.is_file() || size.is_some_and(|s| s != meta.len()) {
         return Ok(false);
     }
-    Ok(&tooltool_proto::hash_reader(&mut file)?.0 == digest)
+    Ok(&tooltool_sha512::hash_reader(&mut file)?.0 == digest)
 }
 
 /// Whether the open `file` is the file now at `path` (it was not renamed away or replaced).

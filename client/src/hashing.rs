@@ -1,5 +1,5 @@
 //! SHA-512 of whole files, on the blocking thread pool, through the project's one hash loop
-//! ([`tooltool_proto::hash_reader`]).
+//! ([`tooltool_sha512::hash_reader`]).
 
 use std::path::Path;
 
@@ -8,12 +8,12 @@ use tooltool_proto::Digest;
 use crate::error::Error;
 use crate::files::blocking;
 
-pub use tooltool_proto::Sha512Counter;
+pub use tooltool_sha512::Sha512Counter;
 
 /// Streams a file (in `spawn_blocking`) and returns its digest and size.
 pub async fn hash_file(path: &Path) -> Result<(Digest, u64), Error> {
     let owned = path.to_owned();
-    blocking(path, move || tooltool_proto::hash_reader(&mut std::fs::File::open(&owned)?)).await
+    blocking(path, move || tooltool_sha512::hash_reader(&mut std::fs::File::open(&owned)?)).await
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use reqwest::StatusCode;
 use tokio::io::AsyncSeekExt;
-use tooltool_proto::{Digest, Sha512Counter};
+use tooltool_proto::Digest;
+use tooltool_sha512::Sha512Counter;
 
 use crate::api::{ApiClient, verify_timeout};
 use crate::error::{Error, redact_url};

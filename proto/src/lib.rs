@@ -7,7 +7,6 @@
 
 mod body;
 pub mod events;
-mod hashing;
 pub mod json;
 mod manifest;
 mod problem;
@@ -18,7 +17,6 @@ pub use body::{
     TokenResponse, UploadFile, UploadRequest, VersionInfo, Wrapped,
 };
 pub use events::{Audience, Event, EventData, EventFile, EventPage, EventType};
-pub use hashing::{HASH_BUFFER, Sha512Counter, hash_reader};
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
 pub use problem::Problem;
 pub use values::{Algorithm, Digest, FileName, InvalidValue, Visibility, push_hex};

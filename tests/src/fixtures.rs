@@ -7,7 +7,7 @@ use crate::{cli, proto};
 
 /// The sha512 digest of `data`.
 pub fn digest_of(data: &[u8]) -> Digest {
-    let mut c = proto::Sha512Counter::new();
+    let mut c = tooltool_sha512::Sha512Counter::new();
     c.update(data);
     c.finish().0
 }

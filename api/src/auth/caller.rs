@@ -110,6 +110,20 @@ impl Caller {
         }
     }
 
+    /// 403 unless the caller holds every one of `scopes`, with a detail that names each one it
+    /// lacks, in full (the download route keeps the original's exact 403 detail instead).
+    pub fn require_naming(&self, scopes: impl IntoIterator<Item = Scope>) -> Result<(), ApiError> {
+        let missing: Vec<String> = scopes.into_iter().filter(|s| !self.has(*s)).map(|s| s.full(&self.prefix)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        tracing::debug!(caller = ?self.id, scopes = ?missing, "missing scopes");
+        Err(ApiError::new(
+            crate::error::ErrorCode::Forbidden,
+            format!("{} This request needs {}.", crate::error::FORBIDDEN_DETAIL, missing.join(" and ")),
+        ))
+    }
+
     /// 401 for anonymous callers.
     pub fn require_authenticated(&self) -> Result<(), ApiError> {
         if self.id.is_some() { Ok(()) } else { Err(ApiError::unauthorized("This request needs credentials")) }

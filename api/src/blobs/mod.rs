@@ -180,7 +180,7 @@ impl BlobStores {
     }
 }
 
-pub use tooltool_proto::Sha512Counter;
+pub use tooltool_sha512::Sha512Counter;
 
 /// Compares what was hashed with what was declared; `None` when they match.
 pub fn mismatch(expected: &Digest, size: u64, got: &Digest, got_size: u64) -> Option<String> {

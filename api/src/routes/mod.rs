@@ -145,7 +145,32 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
-    use super::is_json;
+    use super::{ROUTE_TABLE, is_json};
+
+    #[test]
+    fn the_protocol_doc_routes_table_is_exactly_the_route_table() {
+        let doc = include_str!("../../../docs/protocol.md");
+        let section = doc.split("\n## Routes\n").nth(1).expect("docs/protocol.md has a Routes section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        let documented: std::collections::BTreeSet<(String, String)> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `/"))
+            .flat_map(|row| {
+                let mut cells = row.split(" | ");
+                let path = format!("/{}", cells.next().unwrap_or("").trim_end_matches('`'));
+                let methods = cells.next().unwrap_or("").to_owned();
+                methods
+                    .split(", ")
+                    .map(|m| (path.clone(), m.trim_matches('`').to_ascii_lowercase()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let served: std::collections::BTreeSet<(String, String)> = ROUTE_TABLE
+            .iter()
+            .flat_map(|(path, methods)| methods.iter().map(|m| ((*path).to_owned(), (*m).to_owned())))
+            .collect();
+        assert_eq!(documented, served);
+    }
 
     #[test]
     fn json_content_types_are_json_and_nothing_else_is() {

@@ -101,7 +101,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         Ok(Err(e)) => tracing::error!(error = %e, "metrics: could not read the replication backlog"),
         Err(_) => tracing::error!("metrics: reading the replication backlog timed out"),
     }
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.render())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(m.render(state.settings.amqp_url.is_some()))
 }
 
 /// What is running.

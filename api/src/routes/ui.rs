@@ -49,12 +49,33 @@ fn etag(body: &[u8]) -> String {
     tag
 }
 
-/// Registers `/ui` (redirects to `/ui/`), `/ui/assets/<name>`, and the page for every other
-/// path below `/ui/`. GET and HEAD only.
+/// Registers `/` (a browser is sent to `/ui/`), `/ui` (redirects to `/ui/`),
+/// `/ui/assets/<name>`, and the page for every other path below `/ui/`. GET and HEAD only.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(super::resource(UI_PREFIX).route(web::get().to(to_slash)).route(web::head().to(to_slash)))
-        .service(super::resource("/ui/assets/{name}").route(web::get().to(asset)).route(web::head().to(asset)))
-        .service(super::resource("/ui/{tail:.*}").route(web::get().to(page)).route(web::head().to(page)));
+    cfg.service(
+        web::resource("/")
+            .route(web::get().to(root))
+            .route(web::head().to(root))
+            .default_service(web::to(super::not_found)),
+    )
+    .service(super::resource(UI_PREFIX).route(web::get().to(to_slash)).route(web::head().to(to_slash)))
+    .service(super::resource("/ui/assets/{name}").route(web::get().to(asset)).route(web::head().to(asset)))
+    .service(super::resource("/ui/{tail:.*}").route(web::get().to(page)).route(web::head().to(page)));
+}
+
+/// `GET /`: a browser (one that accepts `text/html`) opening the bare address is sent to the
+/// admin page; any other caller gets the API's 404, as for every path that is not a route.
+async fn root(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let html = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| m.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("text/html"));
+    if !html {
+        return super::not_found(req).await;
+    }
+    Ok(HttpResponse::Found().insert_header((header::LOCATION, "/ui/")).insert_header((header::VARY, "Accept")).finish())
 }
 
 async fn to_slash() -> HttpResponse {

@@ -40,9 +40,8 @@ pub async fn create(
     if req.files.is_empty() {
         return Err(ApiError::new(ErrorCode::NoFiles, "The batch must name at least one file"));
     }
-    for visibility in req.files.values().map(|f| f.visibility).collect::<BTreeSet<_>>() {
-        caller.require(Scope::upload(visibility))?;
-    }
+    let visibilities = req.files.values().map(|f| f.visibility).collect::<BTreeSet<_>>();
+    caller.require_naming(visibilities.into_iter().map(Scope::upload))?;
     check_consistent(&req)?;
     let ttl = state.settings.upload_url_ttl;
     let store = state.blobs.for_upload(query.region.as_deref()).ok_or_else(|| {

@@ -42,7 +42,7 @@ const COMMANDS: [&str; 8] = ["list", "validate", "add", "fetch", "upload", "purg
                   add FILES          add records for FILES (--visibility, --unpack)\n  \
                   fetch [FILES]      download every record, or the named ones\n  \
                   upload             upload the manifest's files (--message)\n  \
-                  purge              empty the cache folder (-c), or free -s GB in it\n  \
+                  purge              empty the cache folder (-c); with -s GB, remove its least recently\n                     used files until GB are free on its file system\n  \
                   change-visibility  set --visibility of --digest on the server\n  \
                   delete             delete the stored copies of --digest on the server"
 )]
@@ -70,7 +70,8 @@ pub struct Args {
     /// The upload message.
     #[arg(long)]
     pub message: Option<String>,
-    /// purge: free space to reach, in GB (0: remove everything).
+    /// purge: remove the least recently used cache files until this many GB are free on the
+    /// cache's file system, as tooltool.py does (0 or absent: empty the cache).
     #[arg(short = 's', long = "size")]
     pub size: Option<f64>,
     /// A sha512 digest (change-visibility, delete).
@@ -442,5 +443,14 @@ mod tests {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             assert_eq!(rt.block_on(run_async(args.iter().copied(), dir.path())), USAGE, "{args:?}");
         }
+    }
+
+    #[test]
+    fn purge_help_says_size_is_free_space_on_the_file_system() {
+        use clap::CommandFactory;
+        let help = Args::command().render_long_help().to_string();
+        assert!(help.contains("until GB are free on its file system"), "{help}");
+        assert!(help.contains("until this many GB are free on the cache's file system"), "{help}");
+        assert!(!help.contains("free -s GB in it"), "{help}");
     }
 }

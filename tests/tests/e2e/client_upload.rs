@@ -154,8 +154,14 @@ async fn change_visibility_and_delete_need_manage(backend: Backend) {
     let del = ["--url", &app.url, "--authentication-file", "uploader", "--digest", d.as_str(), "delete"];
     assert_eq!(tooltool_cli(dir.path(), &del).await, 1);
     let del = ["--url", &app.url, "--authentication-file", "manager", "--digest", d.as_str(), "delete"];
-    assert_eq!(tooltool_cli(dir.path(), &del).await, 0);
+    let region = app.admin().get_file(d.as_str()).await.unwrap().instances.join(", ");
+    assert_eq!(
+        tooltool_cli_output(dir.path(), &del).await,
+        (0, format!("{d}: every stored copy deleted ({region})\n"))
+    );
     assert!(!app.admin().get_file(d.as_str()).await.unwrap().has_instances);
+    // Again, with nothing left to delete: it says so rather than claim a deletion.
+    assert_eq!(tooltool_cli_output(dir.path(), &del).await, (0, format!("{d}: no stored copy to delete\n")));
     let unknown = digest_of(b"unknown").to_string();
     let del = ["--url", &app.url, "--authentication-file", "manager", "--digest", &unknown, "delete"];
     assert_eq!(tooltool_cli(dir.path(), &del).await, 1);

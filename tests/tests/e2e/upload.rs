@@ -138,9 +138,15 @@ async fn size_or_visibility_differing_from_the_stored_file_is_400(backend: Backe
 async fn upload_needs_the_scope_of_every_visibility(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let mixed = upload_request("m", &[("p", b"p", Visibility::Public), ("i", b"i", Visibility::Internal)]);
+    let prefix = "project:releng:services/tooltool/api";
     let p = expect_status(app.anonymous().upload_batch(&mixed).await, 403);
-    assert_eq!(p.detail, FORBIDDEN);
-    expect_status(app.client_as("u", &["upload/public"]).upload_batch(&mixed).await, 403);
+    assert_eq!(
+        p.detail,
+        format!("{FORBIDDEN} This request needs {prefix}/upload/public and {prefix}/upload/internal.")
+    );
+    // The detail names exactly the scope that is missing.
+    let p = expect_status(app.client_as("u", &["upload/public"]).upload_batch(&mixed).await, 403);
+    assert_eq!(p.detail, format!("{FORBIDDEN} This request needs {prefix}/upload/internal."));
     expect_status(app.client_as("u", &["upload/internal"]).upload_batch(&mixed).await, 403);
     expect_status(app.client_as("u", &["download/*", "manage"]).upload_batch(&mixed).await, 403);
     app.client_as("u", &["upload/*"]).upload_batch(&mixed).await.unwrap();

@@ -222,7 +222,7 @@ impl Drop for Restore {
 
 /// The digest and size of a file, through the one hash loop of the project.
 fn hash_file(path: &Path) -> std::io::Result<(Digest, u64)> {
-    tooltool_proto::hash_reader(&mut std::fs::File::open(path)?)
+    tooltool_sha512::hash_reader(&mut std::fs::File::open(path)?)
 }
 
 async fn remove_if_present(path: &Path) -> Result<(), StoreError> {

@@ -1,5 +1,5 @@
-//! `purge -c FOLDER [-s GB]`: empties the cache folder, or frees `-s` GB in it
-//! ([`tooltool::cache::purge`]).
+//! `purge -c FOLDER [-s GB]`: empties the cache folder, or removes its least recently used files
+//! until `-s` GB are free on its file system, as `tooltool.py` does ([`tooltool::cache::purge`]).
 
 use std::path::Path;
 

@@ -57,6 +57,30 @@ async fn ui_routes_serve_the_page_and_its_files_under_a_strict_policy() {
     assert_eq!(res.status(), 405);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_opening_the_bare_address_is_sent_to_the_admin_page_and_an_api_caller_gets_404() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let http = app.http();
+    let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let res = http.request(method.clone(), app.at("/")).header("Accept", browser).send().await.unwrap();
+        assert_eq!(res.status(), 302, "{method}");
+        assert_eq!(res.headers()["location"], "/ui/", "{method}");
+        assert_eq!(res.headers()["vary"], "Accept", "{method}");
+    }
+    for accept in [None, Some("application/json"), Some("*/*")] {
+        let mut req = http.get(app.at("/"));
+        if let Some(accept) = accept {
+            req = req.header("Accept", accept);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 404, "{accept:?}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json", "{accept:?}");
+    }
+    let res = http.post(app.at("/")).header("Accept", browser).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+}
+
 backend_tests!(file_batches_lists_each_batch_and_name_newest_first);
 
 async fn file_batches_lists_each_batch_and_name_newest_first(backend: Backend) {

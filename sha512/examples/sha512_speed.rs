@@ -2,10 +2,10 @@
 //! with one SHA-512 implementation: `ours` (the project's `Sha512Counter`: the AVX2 block
 //! function where the CPU has it), `aws-lc` (aws-lc-rs's digest) or `sha2` (the sha2 crate), and prints the bytes hashed. The bench harness measures the
 //! process's CPU time, as `openssl speed` does, so that the comparison holds on a busy machine.
-//! Usage: `cargo run --release -p tooltool-proto --example sha512_speed -- ours|aws-lc|sha2 [MiB]`.
+//! Usage: `cargo run --release -p tooltool-sha512 --example sha512_speed -- ours|aws-lc|sha2 [MiB]`.
 
 use sha2::Digest as _;
-use tooltool_proto::Sha512Counter;
+use tooltool_sha512::Sha512Counter;
 
 fn main() {
     let which = std::env::args().nth(1).unwrap_or_else(|| "ours".into());

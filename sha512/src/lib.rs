@@ -1,4 +1,4 @@
-//! SHA-512, the one implementation both ends use: of a byte stream as it passes
+//! tooltool-sha512: SHA-512, the one implementation both ends use: of a byte stream as it passes
 //! ([`Sha512Counter`]) and of everything a reader yields ([`hash_reader`], the only whole-file
 //! hash loop of the project).
 //!
@@ -6,7 +6,9 @@
 //! ([`avx2`], as fast as `openssl speed` on the bench machine); elsewhere the digest comes from
 //! aws-lc-rs (AWS-LC's assembly, which the TLS stack already links, with only the slower AVX
 //! variant), itself a little faster than the `sha2` crate. See BENCHMARKS.md;
-//! `examples/sha512_speed.rs` is what the bench runs.
+//! `examples/sha512_speed.rs` is what the bench runs. `sha512_avx2.S` is regenerated from an
+//! AWS-LC checkout by `scripts/regenerate-avx2.sh`. A crate of its own, so that `tooltool-proto`
+//! holds only wire types and does not pull aws-lc-rs into every consumer.
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod avx2;
@@ -15,7 +17,7 @@ use std::io::{self, Read, Write};
 
 use aws_lc_rs::digest::{Context, SHA512};
 
-use crate::Digest;
+use tooltool_proto::Digest;
 
 /// The read size of [`hash_reader`]: large enough that the per-call overhead vanishes, small
 /// enough to stay in the CPU caches.

@@ -1,10 +1,11 @@
 # SHA-512 block function for x86_64 CPUs with AVX2 and BMI1/BMI2: `sha512_block_data_order_avx2`
 # of AWS-LC's crypto/fipsmodule/sha/asm/sha512-x86_64.pl (OpenSSL's CRYPTOGAMS code, by Andy
-# Polyakov; AWS-LC 0.47.0 as vendored by aws-lc-sys, Apache-2.0 / ISC / OpenSSL licences),
+# Polyakov; AWS-LC 5.12.0 (as vendored by aws-lc-sys 0.47.0), Apache-2.0 / ISC / OpenSSL licences),
 # generated with `$avx = 2` by `perl sha512-x86_64.pl elf`. AWS-LC ships only the AVX variant
 # because this one's CFI (unwind) annotations are imprecise while it moves the stack; nothing
 # unwinds through it here. Changes: the symbols are renamed (tooltool_*, hidden), the constant
 # table is kept alone, the other variants and the C preprocessor lines are dropped.
+# Regenerate with sha512/scripts/regenerate-avx2.sh AWS-LC-CHECKOUT.
 #
 # void tooltool_sha512_block_avx2(uint64_t state[8], const uint8_t *data, size_t blocks);
 .section	.rodata

@@ -1,0 +1,839 @@
+"""The figures: how each is measured (`bench_<name>`, returning its raw numbers) and how its
+raw numbers become rows of the table in BENCHMARKS.md (`rows_<name>`)."""
+
+import hashlib
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from backends import BIN, Ceiling, ProductionBackends, Server, free_port, http, log, sha512_file, wait_port
+
+def random_file(path, size):
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 1 << 24)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def wrk(url, seconds, connections=64, headers=None, script=None, raw=False):
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", script]
+    for k, v in (headers or {}).items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        v, unit = float(m.group(1)), m.group(2)
+        return v * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    result = {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0}
+    if raw:
+        errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        result["socket_errors"] = sum(int(g) for g in errors.groups()) if errors else 0
+    return result
+
+
+def median_of(runs, fn):
+    results = [fn() for _ in range(runs)]
+    keys = results[0].keys()
+    return {k: statistics.median(r[k] for r in results) for k in keys}
+
+
+def paired(a, ceiling_url, url, headers=None):
+    """wrk on the ceiling, then on tooltool, `a.runs` times in turn: the ceiling drifts by +-20 %
+    between runs on this machine, so each tooltool run is compared with the ceiling run just
+    before it, and the figure is the median of those ratios."""
+    wrk(ceiling_url, 2)  # warm up both
+    wrk(url, 2, headers=headers)
+    pairs = []
+    for _ in range(a.runs):
+        c = wrk(ceiling_url, a.seconds)
+        t = wrk(url, a.seconds, headers=headers)
+        pairs.append((c, t))
+    ratios = [t["rps"] / c["rps"] for c, t in pairs]
+    return {
+        "ratio_to_ceiling": statistics.median(ratios),
+        "ratios": ratios,
+        "rps": statistics.median(t["rps"] for _, t in pairs),
+        "p50_ms": statistics.median(t["p50_ms"] for _, t in pairs),
+        "p99_ms": statistics.median(t["p99_ms"] for _, t in pairs),
+        "non_2xx_3xx": sum(t["non_2xx_3xx"] for _, t in pairs),
+        "ceiling_rps": statistics.median(c["rps"] for c, _ in pairs),
+        "ceiling_p99_ms": statistics.median(c["p99_ms"] for c, _ in pairs),
+    }
+
+
+def small_files(work, server):
+    """A public and an internal 4 KiB file on `server`: their digests."""
+    path = os.path.join(work, "small.bin")
+    random_file(path, 4096)
+    public, _ = server.upload("public.bin", path, "public")
+    random_file(path, 4096)
+    internal, _ = server.upload("internal.bin", path, "internal")
+    return public, internal
+
+
+def redirect_variants(work, a, ceiling, variants, backend_env=None):
+    """Each variant (name, extra server env, which request) measured in pairs with the ceiling."""
+    out = {}
+    for name, env, which in variants:
+        server = Server(work, dict(backend_env or {}, **env))
+        try:
+            public, internal = small_files(work, server)
+            digest, headers = {"public": (public, None), "internal": (internal, server.auth()),
+                               "unknown": ("0" * 128, None)}[which]
+            log(f"   {name}")
+            out[name] = paired(a, ceiling.url(public), f"{server.url}/sha512/{digest}", headers)
+            out[name]["server_peak_rss_mib"] = server.peak_rss_kib() / 1024
+            out[name]["log_lines"] = sum(1 for _ in open(os.path.join(server.dir, "log")))
+        finally:
+            server.stop()
+    return out
+
+
+def bench_redirect(work, a):
+    ceiling = Ceiling()
+    try:
+        return redirect_variants(work, a, ceiling, [
+            ("public_anonymous", {}, "public"),
+            ("internal_bearer", {}, "internal"),
+            ("unknown_404", {}, "unknown"),
+            ("public_json_logs", {"LOG_FORMAT": "json"}, "public"),
+            ("public_cache_off", {"TOOLTOOL_LOOKUP_CACHE": "0"}, "public"),
+            ("extra_public_rust_log_warn", {"RUST_LOG": "warn"}, "public"),
+        ])
+    finally:
+        ceiling.stop()
+
+
+def bench_redirect_pg_s3(work, a):
+    backends = ProductionBackends(work)
+    ceiling = Ceiling()
+    try:
+        return redirect_variants(work, a, ceiling, [
+            ("public_anonymous", {}, "public"),
+            ("internal_bearer", {}, "internal"),
+            ("unknown_404", {}, "unknown"),
+            ("public_cache_off", {"TOOLTOOL_LOOKUP_CACHE": "0"}, "public"),
+        ], backends.env)
+    finally:
+        ceiling.stop()
+        backends.stop()
+
+
+def bench_propagation(work, a):
+    """Two replicas on one PostgreSQL: 200 visibility flips PATCHed on A; for each, the time from
+    A's answer to the first download on B whose status shows the change (302 <-> 403)."""
+    backends = ProductionBackends(work)
+    a_srv = Server(work, backends.env)
+    b_srv = Server(work, backends.env)
+    try:
+        _, internal = small_files(work, a_srv)
+        headers = dict(a_srv.auth(), **{"Content-Type": "application/json"})
+        flips = 20 if a.quick else 200
+        delays, visibility = [], "internal"
+        for i in range(flips):
+            visibility = "public" if visibility == "internal" else "internal"
+            want = 302 if visibility == "public" else 403
+            body = json.dumps([{"op": "set_visibility", "visibility": visibility}]).encode()
+            status, resp, _ = http("PATCH", f"{a_srv.url}/file/sha512/{internal}", body, headers)
+            assert status == 200, (status, resp)
+            answered = time.perf_counter()
+            deadline = answered + 10
+            while True:
+                status, _, _ = http("GET", f"{b_srv.url}/sha512/{internal}")
+                if status == want:
+                    delays.append((time.perf_counter() - answered) * 1000)
+                    break
+                assert time.perf_counter() < deadline, f"flip {i} never reached B"
+        delays.sort()
+        return {"flips": flips, "p50_ms": statistics.median(delays),
+                "p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))], "max_ms": delays[-1]}
+    finally:
+        a_srv.stop()
+        b_srv.stop()
+        backends.stop()
+
+
+def soak_script(work, public):
+    """Mostly redirects, some searches: 90 % GET /sha512/<public>, 5 % each search route."""
+    path = os.path.join(work, "soak.lua")
+    with open(path, "w") as f:
+        f.write('local n = 0\nrequest = function()\n  n = n + 1\n')
+        f.write('  if n % 20 == 0 then return wrk.format("GET", "/upload?q=soak") end\n')
+        f.write('  if n % 20 == 10 then return wrk.format("GET", "/file?q=soak") end\n')
+        f.write(f'  return wrk.format("GET", "/sha512/{public}")\nend\n')
+    return path
+
+
+def soak_one(work, a, env):
+    """Two rounds of 60 s of mixed load on one server process: wrk (redirects and searches) plus
+    a client uploading small files back to back. Per round: errors, peak and final RSS, open
+    descriptors after. Memory and descriptors that stay level from the first round to the second
+    show that nothing leaks."""
+    import threading
+    server = Server(work, env)
+    try:
+        public, _ = small_files(work, server)
+        fds = lambda: len(os.listdir(f"/proc/{server.proc.pid}/fd"))
+        rss = lambda: int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{server.proc.pid}/status").read()).group(1))
+        out = {"fds_before": fds(), "rss_mib_before": rss() / 1024, "rounds": []}
+        seconds = 10 if a.quick else 60
+        for round_no in range(2):
+            uploads = {"ok": 0, "failed": 0}
+            stop = time.monotonic() + seconds
+            peak = [0]
+
+            def uploader():
+                i = 0
+                while time.monotonic() < stop:
+                    i += 1
+                    path = os.path.join(work, f"soak-{round_no}-{i}.bin")
+                    random_file(path, 64 << 10)
+                    try:
+                        server.upload(f"soak-{round_no}-{i}.bin", path)
+                        uploads["ok"] += 1
+                    except Exception as e:  # counted, the soak goes on
+                        log(f"soak upload failed: {e}")
+                        uploads["failed"] += 1
+                    os.remove(path)
+
+            def sampler():
+                while time.monotonic() < stop + 1:
+                    peak[0] = max(peak[0], rss())
+                    time.sleep(0.25)
+
+            threads = [threading.Thread(target=uploader), threading.Thread(target=sampler)]
+            for t in threads:
+                t.start()
+            res = wrk(f"{server.url}/", seconds, script=soak_script(work, public), raw=True)
+            for t in threads:
+                t.join()
+            time.sleep(1)
+            out["rounds"].append({"seconds": seconds, "requests_per_s": res["rps"], "non_2xx_3xx": res["non_2xx_3xx"],
+                                  "socket_errors": res["socket_errors"], "uploads": uploads,
+                                  "rss_mib_peak": peak[0] / 1024, "rss_mib_after": rss() / 1024,
+                                  "fds_after": fds()})
+        return out
+    finally:
+        server.stop()
+
+
+def bench_soak(work, a):
+    out = {"embedded": soak_one(work, a, {})}
+    backends = ProductionBackends(work)
+    try:
+        out["postgres_s3"] = soak_one(work, a, backends.env)
+    finally:
+        backends.stop()
+    return out
+
+
+def bench_verify(work, a):
+    size = (1 << 30) if not a.quick else (256 << 20)
+    server = Server(work)
+    results = []
+    try:
+        for _ in range(a.runs):
+            path = os.path.join(work, "blob.bin")
+            random_file(path, size)
+            subprocess.run(["sync"])
+            subprocess.run(["cat", path], stdout=subprocess.DEVNULL)  # page cache warm for both
+            start = time.perf_counter()
+            subprocess.run(["sha512sum", path], check=True, stdout=subprocess.DEVNULL)
+            baseline = time.perf_counter() - start
+            _, took = server.upload(f"blob-{len(results)}.bin", path)
+            results.append({"sha512sum_mb_s": size / baseline / 1e6, "complete_mb_s": size / took / 1e6})
+            os.remove(path)
+        out = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        out["ratio_to_sha512sum"] = out["complete_mb_s"] / out["sha512sum_mb_s"]
+        out["bytes"] = size
+        return out
+    finally:
+        server.stop()
+
+
+def bench_replication(work, a):
+    """A blob uploaded to region a is copied to region b on another endpoint by `tooltool-api
+    replicate` (one process: start, probe, GET from a hashed on the way, multipart PUT to b, the
+    ETag-pinned publish, record), against `curl GET | curl PUT` of the same bytes between the same
+    two servers (to a staging URL in b). A fresh blob each run."""
+    size = (1 << 30) if not a.quick else (256 << 20)
+    backends = ProductionBackends(work, s3=2)
+    server = None
+    try:
+        env = dict(backends.env)
+        a_endpoint, bucket = env.pop("TOOLTOOL_S3_ENDPOINT"), env.pop("TOOLTOOL_S3_BUCKET")
+        env.update({"TOOLTOOL_S3_REGIONS": f"a={bucket}@{a_endpoint},b={bucket}@{backends.another_s3()}",
+                    "TOOLTOOL_REPLICATION": "off"})
+        server = Server(work, env)
+        results = []
+        for i in range(a.runs):
+            path = os.path.join(work, "blob.bin")
+            random_file(path, size)
+            digest, _ = server.upload(f"r{i}.bin", path)
+            os.remove(path)
+            status, _, headers = http("GET", f"{server.url}/sha512/{digest}?region=a")
+            assert status == 302, status
+            get_url = {k.lower(): v for k, v in headers.items()}["location"]
+            other = hashlib.sha512(os.urandom(32)).hexdigest()
+            body = json.dumps({"message": "bench", "files": {"x": {"size": size, "digest": other, "algorithm": "sha512",
+                                                                   "visibility": "public"}}}).encode()
+            status, resp, _ = http("POST", server.url + "/upload?region=b", body,
+                                   dict(server.auth(), **{"Content-Type": "application/json"}))
+            assert status == 200, (status, resp)
+            put_url = json.loads(resp)["result"]["files"]["x"]["put_url"]
+            start = time.perf_counter()
+            subprocess.run(f"curl -sf '{get_url}' | curl -sf -T - -H 'Content-Type: application/octet-stream' "
+                           f"-H 'Content-Length: {size}' -o /dev/null '{put_url}'", shell=True, check=True)
+            curl_s = time.perf_counter() - start
+            start = time.perf_counter()
+            subprocess.run([os.path.join(BIN, "tooltool-api"), "replicate"], env=server.env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            replicate_s = time.perf_counter() - start
+            status, _, headers = http("GET", f"{server.url}/sha512/{digest}?region=b")
+            location = {k.lower(): v for k, v in headers.items()}["location"]
+            assert status == 302 and location.startswith(env["TOOLTOOL_S3_REGIONS"].split("@")[-1]), location
+            results.append({"curl_pipe_mb_s": size / curl_s / 1e6, "replicate_mb_s": size / replicate_s / 1e6})
+        out = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        out["ratio_to_curl_pipe"] = out["replicate_mb_s"] / out["curl_pipe_mb_s"]
+        out["bytes"] = size
+        return out
+    finally:
+        if server:
+            server.stop()
+        backends.stop()
+
+
+def bench_memory(work, a):
+    size = (2 << 30) if not a.quick else (512 << 20)
+    server = Server(work)
+    try:
+        path = os.path.join(work, "big.bin")
+        random_file(path, size)
+        digest, _ = server.upload("big.bin", path)
+        verify_rss = server.peak_rss_kib()
+        dest = os.path.join(work, "client")
+        os.makedirs(dest)
+        manifest = os.path.join(dest, "manifest.tt")
+        with open(manifest, "w") as f:
+            json.dump([{"filename": "big.bin", "size": size, "algorithm": "sha512", "digest": digest}], f)
+        wrapper = ("import resource,subprocess,sys;subprocess.run(sys.argv[1:],check=True);"
+                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", wrapper, os.path.join(BIN, "tooltool"), "-q", "--url", server.url,
+                              "-m", manifest, "fetch"], cwd=dest, capture_output=True, text=True, check=True).stdout
+        os.remove(path)
+        return {"bytes": size, "server_peak_rss_mib_verifying": verify_rss / 1024,
+                "client_peak_rss_mib_fetching": int(out.strip()) / 1024}
+    finally:
+        server.stop()
+
+
+def bench_fetch(work, a):
+    """The client against a checked download with standard tools, in interleaved pairs (baseline,
+    tooltool, baseline, tooltool, ...), each figure the median of the pairs' ratios:
+      cold       tooltool fetch into an empty directory, no cache
+                 vs curl --parallel, then sha512sum -c on both cores;
+      cache      tooltool fetch -c with every file in the cache (recorded long enough ago that
+                 the records vouch), into an empty directory, vs the same baseline;
+      present    tooltool fetch over a directory that already holds every valid file (fetched
+                 by tooltool a second earlier), vs sha512sum -c of those files on both cores;
+      down       tooltool fetch with --url a port that refuses connections: seconds to fail."""
+    small, big = (100, 1 << 20), (2, 256 << 20)
+    if a.quick:
+        big = (2, 32 << 20)
+    server = Server(work)
+    try:
+        src = os.path.join(work, "src")
+        os.makedirs(src)
+        records = []
+        for count, size in (small, big):
+            for i in range(count):
+                name = f"f{size}-{i}.bin"
+                p = os.path.join(src, name)
+                random_file(p, size)
+                digest, _ = server.upload(name, p)
+                records.append({"filename": name, "size": size, "algorithm": "sha512", "digest": digest})
+        shutil.rmtree(src)
+        manifest = os.path.join(work, "manifest.tt")
+        with open(manifest, "w") as f:
+            json.dump(records, f)
+        sums = os.path.join(work, "sums")
+        with open(sums, "w") as f:
+            f.writelines(f"{r['digest']}  {r['filename']}\n" for r in records)
+        halves = [os.path.join(work, f"sums{i}") for i in (0, 1)]
+        lines = open(sums).read().splitlines()
+        for i, h in enumerate(halves):
+            with open(h, "w") as f:  # one sha512sum per core, the two big files apart
+                f.write("\n".join(lines[i::2]) + "\n")
+        jobs = 8
+
+        def tooltool(d, cache=None, url=None, check=True):
+            cmd = [os.path.join(BIN, "tooltool"), "-q", "--url", url or server.url, "-m", manifest, "-j", str(jobs)]
+            if cache:
+                cmd += ["-c", cache]
+            start = time.perf_counter()
+            r = subprocess.run(cmd + ["fetch"], cwd=d, stderr=subprocess.PIPE, text=True)
+            took = time.perf_counter() - start
+            assert (r.returncode == 0) == check, r.stderr
+            return took, r.stderr
+
+        def sha512sum_both_cores(d):
+            start = time.perf_counter()
+            procs = [subprocess.Popen(["sha512sum", "--quiet", "-c", h], cwd=d) for h in halves]
+            assert all(p.wait() == 0 for p in procs)
+            return time.perf_counter() - start
+
+        def curl_then_sha512sum():
+            d = tempfile.mkdtemp(dir=work)
+            cmd = ["curl", "-sfL", "--parallel", "--parallel-max", str(jobs)]
+            for r in records:
+                cmd += [f"{server.url}/sha512/{r['digest']}", "-o", os.path.join(d, r["filename"])]
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True)
+            curl_s = time.perf_counter() - start
+            total = curl_s + sha512sum_both_cores(d)
+            shutil.rmtree(d)
+            return curl_s, total
+
+        def fresh(fn):
+            d = tempfile.mkdtemp(dir=work)
+            took = fn(d)
+            shutil.rmtree(d)
+            return took
+
+        cache = os.path.join(work, "cache")
+        os.makedirs(cache)
+        fresh(lambda d: tooltool(d, cache))  # fill the cache
+        time.sleep(1.5)  # the records are then older than the entries' last change
+        fresh(lambda d: tooltool(d, cache))
+        pairs = {"cold": [], "cache": [], "present": []}
+        raw = {"curl_parallel_s": [], "curl_then_sha512sum_s": [], "tooltool_cold_s": [], "tooltool_from_cache_s": [],
+               "sha512sum_present_s": [], "tooltool_present_s": []}
+        for _ in range(a.runs):
+            curl_s, base = curl_then_sha512sum()
+            cold = fresh(lambda d: tooltool(d)[0])
+            pairs["cold"].append(cold / base)
+            raw["curl_parallel_s"].append(curl_s)
+            raw["curl_then_sha512sum_s"].append(base)
+            raw["tooltool_cold_s"].append(cold)
+            _, base = curl_then_sha512sum()
+            cached = fresh(lambda d: tooltool(d, cache)[0])
+            pairs["cache"].append(cached / base)
+            raw["curl_then_sha512sum_s"].append(base)
+            raw["tooltool_from_cache_s"].append(cached)
+            d = tempfile.mkdtemp(dir=work)
+            tooltool(d)
+            time.sleep(1.5)
+            base = sha512sum_both_cores(d)
+            present = tooltool(d)[0]
+            pairs["present"].append(present / base)
+            raw["sha512sum_present_s"].append(base)
+            raw["tooltool_present_s"].append(present)
+            shutil.rmtree(d)
+        closed = free_port()
+        down_s, message = fresh(lambda d: tooltool(d, url=f"http://127.0.0.1:{closed}/", check=False))
+        out = {k: statistics.median(v) for k, v in raw.items()}
+        out.update({f"{k}_ratio": statistics.median(v) for k, v in pairs.items()})
+        out.update({"files": len(records), "bytes": sum(r["size"] for r in records), "jobs": jobs,
+                    "server_down_s": down_s, "server_down_message": message.strip(),
+                    "cold_ratio_to_curl_alone": out["tooltool_cold_s"] / out["curl_parallel_s"]})
+        return out
+    finally:
+        server.stop()
+
+
+def bench_sha512(work, a):
+    """SHA-512 speed on 16 KiB updates, in CPU time (openssl speed's own measure, which holds on a
+    busy machine): the implementation both ends use (Sha512Counter: the AVX2 block function where
+    the CPU has it), aws-lc-rs's digest and the sha2 crate, against openssl speed -evp sha512
+    -bytes 16384, interleaved, median of the runs."""
+    mib = 256 if a.quick else 1024
+
+    def ours(which):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run([os.path.join(BIN, "examples", "sha512_speed"), which, str(mib)], check=True,
+                             capture_output=True, text=True).stdout
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return int(out) / cpu / 1e6
+
+    def openssl():
+        out = subprocess.run(["openssl", "speed", "-evp", "sha512", "-bytes", "16384", "-seconds", "3"],
+                             capture_output=True, text=True, check=True).stdout
+        row = [l for l in out.splitlines() if l.startswith("sha512")][-1]
+        return float(row.split()[-1].rstrip("k")) * 1000 / 1e6
+
+    runs = {"openssl_mb_s": [], "sha512_counter_mb_s": [], "aws_lc_mb_s": [], "sha2_crate_mb_s": []}
+    ratios = []
+    for _ in range(max(a.runs, 3)):
+        runs["openssl_mb_s"].append(openssl())
+        runs["sha512_counter_mb_s"].append(ours("ours"))
+        runs["aws_lc_mb_s"].append(ours("aws-lc"))
+        runs["sha2_crate_mb_s"].append(ours("sha2"))
+        ratios.append(runs["sha512_counter_mb_s"][-1] / runs["openssl_mb_s"][-1])
+    out = {k: statistics.median(v) for k, v in runs.items()}
+    out["ratio_to_openssl"] = statistics.median(ratios)
+    out["aws_lc_ratio_to_openssl"] = out["aws_lc_mb_s"] / out["openssl_mb_s"]
+    out["sha2_ratio_to_openssl"] = out["sha2_crate_mb_s"] / out["openssl_mb_s"]
+    return out
+
+
+def seed_files(db_path, n):
+    """Adds n verified public files (metadata only) straight into the SQLite store."""
+    con = sqlite3.connect(db_path)
+    cur = con.cursor()
+    now = int(time.time())
+    have = cur.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+    batch = []
+    for i in range(have, n):
+        batch.append((hashlib.sha512(str(i).encode()).hexdigest(), 1, "public", now))
+        if len(batch) == 50_000:
+            cur.executemany("INSERT INTO files (digest, size, visibility, created) VALUES (?, ?, ?, ?)", batch)
+            batch = []
+    if batch:
+        cur.executemany("INSERT INTO files (digest, size, visibility, created) VALUES (?, ?, ?, ?)", batch)
+    cur.execute("INSERT OR IGNORE INTO file_instances (file_id, region, created) SELECT id, 'local', 0 FROM files")
+    con.commit()
+    con.close()
+
+
+def spread_script(work, n, count=20_000):
+    """A wrk script that asks for `count` digests picked at random among the n seeded files."""
+    rng = random.Random(n)
+    picks = [hashlib.sha512(str(rng.randrange(n)).encode()).hexdigest() for _ in range(count)]
+    path = os.path.join(work, f"spread-{n}.lua")
+    with open(path, "w") as f:
+        f.write("local d = {" + ",".join(f'"{p}"' for p in picks) + "}\n")
+        f.write("local i = 0\nrequest = function()\n  i = i %% %d + 1\n" % count)
+        f.write('  return wrk.format("GET", "/sha512/" .. d[i])\nend\n')
+    return path
+
+
+def bench_growth(work, a):
+    # The lookup cache off and 20,000 different digests: every request reads the database.
+    server = Server(work, {"TOOLTOOL_LOOKUP_CACHE": "0"})
+    server.stop()  # created the schema; seed while it is down
+    db = os.path.join(server.dir, "data", "tooltool.db")
+    out = {}
+    sizes = [10**3, 10**5, 10**6] if not a.quick else [10**3, 10**4]
+    for n in sizes:
+        seed_files(db, n)
+        s = Server.__new__(Server)
+        s.__dict__.update(server.__dict__)
+        s.proc = subprocess.Popen([os.path.join(BIN, "tooltool-api")], env=s.env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        wait_port(s.port)
+        script = spread_script(work, n)
+        try:
+            wrk(s.url, 2, script=script)
+            out[str(n)] = median_of(a.runs, lambda: wrk(s.url, a.seconds, script=script))
+        finally:
+            s.stop()
+    first = out[str(sizes[0])]
+    for n in sizes:
+        out[str(n)]["p50_ratio_to_smallest"] = out[str(n)]["p50_ms"] / first["p50_ms"]
+        out[str(n)]["rps_ratio_to_smallest"] = out[str(n)]["rps"] / first["rps"]
+    return out
+
+def callgrind_per_request(proc, url, out, seconds):
+    """Instructions the process (every thread) executes per request while wrk runs, counted by
+    callgrind (started with instrumentation off); and how many of them are SHA-256."""
+    wrk(url, 2, connections=8)
+    subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
+    requests = wrk(url, seconds, connections=8)["rps"] * seconds
+    subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True)
+    proc.send_signal(signal.SIGINT)
+    proc.wait()
+    report = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", out], capture_output=True, text=True,
+                            check=True).stdout
+    total = int(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", report).group(1).replace(",", ""))
+    sha256 = sum(int(m.group(1).replace(",", "")) for m in re.finditer(r"^\s*([\d,]+) .*sha2::sha256", report, re.M))
+    return {"per_request": total / requests, "sha256_per_request": sha256 / requests}
+
+
+def bench_instructions(work, a):
+    """Instructions per public redirect, ceiling and tooltool (default logging), under callgrind.
+    A count of work done rather than a rate, so it does not drift with this machine's neighbours;
+    valgrind hides SHA-NI from sha2, so SHA-256 (the URL signature) is counted separately."""
+    if shutil.which("valgrind") is None:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "valgrind"], check=True)
+    seconds = 3 if a.quick else 8
+    out = {}
+    port = free_port()
+    cg = os.path.join(work, "ceiling.callgrind")
+    proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={cg}",
+                             os.path.join(BIN, "baseline-302"), str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, timeout=120)
+    out["ceiling"] = callgrind_per_request(proc, f"http://127.0.0.1:{port}/sha512/{'0' * 128}", cg, seconds)
+    cg = os.path.join(work, "tooltool.callgrind")
+    server = Server(work, {}, wrapper=("valgrind", "--tool=callgrind", "--instr-atstart=no",
+                                       f"--callgrind-out-file={cg}"))
+    public, _ = small_files(work, server)
+    out["tooltool"] = callgrind_per_request(server.proc, f"{server.url}/sha512/{public}", cg, seconds)
+    out["ratio"] = out["tooltool"]["per_request"] / out["ceiling"]["per_request"]
+    out["ratio_without_sha256"] = ((out["tooltool"]["per_request"] - out["tooltool"]["sha256_per_request"])
+                                   / out["ceiling"]["per_request"])
+    return out
+
+BENCHES = {"redirect": bench_redirect, "instructions": bench_instructions, "redirect_pg_s3": bench_redirect_pg_s3, "propagation": bench_propagation,
+           "soak": bench_soak, "verify": bench_verify, "fetch": bench_fetch, "sha512": bench_sha512,
+           "memory": bench_memory, "growth": bench_growth, "replication": bench_replication}
+
+
+
+# --- How each figure's raw numbers read in BENCHMARKS.md -------------------------------------
+
+def _n(x):
+    return f"{x:,.0f}"
+
+
+def _met(*checks):
+    """`yes`, `no`, or each check's verdict when they differ (`ratio yes; p99 no`)."""
+    if all(ok for _, ok in checks):
+        return "yes"
+    if len(checks) == 1 or not any(ok for _, ok in checks):
+        return "no"
+    return "; ".join(f"{what} {'yes' if ok else 'no'}" for what, ok in checks)
+
+
+def _row(figure, baseline, ours, ratio, target="", met=""):
+    return {"figure": figure, "baseline": baseline, "ours": ours, "ratio": ratio, "target": target, "met": met}
+
+
+REDIRECT_VARIANTS = {
+    "public_anonymous": "public file, anonymous",
+    "internal_bearer": "internal file, bearer token",
+    "unknown_404": "unknown digest (404)",
+    "public_json_logs": "public, `LOG_FORMAT=json`",
+    "public_cache_off": "public, lookup cache off",
+    "extra_public_rust_log_warn": "extra: public, `RUST_LOG=warn` (no access log)",
+}
+
+
+def _redirect_rows(raw, backend, min_ratio):
+    rows = []
+    for key, label in REDIRECT_VARIANTS.items():
+        if key not in raw:
+            continue
+        v = raw[key]
+        ratios = ", ".join(f"{r:.2f}" for r in v["ratios"])
+        target, met = "", ""
+        if key == "public_anonymous":
+            target = f"≥ {min_ratio}×, p99 < 5 ms"
+            met = _met(("ratio", v["ratio_to_ceiling"] >= min_ratio), ("p99", v["p99_ms"] < 5))
+        rows.append(_row(f"redirect, {backend}, {label} (wrk, 64 connections)",
+                         f"bare actix-web 302: {_n(v['ceiling_rps'])} req/s, p99 {v['ceiling_p99_ms']:.2f} ms",
+                         f"{_n(v['rps'])} req/s, p50 {v['p50_ms']:.2f} ms, p99 {v['p99_ms']:.2f} ms",
+                         f"**{v['ratio_to_ceiling']:.2f}×** ({ratios})", target, met))
+    if "public_anonymous" in raw and "server_peak_rss_mib" in raw["public_anonymous"]:
+        rss = raw["public_anonymous"]["server_peak_rss_mib"]
+        rows.append(_row(f"peak RSS of the server under redirect load, {backend}", "", f"{rss:.1f} MiB", "",
+                         "≤ 64 MiB", _met(("", rss <= 64))))
+    return rows
+
+
+def rows_redirect(raw):
+    return _redirect_rows(raw, "embedded", 0.7)
+
+
+def rows_redirect_pg_s3(raw):
+    return _redirect_rows(raw, "PostgreSQL + S3", 0.5)
+
+
+def rows_instructions(raw):
+    c, t = raw["ceiling"], raw["tooltool"]
+    return [_row("instructions per public redirect, embedded (callgrind, every thread)",
+                 f"bare actix-web 302: {_n(c['per_request'])}",
+                 f"{_n(t['per_request'])}, of which SHA-256 {_n(t['sha256_per_request'])}",
+                 f"{raw['ratio']:.2f}×; **{raw['ratio_without_sha256']:.2f}×** without SHA-256")]
+
+
+def rows_propagation(raw):
+    return [_row(f"cross-replica propagation of a visibility change ({raw['flips']} flips, two replicas, "
+                 "one PostgreSQL)", "", f"p50 {raw['p50_ms']:.1f} ms, p99 {raw['p99_ms']:.1f} ms, "
+                 f"max {raw['max_ms']:.1f} ms", "", "p99 < 50 ms", _met(("", raw["p99_ms"] < 50)))]
+
+
+def rows_soak(raw):
+    rows = []
+    for key, label in (("embedded", "embedded"), ("postgres_s3", "PostgreSQL + S3")):
+        if key not in raw:
+            continue
+        s = raw[key]
+        rounds = s["rounds"]
+        errors = sum(r["non_2xx_3xx"] + r["socket_errors"] + r["uploads"]["failed"] for r in rounds)
+        rss = " → ".join(f"{r['rss_mib_after']:.1f}" for r in rounds)
+        fds = " → ".join(str(r["fds_after"]) for r in rounds)
+        rps = " / ".join(_n(r["requests_per_s"]) for r in rounds)
+        level = rounds[-1]["fds_after"] == rounds[0]["fds_after"]
+        rows.append(_row(f"soak, {label}: {len(rounds)} rounds of {rounds[0]['seconds']} s (90 % redirects, "
+                         "10 % searches, uploads)",
+                         f"start: {s['rss_mib_before']:.1f} MiB, {s['fds_before']} descriptors",
+                         f"{rps} req/s; errors {errors}; RSS after each round {rss} MiB; descriptors {fds}", "",
+                         "no errors, descriptors level", _met(("errors", errors == 0), ("descriptors", level))))
+    return rows
+
+
+def rows_verify(raw):
+    return [_row(f"upload verification (`upload/complete`), {raw['bytes'] >> 20} MiB",
+                 f"sha512sum: {raw['sha512sum_mb_s']:.0f} MB/s", f"{raw['complete_mb_s']:.0f} MB/s",
+                 f"**{raw['ratio_to_sha512sum']:.2f}×**", "≥ 0.85×", _met(("", raw["ratio_to_sha512sum"] >= 0.85)))]
+
+
+def rows_fetch(raw):
+    what = f"{raw['files']} files, {raw['bytes'] / 1e6:.0f} MB, -j {raw['jobs']}"
+    base = f"curl --parallel, then `sha512sum -c` on both cores: {raw['curl_then_sha512sum_s']:.2f} s"
+    return [
+        _row(f"client fetch, cold ({what})", base, f"{raw['tooltool_cold_s']:.2f} s",
+             f"**{raw['cold_ratio']:.2f}×**", "≤ 0.8×", _met(("", raw["cold_ratio"] <= 0.8))),
+        _row("client fetch, every file in the cache", "same", f"{raw['tooltool_from_cache_s']:.2f} s",
+             f"**{raw['cache_ratio']:.2f}×**", "≤ 0.25×", _met(("", raw["cache_ratio"] <= 0.25))),
+        _row("client fetch over a directory that holds every valid file",
+             f"`sha512sum -c` on both cores: {raw['sha512sum_present_s']:.2f} s",
+             f"{raw['tooltool_present_s']:.3f} s", f"**{raw['present_ratio']:.3f}×**", "≤ 0.1×",
+             _met(("", raw["present_ratio"] <= 0.1))),
+        _row("client fetch, the server refusing connections", "tooltool.py: 0.4 s",
+             f"{raw['server_down_s']:.2f} s, one message", "", "≤ 10 s", _met(("", raw["server_down_s"] <= 10))),
+        _row("client fetch, cold, against curl --parallel alone",
+             f"curl --parallel: {raw['curl_parallel_s']:.2f} s", f"{raw['tooltool_cold_s']:.2f} s",
+             f"{raw['cold_ratio_to_curl_alone']:.2f}×"),
+    ]
+
+
+def rows_sha512(raw):
+    return [_row("SHA-512, 16 KiB updates, CPU time", f"`openssl speed -evp sha512`: {raw['openssl_mb_s']:.0f} MB/s",
+                 f"ours (AVX2 block function): {raw['sha512_counter_mb_s']:.0f} MB/s; aws-lc-rs "
+                 f"{raw['aws_lc_mb_s']:.0f}; sha2 crate {raw['sha2_crate_mb_s']:.0f}",
+                 f"**{raw['ratio_to_openssl']:.2f}×** (aws-lc-rs {raw['aws_lc_ratio_to_openssl']:.2f}×, "
+                 f"sha2 {raw['sha2_ratio_to_openssl']:.2f}×)", "≥ 0.95×",
+                 _met(("", raw["ratio_to_openssl"] >= 0.95)))]
+
+
+def rows_memory(raw):
+    gib = raw["bytes"] >> 30
+    return [_row(f"peak RSS of the server verifying a {gib} GiB upload", "",
+                 f"{raw['server_peak_rss_mib_verifying']:.1f} MiB", "", "≤ 64 MiB",
+                 _met(("", raw["server_peak_rss_mib_verifying"] <= 64))),
+            _row(f"peak RSS of the client fetching a {gib} GiB file", "",
+                 f"{raw['client_peak_rss_mib_fetching']:.1f} MiB", "", "≤ 64 MiB",
+                 _met(("", raw["client_peak_rss_mib_fetching"] <= 64)))]
+
+
+def rows_growth(raw):
+    sizes = sorted(raw, key=int)
+    first = raw[sizes[0]]
+    rest = [raw[s] for s in sizes[1:]]
+    exp = {s: f"10{''.join('⁰¹²³⁴⁵⁶⁷⁸⁹'[int(d)] for d in str(len(s) - 1))}" for s in sizes}
+    worst = max(r["p50_ratio_to_smallest"] for r in rest)
+    return [_row(f"redirect p50 with {' / '.join(exp[s] for s in sizes)} files recorded (lookup cache off, "
+                 "20,000 different digests)",
+                 f"{exp[sizes[0]]} files: p50 {first['p50_ms']:.2f} ms, {_n(first['rps'])} req/s",
+                 "; ".join(f"{exp[s]}: p50 {raw[s]['p50_ms']:.2f} ms, {_n(raw[s]['rps'])} req/s" for s in sizes[1:]),
+                 " / ".join(f"**{r['p50_ratio_to_smallest']:.2f}×**" for r in rest), "flat within 10 %",
+                 _met(("", worst <= 1.10)))]
+
+
+def rows_replication(raw):
+    return [_row(f"replication of a {raw['bytes'] >> 20} MiB blob across endpoints (two s3s-fs), "
+                 "`tooltool-api replicate`", f"`curl GET | curl PUT` between the same servers: "
+                 f"{raw['curl_pipe_mb_s']:.1f} MB/s", f"{raw['replicate_mb_s']:.1f} MB/s",
+                 f"**{raw['ratio_to_curl_pipe']:.2f}×**")]
+
+
+ROWS = {name: globals()[f"rows_{name}"] for name in BENCHES}
+ORDER = ["redirect", "redirect_pg_s3", "instructions", "propagation", "soak", "verify", "fetch", "sha512", "memory",
+         "growth", "replication"]
+assert sorted(ORDER) == sorted(BENCHES), "every figure has its place in the table"
+
+TITLES = {
+    "redirect": "Redirect, embedded",
+    "redirect_pg_s3": "Redirect, PostgreSQL + S3",
+    "instructions": "Instructions per redirect",
+    "propagation": "Cross-replica propagation",
+    "soak": "Soak",
+    "verify": "Upload verification",
+    "fetch": "Client fetch",
+    "sha512": "SHA-512",
+    "memory": "Memory",
+    "growth": "Growth with the catalogue",
+    "replication": "Replication across endpoints",
+}
+
+# At most three lines per figure on what limits it (the analysis behind them is in git history).
+LIMITS = {
+    "redirect": [
+        "The kernel's TCP send and receive and actix's parsing and routing, the same as in the ceiling; ours is the "
+        "access line, the URL's HMAC, the request id, the lookup cache and two labelled metric lookups.",
+        "p99 < 5 ms is out of reach on 2 cores: the bare ceiling's own p99 under the same load is 4.3–5.9 ms, since "
+        "wrk, the server's two workers and the log writer share them; ours is 0.5–1 ms above it.",
+        "With the lookup cache off, each SQLite read takes and releases WAL read locks and starts a transaction.",
+    ],
+    "redirect_pg_s3": [
+        "The SigV4 presignature (a SHA-256 of a ~400-byte canonical request and one HMAC) against one HMAC, and "
+        "PostgreSQL and s3s-fs sharing the two cores; with the cache on, PostgreSQL is off the hot path.",
+        "With the cache off, a network round trip to PostgreSQL per request: the database is the limit.",
+    ],
+    "instructions": [
+        "Valgrind hides SHA-NI from the sha2 crate, so the URL's HMAC-SHA256 runs portable code (~14k "
+        "instructions) under callgrind; natively it is about 1 % of the CPU: compare without SHA-256.",
+        "The rest above the ceiling: access line (~1.2k), URL and HMAC, request id, lookup cache, caller and scope "
+        "check, metric lookups (~0.7k), route lookup for the metric label (~0.7k), timeout timer.",
+    ],
+    "propagation": [
+        "One NOTIFY per write, delivered when the change commits; the replica's listener drops the digest on "
+        "arrival. The figure is PostgreSQL's delivery and the polling client's own latency.",
+    ],
+    "soak": [
+        "The growth in the first minute is the pools filling (SQLite readers, PostgreSQL connections, S3 "
+        "clients); descriptors are level after it.",
+        "RSS and the request rate move with the search answers, which grow with every batch the soak uploads "
+        "(`GET /upload?q=soak` matches them all).",
+    ],
+    "verify": [
+        "SHA-512 on a CPU without SHA-512 instructions (AVX2 block function, one core); the rate includes the "
+        "HTTP round trip and both renames.",
+    ],
+    "fetch": [
+        "Cold: SHA-512 itself (~680 MB/s per core), hashed on each file's own thread while the bytes arrive, on "
+        "cores shared with the server and the transfer.",
+        "Cache and present: an entry or file whose record (size, times, inode) still matches is not hashed "
+        "again; anything else is.",
+        "Server down: three tries (0.5 s, 1 s), then the server is given up for the run, with one message.",
+    ],
+    "sha512": [
+        "OpenSSL's AVX2 + BMI2 block function from AWS-LC's perlasm (`$avx = 2`), fed whole blocks; aws-lc-rs "
+        "and the sha2 crate run AVX code paths at 0.66–0.68× of it. Falls back to aws-lc-rs without AVX2 and BMI2.",
+    ],
+    "memory": [
+        "Streams everywhere with 1 MiB buffers: flat at about 20 MiB whatever the blob size.",
+    ],
+    "growth": [
+        "Measured with the lookup cache off: one probe of the unique index on files.digest per request; the "
+        "B-tree gains a level between 10³ and 10⁵ files, and 20,000 probes touch as many leaf pages.",
+        "With the cache on (the default), a working set of up to 16,384 digests does not depend on the "
+        "catalogue size; the machine's noise is as large as the effect.",
+    ],
+    "replication": [
+        "Every byte is hashed on the way, the blob goes as a multipart upload under staging/ and is then published "
+        "by an ETag-pinned server-side copy, which s3s-fs implements by rewriting the object on the same disk.",
+        "The time includes starting the process, connecting to PostgreSQL and probing both regions.",
+    ],
+}
+assert sorted(LIMITS) == sorted(BENCHES) and sorted(TITLES) == sorted(BENCHES)
