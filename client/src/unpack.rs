@@ -476,9 +476,10 @@ impl Extractor {
                 if ft.is_dir() {
                     stack.push(rel);
                 } else if ft.is_symlink() && !self.resolves_inside(&rel) {
-                    return Err(
-                        self.refuse(format!("the symbolic link {} resolves outside the archive", rel.display()))
-                    );
+                    return Err(self.refuse(format!(
+                        "the symbolic link {} resolves outside the archive or to nothing",
+                        rel.display()
+                    )));
                 }
             }
         }
@@ -486,7 +487,8 @@ impl Extractor {
     }
 
     /// Resolves `rel` the way the kernel would, confined to the root: false when the
-    /// resolution climbs above the root, meets an absolute target, or loops.
+    /// resolution climbs above the root, meets an absolute target, loops, or ends at nothing
+    /// (a dangling link: a later write to its path would go through it, wherever it points).
     fn resolves_inside(&self, rel: &Path) -> bool {
         let mut stack: Vec<OsString> = Vec::new();
         let mut todo: VecDeque<OsString> = rel.iter().map(|c| c.to_owned()).collect();
@@ -519,7 +521,8 @@ impl Extractor {
                 }
             }
         }
-        true
+        let resolved: PathBuf = stack.iter().collect();
+        fs::symlink_metadata(self.root.join(resolved)).is_ok()
     }
 }
 
