@@ -45,8 +45,12 @@ error_codes! {
     InvalidVisibility = BAD_REQUEST, "invalid-visibility";
     /// An algorithm other than `sha512`.
     InvalidAlgorithm = BAD_REQUEST, "invalid-algorithm";
-    /// A file name with `/` or `\`, or that is `.` or `..`.
+    /// A file name that is not plain: `/`, `\`, `:`, a control or bidirectional formatting
+    /// character, `.`, `..`, or a Windows device name.
     InvalidFilename = BAD_REQUEST, "invalid-filename";
+    /// A batch message with a control character (other than tab and line feed) or a
+    /// bidirectional formatting character.
+    InvalidMessage = BAD_REQUEST, "invalid-message";
     /// A size out of range.
     InvalidSize = BAD_REQUEST, "invalid-size";
     /// A malformed JSON body, or one that repeats a member name.
@@ -91,6 +95,10 @@ error_codes! {
     MethodNotAllowed = METHOD_NOT_ALLOWED, "method-not-allowed";
     /// Not uploaded or not verified yet: ask again after `X-Retry-After` seconds.
     NotReady = CONFLICT, "not-ready";
+    /// A declaration removal for a file that has verified copies.
+    HasInstances = CONFLICT, "has-instances";
+    /// A PUT to an upload URL whose upload is already verified or has expired.
+    UploadClosed = CONFLICT, "upload-closed";
     /// A body over the limit.
     BodyTooLarge = PAYLOAD_TOO_LARGE, "body-too-large";
     /// A JSON route sent another Content-Type.
@@ -106,6 +114,9 @@ error_codes! {
     IdentityUnavailable = SERVICE_UNAVAILABLE, "identity-unavailable";
     /// The request did not finish within `TOOLTOOL_REQUEST_TIMEOUT`.
     TimedOut = SERVICE_UNAVAILABLE, "timed-out";
+    /// Every search slot is taken, or the search ran past `TOOLTOOL_SEARCH_TIMEOUT`; retry after
+    /// `Retry-After`. Only searches are refused so.
+    SearchBusy = SERVICE_UNAVAILABLE, "search-busy";
     /// The embedded store's disk is full; nothing partial was kept.
     InsufficientStorage = INSUFFICIENT_STORAGE, "insufficient-storage";
 }
@@ -156,6 +167,11 @@ impl ApiError {
         Self::new(ErrorCode::InternalError, "The server could not complete the request")
     }
 
+    /// The stable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
     /// The problem body.
     pub fn problem(&self) -> Problem {
         let status = self.code.status();
@@ -196,6 +212,7 @@ impl From<InvalidValue> for ApiError {
             InvalidValue::Visibility => ErrorCode::InvalidVisibility,
             InvalidValue::Algorithm => ErrorCode::InvalidAlgorithm,
             InvalidValue::FileName(_) => ErrorCode::InvalidFilename,
+            InvalidValue::Text(_) => ErrorCode::InvalidMessage,
         };
         Self::new(code, e.to_string())
     }
@@ -208,6 +225,14 @@ impl From<crate::db::DbError> for ApiError {
             crate::db::DbError::Unavailable(e) => {
                 crate::metrics::METRICS.backend_errors.with_label_values(&["database"]).inc();
                 Self::unavailable(ErrorCode::DatabaseUnavailable, "The database is unavailable; try again shortly", e)
+            }
+            crate::db::DbError::Busy(why) => {
+                // Debug, not warn: anonymous callers can cause it at will.
+                tracing::debug!(why, "search refused");
+                Self {
+                    retry_after: Some(1),
+                    ..Self::new(ErrorCode::SearchBusy, "Too many searches are running; try again shortly")
+                }
             }
             e @ (crate::db::DbError::Other(_) | crate::db::DbError::FastRead(_)) => {
                 crate::metrics::METRICS.backend_errors.with_label_values(&["database"]).inc();

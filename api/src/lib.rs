@@ -12,6 +12,8 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod openapi;
+pub mod panics;
+pub mod private;
 pub mod relay;
 pub mod replication;
 pub mod routes;
@@ -53,13 +55,14 @@ pub struct Application {
 }
 
 /// What every request goes through: the request id, access line and metrics
-/// ([`telemetry::log_request`]) around the database and timeout guard ([`health::guard`]). One
+/// ([`telemetry::log_request`]) around the panic catcher ([`panics::catch`]) around the
+/// database and timeout guard ([`health::guard`]). One
 /// middleware layer, not one each: every `from_fn` layer boxes two futures per request.
 async fn around_request(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    telemetry::log_request(req, |req| health::guard(req, next)).await
+    telemetry::log_request(req, |req| panics::catch(health::guard(req, next))).await
 }
 
 impl Application {
@@ -152,7 +155,8 @@ pub async fn build_stores(
             let signer =
                 UrlSigner::with_keys(secrets.iter().map(|s| derive_key(s, "tooltool/url/v1").to_vec()).collect());
             let store = LocalStore::new(settings.data_dir.join("blobs"), region, signer, public_url)
-                .with_context(|| format!("cannot create the blob directory under {}", settings.data_dir.display()))?;
+                .with_context(|| format!("cannot create the blob directory under {}", settings.data_dir.display()))?
+                .with_free_space_reserve(settings.free_space_reserve);
             let store = Arc::new(store);
             (BlobStores::single(store.clone()), Some(store))
         }
@@ -206,8 +210,12 @@ fn url_host(host: &str) -> String {
 /// admin command run from another folder never makes an empty store of its own.
 fn create_data_dir(settings: &Settings) -> anyhow::Result<()> {
     if settings.is_sqlite() {
-        std::fs::create_dir_all(&settings.data_dir)
+        private::create_dir(&settings.data_dir)
             .with_context(|| format!("cannot create TOOLTOOL_DATA_DIR {}", settings.data_dir.display()))?;
+        if let Some(path) = sqlite_file(&settings.database_url) {
+            private::create_file(path.as_ref())
+                .with_context(|| format!("cannot create the SQLite database {}", path.display()))?;
+        }
     }
     Ok(())
 }
@@ -232,7 +240,15 @@ pub async fn open_db(settings: &Settings) -> anyhow::Result<Db> {
         require_data_dir(settings)?;
     }
     let db = Db::connect(&settings.database_url, settings.lookup_cache, settings.lookup_max_age).await?;
-    Ok(db.with_event_source(&service_url(settings, settings.port)))
+    let limits = db::SearchLimits { concurrency: settings.search_concurrency, timeout: settings.search_timeout };
+    Ok(db.with_event_source(&service_url(settings, settings.port)).with_search_limits(limits))
+}
+
+/// The file of a `sqlite://PATH?…` or `sqlite:PATH` URL; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:") && !url.contains("mode=memory")).then(|| path.into())
 }
 
 /// Connects the metadata store and makes sure its schema is current: migrated here on SQLite
@@ -285,7 +301,7 @@ fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     use rand::RngCore;
     use std::io::Write;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        private::create_dir(dir)?;
     }
     let mut key = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut key);
@@ -310,7 +326,16 @@ fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::derive_key;
+    use super::{derive_key, sqlite_file};
+
+    #[test]
+    fn the_sqlite_file_is_read_from_the_url_and_memory_has_none() {
+        assert_eq!(sqlite_file("sqlite:///d/tooltool.db?mode=rwc").unwrap(), std::path::Path::new("/d/tooltool.db"));
+        assert_eq!(sqlite_file("sqlite:x.db").unwrap(), std::path::Path::new("x.db"));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("sqlite://t?mode=memory"), None);
+        assert_eq!(sqlite_file("postgres://h/db"), None);
+    }
 
     #[test]
     fn derived_keys_differ_by_purpose_and_secret() {

@@ -35,6 +35,7 @@ use crate::routes::{audit, blobs, download, events, files, ops, tokens, uploads}
         files::search,
         files::get,
         files::patch,
+        files::delete,
         files::batches,
         tokens::derive,
         tokens::permissions,

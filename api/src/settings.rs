@@ -63,6 +63,17 @@ pub struct S3Settings {
     pub secret_access_key: Option<Secret>,
 }
 
+/// Who sees internal files' metadata on the search, batch and file routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InternalMetadata {
+    /// Everyone, as in the original service (the default).
+    Open,
+    /// Only callers holding `download/internal`, as `/events` and the TUF `internal`
+    /// repository: to anyone else an internal file is unknown (404) and absent from searches,
+    /// and so is a batch that names one.
+    Restricted,
+}
+
 /// S3's smallest part of a multipart upload (but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
@@ -121,6 +132,20 @@ pub struct Settings {
     pub lookup_max_age: Duration,
     /// Longest an API request may take before it is answered 503 (`TOOLTOOL_REQUEST_TIMEOUT`).
     pub request_timeout: Duration,
+    /// Who sees internal files' names, sizes, digests and authors on the search, batch and file
+    /// routes (`TOOLTOOL_INTERNAL_METADATA`).
+    pub internal_metadata: InternalMetadata,
+    /// Largest file an upload may declare, in bytes (`TOOLTOOL_MAX_FILE_SIZE`; default 5 TiB,
+    /// S3's object limit); larger is 400 `invalid-size`.
+    pub max_file_size: u64,
+    /// Bytes the embedded store keeps free on its disk (`TOOLTOOL_FREE_SPACE_RESERVE`): a PUT
+    /// that would leave less is 507 `insufficient-storage` before anything is written.
+    pub free_space_reserve: u64,
+    /// Searches running at once per process (`TOOLTOOL_SEARCH_CONCURRENCY`); more are 503
+    /// `search-busy`.
+    pub search_concurrency: usize,
+    /// Longest a search may run before it is 503 `search-busy` (`TOOLTOOL_SEARCH_TIMEOUT`).
+    pub search_timeout: Duration,
     /// Where blobs are stored.
     pub blobs: BlobSettings,
     /// The RabbitMQ broker the events relay publishes to (`TOOLTOOL_AMQP_URL`, `amqp://…`);
@@ -182,6 +207,11 @@ impl Settings {
             lookup_cache: 16_384,
             lookup_max_age: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),
+            internal_metadata: InternalMetadata::Open,
+            max_file_size: 5 << 40,
+            free_space_reserve: 1 << 30,
+            search_concurrency: 4,
+            search_timeout: Duration::from_secs(5),
             blobs: BlobSettings::Local { region: "local".into() },
             amqp_url: None,
             amqp_exchange: "tooltool".into(),
@@ -260,6 +290,7 @@ impl Settings {
             ("TOOLTOOL_REPLICATION_LEASE", &mut s.replication_lease),
             ("TOOLTOOL_REGION_PROBE", &mut s.region_probe),
             ("TOOLTOOL_TASKCLUSTER_TIMEOUT", &mut s.taskcluster_timeout),
+            ("TOOLTOOL_SEARCH_TIMEOUT", &mut s.search_timeout),
         ] {
             if let Some(v) = get(name) {
                 *field = parse_duration(name, &v)?;
@@ -279,6 +310,25 @@ impl Settings {
         }
         if let Some(v) = get("TOOLTOOL_WORKERS") {
             s.workers = parse_var("TOOLTOOL_WORKERS", &v)?;
+        }
+        if let Some(v) = get("TOOLTOOL_INTERNAL_METADATA") {
+            s.internal_metadata = match v.as_str() {
+                "open" => InternalMetadata::Open,
+                "restricted" => InternalMetadata::Restricted,
+                _ => bail!("TOOLTOOL_INTERNAL_METADATA must be open or restricted, not {v:?}"),
+            };
+        }
+        if let Some(v) = get("TOOLTOOL_MAX_FILE_SIZE") {
+            s.max_file_size = parse_var("TOOLTOOL_MAX_FILE_SIZE", &v)?;
+        }
+        if let Some(v) = get("TOOLTOOL_FREE_SPACE_RESERVE") {
+            s.free_space_reserve = parse_var("TOOLTOOL_FREE_SPACE_RESERVE", &v)?;
+        }
+        if let Some(v) = get("TOOLTOOL_SEARCH_CONCURRENCY") {
+            s.search_concurrency = parse_var("TOOLTOOL_SEARCH_CONCURRENCY", &v)?;
+            if s.search_concurrency == 0 {
+                bail!("TOOLTOOL_SEARCH_CONCURRENCY must be at least 1");
+            }
         }
         if let Some(v) = get("TOOLTOOL_LOOKUP_CACHE") {
             s.lookup_cache = parse_var("TOOLTOOL_LOOKUP_CACHE", &v)?;

@@ -85,6 +85,14 @@ impl AppState {
 }
 
 impl AppState {
+    /// Whether `caller` may see internal files' metadata (names, sizes, digests, authors) on
+    /// the search, batch and file routes: always with `TOOLTOOL_INTERNAL_METADATA=open`, else
+    /// only with `download/internal`.
+    pub fn sees_internal(&self, caller: &crate::auth::Caller) -> bool {
+        self.settings.internal_metadata == crate::settings::InternalMetadata::Open
+            || caller.has(crate::auth::Scope::DownloadInternal)
+    }
+
     /// Appends to the audit trail. A failure is logged (and so reported to Sentry) rather than
     /// failing a request whose change has already happened.
     pub async fn audit(&self, actor: &str, action: &str, target: &str, details: serde_json::Value) {

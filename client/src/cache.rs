@@ -98,7 +98,7 @@ impl Cache {
         let (entry, record, dest_owned) = (self.entry(blob), self.record_path(blob), dest.to_owned());
         let (size, digest, verify) = (blob.size, blob.digest.clone(), self.verify);
         blocking(dest, move || {
-            let mut src = match std::fs::File::open(&entry) {
+            let mut src = match crate::files::no_follow(std::fs::OpenOptions::new().read(true)).open(&entry) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),

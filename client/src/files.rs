@@ -16,6 +16,16 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::io(path, e))
 }
 
+/// `opts` made to refuse a symbolic link as the file's last path component (`O_NOFOLLOW`:
+/// the open fails with `ELOOP`), so that a link planted where a part file or a cache entry
+/// goes (by an archive unpacked earlier, or another user of a shared cache) is never written
+/// or read through.
+pub(crate) fn no_follow(opts: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(opts, libc::O_NOFOLLOW);
+    opts
+}
+
 /// A temporary file in `dest`'s directory, named `.<name>.XXXXXX<suffix>`, with the permissions
 /// of any new file (0666 less the umask; tempfile's default is 0600). Dropping it removes it.
 pub(crate) fn temp_beside(dest: &Path, suffix: &str) -> std::io::Result<tempfile::NamedTempFile> {

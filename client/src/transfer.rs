@@ -105,7 +105,12 @@ async fn lock_part(part: &Path, done: DoneCheck<'_>) -> Result<Option<std::fs::F
     loop {
         let owned = part.to_owned();
         let file = blocking(part, move || {
-            let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&owned)?;
+            // Not following a link: the part file is this run's own, or an interrupted run's
+            // regular file to resume, never something a link points at.
+            let f = crate::files::no_follow(
+                std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false),
+            )
+            .open(&owned)?;
             f.lock()?;
             Ok(f)
         })

@@ -476,9 +476,10 @@ impl Extractor {
                 if ft.is_dir() {
                     stack.push(rel);
                 } else if ft.is_symlink() && !self.resolves_inside(&rel) {
-                    return Err(
-                        self.refuse(format!("the symbolic link {} resolves outside the archive", rel.display()))
-                    );
+                    return Err(self.refuse(format!(
+                        "the symbolic link {} resolves outside the archive or to nothing",
+                        rel.display()
+                    )));
                 }
             }
         }
@@ -486,7 +487,8 @@ impl Extractor {
     }
 
     /// Resolves `rel` the way the kernel would, confined to the root: false when the
-    /// resolution climbs above the root, meets an absolute target, or loops.
+    /// resolution climbs above the root, meets an absolute target, loops, or ends at nothing
+    /// (a dangling link: a later write to its path would go through it, wherever it points).
     fn resolves_inside(&self, rel: &Path) -> bool {
         let mut stack: Vec<OsString> = Vec::new();
         let mut todo: VecDeque<OsString> = rel.iter().map(|c| c.to_owned()).collect();
@@ -519,7 +521,8 @@ impl Extractor {
                 }
             }
         }
-        true
+        let resolved: PathBuf = stack.iter().collect();
+        fs::symlink_metadata(self.root.join(resolved)).is_ok()
     }
 }
 
@@ -561,5 +564,51 @@ mod tests {
         assert_eq!(format_of("x.tar.bz2"), Some((Format::TarBz2, "x")));
         assert_eq!(format_of("x.txt"), None);
         assert_eq!(format_of(".tar"), None);
+    }
+
+    /// A tar of one entry with a raw name (and link target), so that hostile names get in.
+    fn tar_of(name: &str, link: Option<&str>) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        {
+            let g = h.as_gnu_mut().unwrap();
+            g.name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(l) = link {
+                g.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+        }
+        h.set_entry_type(if link.is_some() { tar::EntryType::Symlink } else { tar::EntryType::Regular });
+        h.set_mode(0o644);
+        let data: &[u8] = if link.is_some() { b"" } else { b"x" };
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, data).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2048, ..Default::default() })]
+
+        /// Archive entry names, the parser that faces what the network sent: whatever the name
+        /// and link target, an entry is unpacked inside the destination or the archive is
+        /// refused (or reported corrupt), never a panic, and nothing appears outside.
+        #[test]
+        fn any_entry_name_lands_inside_the_destination_or_is_refused(
+            name in "[a./\\\\]{1,12}|[a-c./]{1,40}",
+            link in proptest::option::of("[a./]{0,12}|/[a-z]{1,5}"),
+        ) {
+            let parent = tempfile::tempdir().unwrap();
+            let dest = parent.path().join("d");
+            fs::create_dir(&dest).unwrap();
+            let archive = parent.path().join("x.tar");
+            fs::write(&archive, tar_of(&name, link.as_deref())).unwrap();
+            match unpack(&archive, &dest, UnpackLimits::default()) {
+                Ok(_) | Err(UnpackError::Refused { .. } | UnpackError::Io { .. }) => {}
+                Err(other) => proptest::prop_assert!(false, "{name:?}: {other}"),
+            }
+            let mut outside: Vec<_> = fs::read_dir(parent.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+            outside.sort();
+            proptest::prop_assert_eq!(outside, ["d", "x.tar"], "{:?} -> {:?}", name, link);
+        }
     }
 }

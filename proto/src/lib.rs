@@ -19,7 +19,7 @@ pub use body::{
 pub use events::{Audience, Event, EventData, EventFile, EventPage, EventType};
 pub use manifest::{Manifest, ManifestEntry, ManifestError};
 pub use problem::Problem;
-pub use values::{Algorithm, Digest, FileName, InvalidValue, Visibility, push_hex};
+pub use values::{Algorithm, Digest, FileName, InvalidValue, PlainText, Visibility, escaped, is_unsafe_char, push_hex};
 
 /// The scope prefix used when a deployment does not configure its own.
 pub const DEFAULT_SCOPE_PREFIX: &str = "project:releng:services/tooltool/api";

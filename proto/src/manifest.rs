@@ -225,7 +225,7 @@ mod tests {
         let mut m = Manifest::default();
         assert_eq!(m.to_json(), "[]");
         m.entries.push(ManifestEntry {
-            filename: FileName::parse("caf\u{e9}-\u{1f600}\n.txt").unwrap(),
+            filename: FileName::parse("caf\u{e9}-\u{1f600}.txt").unwrap(),
             size: Some(1),
             algorithm: Algorithm::Sha512,
             digest: digest(),
@@ -234,7 +234,7 @@ mod tests {
             visibility: None,
         });
         let text = m.to_json();
-        assert!(text.contains(r#""filename": "caf\u00e9-\ud83d\ude00\n.txt","#), "{text}");
+        assert!(text.contains(r#""filename": "caf\u00e9-\ud83d\ude00.txt","#), "{text}");
         assert!(text.is_ascii());
         assert_eq!(Manifest::from_json(&text, "m").unwrap(), m);
     }

@@ -1,6 +1,9 @@
 //! Validated values: a [`Digest`] is always 128 lowercase hex characters, a [`FileName`] is
-//! always a plain name, a [`Visibility`] is one of two words.
+//! always a plain name, a [`Visibility`] is one of two words. [`PlainText`] is the rule for
+//! free text that reaches terminals and logs (batch messages), and [`escaped`] how any text
+//! that did not pass it is printed.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -18,9 +21,98 @@ pub enum InvalidValue {
     /// Anything but `sha512`.
     #[error("Invalid algorithm: only \"sha512\" is supported")]
     Algorithm,
-    /// Empty, `.`, `..`, or containing `/`, `\` or a NUL byte.
-    #[error("Invalid file name {0:?}: a file name must not be empty, \".\" or \"..\", nor contain \"/\" or \"\\\"")]
+    /// Empty, `.`, `..`, a Windows device name, or containing `/`, `\`, `:`, a control or a
+    /// bidirectional formatting character.
+    #[error(
+        "Invalid file name \"{}\": a file name must not be empty, \".\", \"..\" or a Windows device name (CON, NUL, COM1, …), nor contain \"/\", \"\\\", \":\", control or bidirectional formatting characters",
+        escaped(.0)
+    )]
     FileName(String),
+    /// Text with a control character (other than tab or line feed) or a bidirectional
+    /// formatting character.
+    #[error("Invalid text \"{}\": it must not contain control characters or bidirectional formatting characters", escaped(.0))]
+    Text(String),
+}
+
+/// Whether `c` must never reach a terminal or a log line raw: C0 and C1 controls and DEL
+/// (terminal escapes, carriage returns that overwrite a line), and the bidirectional
+/// formatting characters that make `firefox-\u{202e}gpj.exe` display as `firefox-exe.jpg`.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every [`is_unsafe_char`] written as `\u{…}`: how names and messages are printed
+/// to a terminal or a log line. Borrowed when there is nothing to escape.
+pub fn escaped(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Windows device names: a file of this stem (any extension, any case) is the device.
+const DEVICE_NAMES: &[&str] = &[
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    "COM1",
+    "COM2",
+    "COM3",
+    "COM4",
+    "COM5",
+    "COM6",
+    "COM7",
+    "COM8",
+    "COM9",
+    "COM\u{b9}",
+    "COM\u{b2}",
+    "COM\u{b3}",
+    "LPT1",
+    "LPT2",
+    "LPT3",
+    "LPT4",
+    "LPT5",
+    "LPT6",
+    "LPT7",
+    "LPT8",
+    "LPT9",
+    "LPT\u{b9}",
+    "LPT\u{b2}",
+    "LPT\u{b3}",
+];
+
+/// Whether Windows reads `name` as a device: its part before the first `.`, without trailing
+/// spaces (which Windows drops), is a device name, in any case.
+fn is_device_name(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or(name).trim_end_matches(' ');
+    // ASCII case only: the superscript digits have no case.
+    DEVICE_NAMES.iter().any(|d| d.eq_ignore_ascii_case(stem))
+}
+
+/// Free text that may be printed: no control character but tab and line feed, and no
+/// bidirectional formatting character. Batch messages are such text.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainText;
+
+impl PlainText {
+    /// Checks `s`.
+    pub fn check(s: &str) -> Result<(), InvalidValue> {
+        if s.chars().any(|c| is_unsafe_char(c) && !matches!(c, '\t' | '\n')) {
+            Err(InvalidValue::Text(s.to_owned()))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Appends `bytes` as lowercase hex: the one hex encoder of the hot paths (digests, URL
@@ -168,7 +260,9 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// A plain file name: not empty, not `.` or `..`, no `/`, `\` or NUL.
+/// A plain file name: not empty, not `.` or `..`, not a Windows device name (`CON`, `nul.txt`,
+/// `COM1`, …), no `/`, `\`, `:` (a drive or an alternate data stream on Windows), control or
+/// bidirectional formatting character.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(value_type = String))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -177,7 +271,13 @@ pub struct FileName(String);
 impl FileName {
     /// Validates `s` as a plain file name.
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
-        if s.is_empty() || s == "." || s == ".." || s.contains(['/', '\\', '\0']) {
+        if s.is_empty()
+            || s == "."
+            || s == ".."
+            || s.contains(['/', '\\', ':'])
+            || s.chars().any(is_unsafe_char)
+            || is_device_name(s)
+        {
             Err(InvalidValue::FileName(s.to_owned()))
         } else {
             Ok(Self(s.to_owned()))
@@ -273,6 +373,54 @@ mod tests {
         for good in ["gcc.tar.xz", "..hidden", "a.b", "x..y"] {
             assert_eq!(FileName::parse(good).unwrap().as_str(), good);
         }
+    }
+
+    #[test]
+    fn file_name_refuses_controls_bidi_colons_and_windows_devices() {
+        for bad in [
+            "a\u{1b}[2J",
+            "line\r\nbreak",
+            "tab\there",
+            "c1\u{85}",
+            "del\u{7f}",
+            "firefox-\u{202e}gpj.exe",
+            "iso\u{2066}late",
+            "mark\u{200f}",
+            "C:x",
+            "a:b",
+            "NUL",
+            "nul",
+            "con.txt",
+            "Aux.tar.gz",
+            "COM1",
+            "lpt9.log",
+            "COM\u{b9}",
+            "NUL .txt",
+            "prn ",
+        ] {
+            assert!(
+                matches!(FileName::parse(bad), Err(InvalidValue::FileName(ref n)) if n == bad),
+                "{bad:?} must be refused"
+            );
+        }
+        for good in ["console.txt", "nul-tool", "COM10", "LPT0", "CONFIG.SYS", "aux_", "caf\u{e9}", "\u{1f600}.png"] {
+            assert_eq!(FileName::parse(good).unwrap().as_str(), good);
+        }
+    }
+
+    #[test]
+    fn plain_text_keeps_tabs_and_newlines_and_refuses_the_rest() {
+        assert!(PlainText::check("gcc 13\n\tfor linux64 \u{e9}").is_ok());
+        for bad in ["x\u{1b}]0;owned\u{7}", "a\rb", "\u{202e}abc", "\u{9b}31m"] {
+            assert_eq!(PlainText::check(bad), Err(InvalidValue::Text(bad.to_owned())), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn escaped_writes_unsafe_characters_as_escapes_and_borrows_the_rest() {
+        assert!(matches!(escaped("plain caf\u{e9}"), Cow::Borrowed("plain caf\u{e9}")));
+        assert_eq!(escaped("\u{1b}[31mRED\u{1b}[0m\u{7}"), "\\u{1b}[31mRED\\u{1b}[0m\\u{7}");
+        assert_eq!(escaped("firefox-\u{202e}gpj.exe"), "firefox-\\u{202e}gpj.exe");
     }
 
     #[test]

@@ -89,6 +89,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Removes a staged object (absent is fine).
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError>;
 
+    /// Keys of the staged objects last written more than `age` ago (at most 1000), for the
+    /// sweeper to find those no pending upload owns.
+    async fn staged_before(&self, age: Duration) -> Result<Vec<String>, StoreError>;
+
     /// Removes a verified blob (absent is fine).
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError>;
 
@@ -226,6 +230,9 @@ mod tests {
         }
         async fn delete_staged(&self, _: &str) -> Result<(), StoreError> {
             Ok(())
+        }
+        async fn staged_before(&self, _: Duration) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
         }
         async fn delete_blob(&self, _: &Digest) -> Result<(), StoreError> {
             Ok(())

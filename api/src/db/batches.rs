@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::events::NewEvent;
-use super::{Db, DbError, Result, SEARCH_LIMIT, contains_pattern, corrupt};
+use super::{Db, DbError, Result, SEARCH_LIMIT, corrupt};
 use tooltool_proto::{Audience, Digest, EventData, EventFile, EventType, FileName, UploadFile, Visibility};
 
 /// An upload batch as recorded.
@@ -59,7 +59,7 @@ pub struct FileBatchRow {
     pub filename: String,
 }
 
-const BATCH_SELECT: &str = "SELECT b.id, b.author, b.message, b.uploaded, bf.filename, f.digest, f.size, f.visibility \
+pub(super) const BATCH_SELECT: &str = "SELECT b.id, b.author, b.message, b.uploaded, bf.filename, f.digest, f.size, f.visibility \
      FROM batches b JOIN batch_files bf ON bf.batch_id = b.id JOIN files f ON f.id = bf.file_id";
 
 impl Db {
@@ -139,19 +139,6 @@ impl Db {
             .await?;
         Ok(batches_from_rows(&rows)?.into_iter().next())
     }
-
-    /// Batches whose author or message contains `q` (case-insensitive), newest first.
-    pub async fn search_batches(&self, q: &str) -> Result<Vec<BatchRow>> {
-        let rows = sqlx::query(&format!(
-            "{BATCH_SELECT} WHERE b.id IN (SELECT id FROM batches \
-             WHERE LOWER(author) LIKE $1 ESCAPE '\\' OR LOWER(message) LIKE $1 ESCAPE '\\' \
-             ORDER BY id DESC LIMIT {SEARCH_LIMIT}) ORDER BY b.id DESC, bf.filename"
-        ))
-        .bind(contains_pattern(q))
-        .fetch_all(&self.read)
-        .await?;
-        batches_from_rows(&rows)
-    }
 }
 
 impl Db {
@@ -210,7 +197,7 @@ fn batch_event(batch_id: i64, author: &str, message: &str, files: &BTreeMap<File
 }
 
 /// Groups [`BATCH_SELECT`] rows, ordered by batch, into batches.
-fn batches_from_rows(rows: &[AnyRow]) -> Result<Vec<BatchRow>> {
+pub(super) fn batches_from_rows(rows: &[AnyRow]) -> Result<Vec<BatchRow>> {
     let mut out: Vec<BatchRow> = Vec::new();
     for row in rows {
         let id: i64 = row.try_get("id")?;

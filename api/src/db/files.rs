@@ -11,7 +11,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::events::{NewEvent, Outbox};
 use super::lookup::{self, Invalidation};
-use super::{Backend, Db, Result, SEARCH_LIMIT, contains_pattern, corrupt, escape_like};
+use super::{Backend, Db, Result, corrupt};
 use tooltool_proto::{Digest, EventType, Visibility};
 
 /// A file record with its verified instances.
@@ -71,22 +71,54 @@ impl Db {
         files_from_rows(digest, &rows)
     }
 
-    /// Files whose name in any batch contains `q` (case-insensitive) or whose digest starts
-    /// with it.
-    pub async fn search_files(&self, q: &str) -> Result<Vec<StoredFile>> {
-        let rows = sqlx::query(&format!(
-            "SELECT f.id, f.digest, f.size, f.visibility, i.region FROM files f \
-             LEFT JOIN file_instances i ON i.file_id = f.id \
-             WHERE f.id IN (SELECT f2.id FROM files f2 WHERE f2.digest LIKE $2 ESCAPE '\\' \
-                 OR f2.id IN (SELECT bf.file_id FROM batch_files bf WHERE LOWER(bf.filename) LIKE $1 ESCAPE '\\') \
-                 ORDER BY f2.id LIMIT {SEARCH_LIMIT}) \
-             ORDER BY f.id, i.region"
-        ))
-        .bind(contains_pattern(q))
-        .bind(format!("{}%", escape_like(&q.to_lowercase())))
+    /// Declarations made before `before` that never had a verified copy and have no pending
+    /// upload left: what the sweeper removes.
+    pub async fn expired_declarations(&self, before: i64) -> Result<Vec<Digest>> {
+        let rows = sqlx::query(
+            "SELECT f.digest FROM files f WHERE f.verified IS NULL AND f.created < $1 \
+             AND NOT EXISTS (SELECT 1 FROM file_instances i WHERE i.file_id = f.id) \
+             AND NOT EXISTS (SELECT 1 FROM pending_uploads p WHERE p.file_id = f.id) ORDER BY f.id LIMIT 1000",
+        )
+        .bind(before)
         .fetch_all(&self.read)
         .await?;
-        many_files_from_rows(&rows)
+        rows.iter().map(|r| Digest::parse(&r.try_get::<String, _>("digest")?).map_err(|_| corrupt("digest"))).collect()
+    }
+
+    /// Removes the declaration of a file that has no verified copy: its pending uploads when
+    /// `with_pending`, then the file row with its names in batches, unless a copy or (without
+    /// `with_pending`) a pending upload exists by then. Returns the pending uploads removed
+    /// (their staged objects are the caller's to delete), or `None` if nothing was removed.
+    pub async fn remove_declaration(&self, digest: &Digest, with_pending: bool) -> Result<Option<Vec<super::Pending>>> {
+        let mut w = self.write_files().await?;
+        w.touched.add(digest);
+        let mut pending = Vec::new();
+        if with_pending {
+            let rows = sqlx::query(&format!(
+                "DELETE FROM pending_uploads WHERE file_id = (SELECT id FROM files WHERE digest = $1) \
+                 AND NOT EXISTS (SELECT 1 FROM file_instances i WHERE i.file_id = pending_uploads.file_id) \
+                 RETURNING {}",
+                super::pending::PENDING_COLUMNS
+            ))
+            .bind(digest.as_str())
+            .fetch_all(&mut *w.tx)
+            .await?;
+            pending = rows.iter().map(super::pending::pending_from_row).collect::<Result<_>>()?;
+        }
+        let removed = sqlx::query(
+            "DELETE FROM files WHERE digest = $1 \
+             AND NOT EXISTS (SELECT 1 FROM file_instances i WHERE i.file_id = files.id) \
+             AND NOT EXISTS (SELECT 1 FROM pending_uploads p WHERE p.file_id = files.id)",
+        )
+        .bind(digest.as_str())
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        if removed == 0 {
+            return Ok(None);
+        }
+        w.commit().await?;
+        Ok(Some(pending))
     }
 
     /// Changes a file's visibility; `actor` is recorded in its `file.visibility_changed` event
@@ -241,6 +273,11 @@ impl FileWrite {
         .bind(now)
         .execute(&mut *self.tx)
         .await?;
+        sqlx::query("UPDATE files SET verified = $1 WHERE id = $2 AND verified IS NULL")
+            .bind(now)
+            .bind(file.id)
+            .execute(&mut *self.tx)
+            .await?;
         if res.rows_affected() == 1
             && let Some((size, visibility)) = self.size_and_visibility(&file.digest).await?
         {

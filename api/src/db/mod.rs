@@ -26,6 +26,7 @@ mod lookup;
 mod nonces;
 mod pending;
 mod replications;
+mod search;
 
 pub use audit::{AuditFilter, AuditRow};
 pub use batches::{BatchFileRow, BatchRow, CreatedBatch, FileBatchRow};
@@ -35,6 +36,7 @@ pub use files::{FileWrite, StoredFile};
 pub use lookup::LISTENER_APPLICATION_NAME;
 pub use pending::Pending;
 pub use replications::{Backlog, Claim, FailedCopy};
+pub use search::SearchLimits;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -61,6 +63,10 @@ pub enum DbError {
     /// A failure of the SQLite download lookup (answered as an opaque 500).
     #[error(transparent)]
     FastRead(#[from] rusqlite::Error),
+    /// A search refused for now: every search slot is taken, or it ran out of time (answered
+    /// as 503 `search-busy` with `Retry-After`).
+    #[error("search refused: {0}")]
+    Busy(&'static str),
 }
 
 type Result<T, E = DbError> = std::result::Result<T, E>;
@@ -100,7 +106,12 @@ pub enum Backend {
 pub struct Db {
     read: AnyPool,
     write: AnyPool,
+    /// One connection of its own for the health ping: a pool full of searches or slow reads
+    /// must not make the database look away (which would refuse every request).
+    ping: AnyPool,
     backend: Backend,
+    /// The limits searches run under.
+    search: std::sync::Arc<search::SearchGate>,
     /// The download path's lookup and its cache.
     lookup: std::sync::Arc<lookup::Lookup>,
     /// The events outbox: the `source` recorded and the wake-up of long polls.
@@ -130,15 +141,23 @@ impl Db {
                 (pool.clone(), pool)
             }
         };
+        let ping = opts().max_connections(1).connect(url).await?;
         let lookup = lookup::Lookup::new(url, &read, cache, max_age).context("cannot set up the download lookup")?;
         let outbox = events::Outbox::new("tooltool");
-        Ok(Self { read, write, backend, lookup: std::sync::Arc::new(lookup), outbox, url: url.into() })
+        let search = std::sync::Arc::new(search::SearchGate::new(SearchLimits::default()));
+        Ok(Self { read, write, ping, backend, search, lookup: std::sync::Arc::new(lookup), outbox, url: url.into() })
     }
 
     /// Records `source` (the service URL) in the events this handle writes. Call before
     /// cloning: clones made earlier keep the previous source and long-poll wake-up.
     pub fn with_event_source(mut self, source: &str) -> Self {
         self.outbox = events::Outbox::new(source);
+        self
+    }
+
+    /// Sets the limits searches run under. Call before cloning, as [`Db::with_event_source`].
+    pub fn with_search_limits(mut self, limits: SearchLimits) -> Self {
+        self.search = std::sync::Arc::new(search::SearchGate::new(limits));
         self
     }
 
@@ -209,9 +228,9 @@ impl Db {
         Ok(())
     }
 
-    /// A trivial query, for the heartbeat.
+    /// A trivial query, for the heartbeat, on a connection of its own.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
+        sqlx::query("SELECT 1").execute(&self.ping).await?;
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ pub struct Pending {
     pub expires: i64,
 }
 
-const PENDING_COLUMNS: &str = "id, file_id, region, staging_key, expires";
+pub(super) const PENDING_COLUMNS: &str = "id, file_id, region, staging_key, expires";
 
 impl Db {
     /// Opens a pending upload of a file in `region`; returns its new staging key.
@@ -79,6 +79,15 @@ impl Db {
         rows.iter().map(pending_from_row).collect()
     }
 
+    /// Whether a pending upload owns the staging key `key` (a PUT to its URL is wanted).
+    pub async fn pending_key_exists(&self, key: &str) -> Result<bool> {
+        let row = sqlx::query("SELECT 1 AS one FROM pending_uploads WHERE staging_key = $1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Forgets one pending upload.
     pub async fn delete_pending(&self, id: i64) -> Result<()> {
         sqlx::query("DELETE FROM pending_uploads WHERE id = $1").bind(id).execute(&self.write).await?;
@@ -86,7 +95,7 @@ impl Db {
     }
 }
 
-fn pending_from_row(row: &AnyRow) -> Result<Pending> {
+pub(super) fn pending_from_row(row: &AnyRow) -> Result<Pending> {
     Ok(Pending {
         id: row.try_get("id")?,
         file_id: row.try_get("file_id")?,

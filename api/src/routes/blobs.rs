@@ -78,6 +78,14 @@ pub async fn put(
         return Err(refused("bad key"));
     }
     let limit = query.size.ok_or_else(|| refused("no size"))?;
+    // A URL is good for its one pending upload: once that is verified (or swept), bytes sent
+    // to it would only lie in staging with nothing to verify or remove them.
+    if !state.db.pending_key_exists(&path).await? {
+        return Err(ApiError::new(
+            ErrorCode::UploadClosed,
+            "This upload URL's upload is already verified or has expired; declare the file again for a new URL",
+        ));
+    }
     match local.receive(&path, limit, body).await {
         Ok(n) => {
             tracing::info!(bytes = n, "upload staged");

@@ -14,6 +14,16 @@ use tooltool_proto::{Audience, Event, EventPage};
 /// Longest long poll, in seconds.
 pub const MAX_WAIT_SECS: u64 = 30;
 
+/// How much sooner than `TOOLTOOL_REQUEST_TIMEOUT` a long poll answers: time to read the page
+/// and send it, so that a poll is never cut off as `timed-out` for waiting as long as it asked.
+pub const LONG_POLL_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long a poll asking for `wait` seconds waits: as asked, but at most the request timeout
+/// less [`LONG_POLL_MARGIN`]. A long poll may always answer early with no event.
+fn bounded_wait(wait: u64, request_timeout: Duration) -> Duration {
+    Duration::from_secs(wait).min(request_timeout.saturating_sub(LONG_POLL_MARGIN))
+}
+
 /// Cursor, page size and long poll.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -57,8 +67,22 @@ pub async fn list(
     }
     let after = q.after.unwrap_or(0).max(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = state.db.wait_for_events(after, &audiences, limit, Duration::from_secs(wait)).await?;
+    let wait = bounded_wait(wait, state.settings.request_timeout);
+    let rows = state.db.wait_for_events(after, &audiences, limit, wait).await?;
     let events: Vec<Event> = rows.into_iter().map(Event::from).collect();
     let next = events.last().map_or(after, |e| e.seq);
     Ok(HttpResponse::Ok().json(EventPage { events, next }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_poll_ends_five_seconds_before_the_request_timeout() {
+        let timeout = Duration::from_secs(30);
+        assert_eq!(bounded_wait(30, timeout), Duration::from_secs(25));
+        assert_eq!(bounded_wait(10, timeout), Duration::from_secs(10));
+        assert_eq!(bounded_wait(30, Duration::from_secs(3)), Duration::ZERO);
+    }
 }

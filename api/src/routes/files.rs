@@ -7,7 +7,7 @@ use super::{SearchQuery, read_json};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
-use tooltool_proto::{Digest, FileBatch, FileInfo, PatchOp, Wrapped};
+use tooltool_proto::{Digest, FileBatch, FileInfo, PatchOp, Visibility, Wrapped};
 
 fn unknown() -> ApiError {
     ApiError::not_found("No file has this digest")
@@ -21,8 +21,11 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let digest = Digest::parse(&path)?;
-    caller?;
+    let caller = caller?;
     let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
+    if file.visibility == Visibility::Internal && !state.sees_internal(&caller) {
+        return Err(unknown());
+    }
     Ok(HttpResponse::Ok().json(FileInfo::from(&*file)))
 }
 
@@ -73,6 +76,46 @@ pub async fn patch(
     Ok(HttpResponse::Ok().json(FileInfo::from(&*file)))
 }
 
+/// Removes a file's declaration (its record, its names in batches, its pending uploads and
+/// their staged bytes) when it has no verified copy: a declaration with a wrong size or
+/// visibility is cleared at once instead of waiting for the sweeper.
+#[utoipa::path(delete, path = "/file/sha512/{digest}", tag = "files", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters")), responses((status = 204, description = "The declaration is gone: the digest may be declared afresh")), security(("bearer" = [])))]
+#[tracing::instrument(name = "delete_file", skip_all, fields(digest = %path))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let digest = Digest::parse(&path)?;
+    let caller = caller?;
+    caller.require_authenticated()?;
+    caller.require(Scope::Manage)?;
+    let has_instances = || {
+        ApiError::new(
+            ErrorCode::HasInstances,
+            "The file has verified copies: delete them first (PATCH with delete_instances)",
+        )
+    };
+    let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
+    if !file.instances.is_empty() {
+        return Err(has_instances());
+    }
+    // None: a copy was verified meanwhile.
+    let pending = state.db.remove_declaration(&digest, true).await?.ok_or_else(has_instances)?;
+    for p in &pending {
+        let Some(store) = state.blobs.get(&p.region) else { continue };
+        // The rows are gone, so nothing can verify these bytes; a failed delete leaves an
+        // orphan the sweeper removes.
+        if let Err(e) = store.delete_staged(&p.staging_key).await {
+            tracing::warn!(region = p.region, error = %e, "could not delete a staged upload of a removed declaration");
+        }
+    }
+    tracing::info!(caller = caller.id(), pending = pending.len(), "declaration removed");
+    let details = serde_json::json!({"pending_uploads": pending.len()});
+    state.audit(caller.name(), "file.declaration_removed", digest.as_str(), details).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// Files whose name in any batch contains the text, or whose digest starts with it.
 #[utoipa::path(get, path = "/file", tag = "files", params(("q" = Option<String>, Query, description = "text to find in file names, or a digest prefix")), responses((status = 200, description = "Matching files, at most 500", body = tooltool_proto::Wrapped<Vec<tooltool_proto::FileInfo>>)))]
 pub async fn search(
@@ -80,8 +123,16 @@ pub async fn search(
     caller: Result<Caller, ApiError>,
     query: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller?;
-    let files: Vec<FileInfo> = state.db.search_files(&query.q).await?.iter().map(FileInfo::from).collect();
+    let caller = caller?;
+    let sees_internal = state.sees_internal(&caller);
+    let files: Vec<FileInfo> = state
+        .db
+        .search_files(query.text()?)
+        .await?
+        .iter()
+        .filter(|f| sees_internal || f.visibility == Visibility::Public)
+        .map(FileInfo::from)
+        .collect();
     Ok(HttpResponse::Ok().json(Wrapped { result: files }))
 }
 
@@ -93,8 +144,11 @@ pub async fn batches(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let digest = Digest::parse(&path)?;
-    caller?;
+    let caller = caller?;
     let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
+    if file.visibility == Visibility::Internal && !state.sees_internal(&caller) {
+        return Err(unknown());
+    }
     let result: Vec<FileBatch> = state.db.file_batches(file.id).await?.into_iter().map(Into::into).collect();
     Ok(HttpResponse::Ok().json(Wrapped { result }))
 }

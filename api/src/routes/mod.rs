@@ -32,12 +32,29 @@ pub struct RegionQuery {
     pub region: Option<String>,
 }
 
+/// Longest search text, in characters: longer is 400 `invalid-query` (an unbounded `LIKE`
+/// pattern costs the database without bound, and SQLite refuses one past 50,000 bytes).
+pub const MAX_QUERY_CHARS: usize = 256;
+
 /// `?q=` on the search routes.
 #[derive(Debug, Deserialize)]
 pub struct SearchQuery {
     /// The text to search for.
     #[serde(default)]
-    pub q: String,
+    q: String,
+}
+
+impl SearchQuery {
+    /// The text to search for: 400 `invalid-query` past [`MAX_QUERY_CHARS`].
+    pub fn text(&self) -> Result<&str, ApiError> {
+        if self.q.chars().count() > MAX_QUERY_CHARS {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("The search text must be at most {MAX_QUERY_CHARS} characters long"),
+            ));
+        }
+        Ok(&self.q)
+    }
 }
 
 /// Declares every route once: the same list registers the routes and becomes [`ROUTE_TABLE`],
@@ -59,7 +76,7 @@ routes! {
     "/upload/complete/sha512/{digest}": get => uploads::complete, post => uploads::complete;
     "/upload/{id}": get => uploads::get;
     "/file": get => files::search;
-    "/file/sha512/{digest}": get => files::get, patch => files::patch;
+    "/file/sha512/{digest}": get => files::get, patch => files::patch, delete => files::delete;
     "/file/sha512/{digest}/batches": get => files::batches;
     "/token": post => tokens::derive;
     "/audit": get => audit::list;

@@ -10,7 +10,10 @@ use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 use crate::uploads::verify::{self, Outcome};
-use tooltool_proto::{Batch, Digest, FileInfo, UploadFile, UploadRequest, Wrapped};
+use tooltool_proto::{
+    Algorithm, Batch, Digest, FileInfo, FileName, InvalidValue, PlainText, UploadFile, UploadRequest, Visibility,
+    Wrapped, escaped,
+};
 
 /// Seconds a client is told to wait before asking again about an upload.
 const RETRY_AFTER_SECS: u64 = 2;
@@ -27,7 +30,8 @@ pub async fn create(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let caller = caller?;
-    let req: UploadRequest = read_json(&http, body, state.settings.max_body_bytes, &caller).await?;
+    let body: serde_json::Value = read_json(&http, body, state.settings.max_body_bytes, &caller).await?;
+    let req = parse_request(&body)?;
     if req.author.is_some() {
         return Err(ApiError::new(
             ErrorCode::AuthorNotAllowed,
@@ -37,12 +41,13 @@ pub async fn create(
     if req.message.trim().is_empty() {
         return Err(ApiError::new(ErrorCode::EmptyMessage, "The message must not be empty"));
     }
+    PlainText::check(&req.message)?;
     if req.files.is_empty() {
         return Err(ApiError::new(ErrorCode::NoFiles, "The batch must name at least one file"));
     }
     let visibilities = req.files.values().map(|f| f.visibility).collect::<BTreeSet<_>>();
     caller.require_naming(visibilities.into_iter().map(Scope::upload))?;
-    check_consistent(&req)?;
+    check_consistent(&req, state.settings.max_file_size)?;
     let ttl = state.settings.upload_url_ttl;
     let store = state.blobs.for_upload(query.region.as_deref()).ok_or_else(|| {
         ApiError::new(
@@ -70,12 +75,62 @@ pub async fn create(
     Ok(HttpResponse::Ok().json(Wrapped { result: batch }))
 }
 
-/// A digest named twice in one batch must be declared the same way; sizes must fit 63 bits.
-fn check_consistent(req: &UploadRequest) -> Result<(), ApiError> {
+/// Reads an upload batch from its JSON, answering each bad value with its own code
+/// (`invalid-filename`, `invalid-size`, `invalid-digest`, `invalid-algorithm`,
+/// `invalid-visibility`) rather than `invalid-json`: the typed parse says only that something
+/// is wrong, so a failed one is explained by checking each declaration's values with the same
+/// validated types.
+fn parse_request(body: &serde_json::Value) -> Result<UploadRequest, ApiError> {
+    use serde::Deserialize;
+    UploadRequest::deserialize(body).map_err(|e| {
+        explain(body).unwrap_or_else(|| ApiError::new(ErrorCode::InvalidJson, format!("Invalid JSON body: {e}")))
+    })
+}
+
+/// A check of one declared value with its validated type.
+type Check = fn(&str) -> Result<(), InvalidValue>;
+
+/// The first bad value of a batch's declarations, as its error.
+fn explain(body: &serde_json::Value) -> Option<ApiError> {
+    let files = body.get("files")?.as_object()?;
+    for (name, f) in files {
+        if let Err(e) = FileName::parse(name) {
+            return Some(e.into());
+        }
+        let field = |k: &str| f.get(k).and_then(serde_json::Value::as_str);
+        let checks: [(&str, Check); 3] = [
+            ("digest", |s| Digest::parse(s).map(drop)),
+            ("algorithm", |s| s.parse::<Algorithm>().map(drop)),
+            ("visibility", |s| s.parse::<Visibility>().map(drop)),
+        ];
+        for (key, check) in checks {
+            if let Some(Err(e)) = field(key).map(check) {
+                return Some(ApiError::new(ApiError::from(e.clone()).code(), format!("{}: {e}", escaped(name))));
+            }
+        }
+        if let Some(size) = f.get("size").filter(|s| !s.is_u64()) {
+            return Some(ApiError::new(
+                ErrorCode::InvalidSize,
+                format!("{}: size {size} is not a whole number of bytes from 0 to 2^63-1", escaped(name)),
+            ));
+        }
+    }
+    None
+}
+
+/// A digest named twice in one batch must be declared the same way; sizes must fit 63 bits
+/// and `max_size` (`TOOLTOOL_MAX_FILE_SIZE`).
+fn check_consistent(req: &UploadRequest, max_size: u64) -> Result<(), ApiError> {
     let mut seen: HashMap<&Digest, &UploadFile> = HashMap::new();
     for (name, f) in &req.files {
-        if f.size > i64::MAX as u64 {
-            return Err(ApiError::new(ErrorCode::InvalidSize, format!("{name}: size {} is too large", f.size)));
+        if f.size > max_size.min(i64::MAX as u64) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidSize,
+                format!(
+                    "{name}: size {} is larger than the largest file this server accepts ({max_size} bytes)",
+                    f.size
+                ),
+            ));
         }
         if let Some(prev) = seen.insert(&f.digest, f)
             && (prev.size != f.size || prev.visibility != f.visibility)
@@ -123,8 +178,16 @@ pub async fn search(
     caller: Result<Caller, ApiError>,
     query: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller?;
-    let batches: Vec<Batch> = state.db.search_batches(&query.q).await?.iter().map(Batch::from).collect();
+    let caller = caller?;
+    let sees_internal = state.sees_internal(&caller);
+    let batches: Vec<Batch> = state
+        .db
+        .search_batches(query.text()?)
+        .await?
+        .iter()
+        .filter(|b| sees_internal || !names_internal(b))
+        .map(Batch::from)
+        .collect();
     Ok(HttpResponse::Ok().json(Wrapped { result: batches }))
 }
 
@@ -135,11 +198,20 @@ pub async fn get(
     caller: Result<Caller, ApiError>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller?;
+    let caller = caller?;
     let not_found = || ApiError::not_found("No upload batch has this id");
     let id: i64 = path.parse().map_err(|_| not_found())?;
     let batch = state.db.batch(id).await?.ok_or_else(not_found)?;
+    if names_internal(&batch) && !state.sees_internal(&caller) {
+        return Err(not_found());
+    }
     Ok(HttpResponse::Ok().json(Batch::from(&batch)))
+}
+
+/// Whether a batch names an internal file (then, with `TOOLTOOL_INTERNAL_METADATA=restricted`,
+/// only callers with `download/internal` see it, as on `/events`).
+fn names_internal(batch: &crate::db::BatchRow) -> bool {
+    batch.files.values().any(|f| f.visibility == Visibility::Internal)
 }
 
 /// Makes the port of a URL explicit (`https://h/x` → `https://h:443/x`): the original client

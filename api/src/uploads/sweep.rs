@@ -1,5 +1,8 @@
 //! The sweeper: staged uploads never completed are removed once their URL expired more than
-//! the grace period ago; events older than `TOOLTOOL_EVENTS_RETENTION` are removed (only
+//! the grace period ago; then declarations that never got a verified copy and have no pending
+//! upload left (so a wrong declaration cannot pin a digest's size and visibility forever), with
+//! an audit line each; staged objects no pending upload owns (a PUT after verification), once
+//! older than the grace period; events older than `TOOLTOOL_EVENTS_RETENTION` are removed (only
 //! published ones when a broker is configured, so an unreachable broker never loses any).
 
 use std::time::Duration;
@@ -16,6 +19,26 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
             store.delete_staged(&p.staging_key).await?;
         }
         state.db.delete_pending(p.id).await?;
+    }
+    for digest in state.db.expired_declarations(cutoff).await? {
+        if state.db.remove_declaration(&digest, false).await?.is_some() {
+            tracing::info!(digest = %digest, "removed a declaration that never got a verified copy");
+            let details =
+                serde_json::json!({"reason": "no verified copy and no pending upload after the staging grace"});
+            state.audit("sweeper", "file.declaration_expired", digest.as_str(), details).await;
+        }
+    }
+    for store in state.blobs.all() {
+        let mut orphans = 0;
+        for key in store.staged_before(state.settings.staging_grace).await? {
+            if !state.db.pending_key_exists(&key).await? {
+                store.delete_staged(&key).await?;
+                orphans += 1;
+            }
+        }
+        if orphans > 0 {
+            tracing::info!(count = orphans, region = store.region(), "removed staged objects no pending upload owns");
+        }
     }
     if let Some(local) = &state.local {
         local.sweep_incoming(state.settings.staging_grace);

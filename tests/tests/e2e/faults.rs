@@ -176,7 +176,12 @@ async fn an_s3_that_stops_answering_is_503_within_the_request_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_is_507_keeps_nothing_partial_and_the_upload_succeeds_once_space_is_freed() {
     let disk = SmallDisk::mount(8 << 20);
-    let app = TestApp::spawn_with(Backend::Embedded, |s| s.data_dir = disk.path().to_owned()).await;
+    let app = TestApp::spawn_with(Backend::Embedded, |s| {
+        s.data_dir = disk.path().to_owned();
+        // This test fills the disk itself: no reserve in the way.
+        s.free_space_reserve = 0;
+    })
+    .await;
     let kept = app.upload("kept.bin", b"stored before the disk filled", Visibility::Public).await;
     let filler = disk.path().join("filler");
     std::fs::write(&filler, vec![0u8; 6 << 20]).unwrap();

@@ -13,6 +13,7 @@ mod events;
 mod events_relay;
 mod faults;
 mod files;
+mod hardening;
 mod hostile;
 mod ops;
 mod propagation;

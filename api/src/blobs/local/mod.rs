@@ -54,17 +54,25 @@ pub struct LocalStore {
     region: String,
     signer: UrlSigner,
     base_url: String,
+    /// Bytes left free on the disk: a PUT that would go below is refused before writing.
+    reserve: u64,
 }
 
 impl LocalStore {
     /// Opens (creating) the store at `root`. `base_url` is the server's public URL.
     pub fn new(root: impl Into<PathBuf>, region: &str, signer: UrlSigner, base_url: &str) -> std::io::Result<Self> {
         let root = root.into();
+        crate::private::create_dir(&root)?;
         for dir in ["sha512", "incoming", "staging", "verifying"] {
-            std::fs::create_dir_all(root.join(dir))?;
+            crate::private::create_dir(&root.join(dir))?;
         }
-        let store =
-            Self { root, region: region.to_owned(), signer, base_url: base_url.trim_end_matches('/').to_owned() };
+        let store = Self {
+            root,
+            region: region.to_owned(),
+            signer,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            reserve: 0,
+        };
         store.put_back_interrupted_verifications();
         Ok(store)
     }
@@ -96,6 +104,13 @@ impl LocalStore {
         }
     }
 
+    /// Keeps `bytes` free on the store's disk: a PUT whose signed size would leave less is
+    /// refused with [`ReceiveError::NoSpace`] before anything is written.
+    pub fn with_free_space_reserve(mut self, bytes: u64) -> Self {
+        self.reserve = bytes;
+        self
+    }
+
     /// The URL signer (shared with the blob routes).
     pub fn signer(&self) -> &UrlSigner {
         &self.signer
@@ -119,7 +134,8 @@ impl LocalStore {
     }
 
     /// Writes a PUT body to `staging/<key>`: streamed into `incoming/`, refused past `limit`
-    /// bytes, synced, then renamed into place whole.
+    /// bytes, synced, then renamed into place whole. Refused before writing when `limit` bytes
+    /// would leave less than the free-space reserve on the disk.
     pub async fn receive<S, E>(&self, key: &str, limit: u64, mut body: S) -> Result<u64, ReceiveError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -127,7 +143,13 @@ impl LocalStore {
     {
         let tmp = self.root.join("incoming").join(format!("{key}.{}", uuid::Uuid::new_v4().simple()));
         let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| write_error("create incoming file", e))?;
+            let free = fs4::available_space(&self.root).map_err(|e| StoreError::msg("read the free disk space", e))?;
+            if free < limit.saturating_add(self.reserve) {
+                tracing::warn!(free, limit, reserve = self.reserve, "an upload would go below the free-space reserve");
+                return Err(ReceiveError::NoSpace);
+            }
+            let mut file =
+                crate::private::file_options().open(&tmp).await.map_err(|e| write_error("create incoming file", e))?;
             let mut written = 0u64;
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| ReceiveError::Interrupted(e.to_string()))?;
@@ -295,6 +317,19 @@ impl BlobStore for LocalStore {
             return Ok(());
         }
         remove_if_present(&self.staged_path(staging_key)).await
+    }
+
+    async fn staged_before(&self, age: Duration) -> Result<Vec<String>, StoreError> {
+        let entries = std::fs::read_dir(self.root.join("staging")).map_err(|e| StoreError::msg("list staging", e))?;
+        let mut keys = Vec::new();
+        for entry in entries.flatten() {
+            let old = entry.metadata().and_then(|m| m.modified()).map(|t| t.elapsed().unwrap_or_default() > age);
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if old.unwrap_or(false) && Self::valid_staging_key(&name) && keys.len() < 1000 {
+                keys.push(name);
+            }
+        }
+        Ok(keys)
     }
 
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError> {

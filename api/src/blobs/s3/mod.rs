@@ -284,6 +284,28 @@ impl BlobStore for S3Store {
         self.delete_key(&format!("staging/{staging_key}")).await
     }
 
+    async fn staged_before(&self, age: Duration) -> Result<Vec<String>, StoreError> {
+        let cutoff = std::time::SystemTime::now() - age;
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix("staging/")
+            .max_keys(1000)
+            .send()
+            .await
+            .map_err(|e| sdk_err("list staging", e))?;
+        let old = |o: &&aws_sdk_s3::types::Object| {
+            o.last_modified().and_then(|t| std::time::SystemTime::try_from(*t).ok()).is_some_and(|t| t < cutoff)
+        };
+        Ok(page
+            .contents()
+            .iter()
+            .filter(old)
+            .filter_map(|o| o.key()?.strip_prefix("staging/").map(str::to_owned))
+            .collect())
+    }
+
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError> {
         self.delete_key(&format!("sha512/{digest}")).await
     }

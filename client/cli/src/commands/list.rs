@@ -13,7 +13,10 @@ pub async fn run(manifest_path: &Path, cwd: &Path) -> Outcome {
         let path = cwd.join(e.filename.as_str());
         let present = path.is_file();
         let valid = present && is_valid(&path, e).await?;
-        println!("{}\t{}\t{}", if present { "P" } else { "-" }, if valid { "V" } else { "-" }, e.filename);
+        // Escaped: a name reaches the terminal only as text, never as a control sequence (the
+        // manifest parser refuses such names already; this holds even if that rule changes).
+        let name = tooltool_proto::escaped(e.filename.as_str());
+        println!("{}\t{}\t{name}", if present { "P" } else { "-" }, if valid { "V" } else { "-" });
     }
     Ok(SUCCESS)
 }
