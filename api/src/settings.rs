@@ -63,6 +63,17 @@ pub struct S3Settings {
     pub secret_access_key: Option<Secret>,
 }
 
+/// Downloads through a CDN (CloudFront signed URLs), all three variables or none.
+#[derive(Debug, Clone)]
+pub struct CdnSettings {
+    /// The distribution's URL or host (`TOOLTOOL_CDN_URL`).
+    pub url: String,
+    /// The CloudFront key pair (or public key) id (`TOOLTOOL_CDN_KEY_ID`).
+    pub key_id: String,
+    /// The PEM file of the private key (`TOOLTOOL_CDN_PRIVATE_KEY`).
+    pub private_key: PathBuf,
+}
+
 /// S3's smallest part of a multipart upload (but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
@@ -145,6 +156,8 @@ pub struct Settings {
     pub replication_part_size: u64,
     /// How often every region is probed (`TOOLTOOL_REGION_PROBE`).
     pub region_probe: Duration,
+    /// Downloads through a CDN, when configured.
+    pub cdn: Option<CdnSettings>,
 }
 
 impl Settings {
@@ -183,6 +196,7 @@ impl Settings {
             replication_lease: Duration::from_secs(60),
             replication_part_size: 64 * 1024 * 1024,
             region_probe: Duration::from_secs(5),
+            cdn: None,
         }
     }
 
@@ -280,6 +294,13 @@ impl Settings {
                 bail!("TOOLTOOL_REPLICATION_PART_SIZE must be at least {MIN_PART_SIZE} bytes (S3's smallest part)");
             }
         }
+        s.cdn = match (get("TOOLTOOL_CDN_URL"), get("TOOLTOOL_CDN_KEY_ID"), get("TOOLTOOL_CDN_PRIVATE_KEY")) {
+            (None, None, None) => None,
+            (Some(url), Some(key_id), Some(key)) => Some(CdnSettings { url, key_id, private_key: key.into() }),
+            _ => bail!(
+                "TOOLTOOL_CDN_URL, TOOLTOOL_CDN_KEY_ID and TOOLTOOL_CDN_PRIVATE_KEY go together: set all three or none"
+            ),
+        };
         let shared = S3Settings {
             bucket: String::new(),
             region: get("TOOLTOOL_S3_REGION").unwrap_or_else(|| "us-east-1".into()),

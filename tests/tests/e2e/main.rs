@@ -14,6 +14,7 @@ mod events_relay;
 mod faults;
 mod files;
 mod hostile;
+mod movein;
 mod ops;
 mod propagation;
 mod regions;
