@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
 
-use self::source::{LegacyBatch, LegacyFile, Source};
+use self::source::{FileFacts, LegacyBatch, LegacyFile, Source};
 use crate::blobs::BlobStores;
 use crate::copies::{self, CheckDepth, CopyCheck};
 use crate::db::{Db, ImportedBatch, StoredFile};
@@ -226,8 +226,7 @@ async fn plan(
         let files = src.files(after, page).await?;
         let Some(last) = files.last() else { break };
         after = last.id;
-        let parsed: Vec<(&LegacyFile, Result<(Digest, u64, tooltool_proto::Visibility), String>)> =
-            files.iter().map(|f| (f, f.parsed())).collect();
+        let parsed: Vec<(&LegacyFile, Result<FileFacts, String>)> = files.iter().map(|f| (f, f.parsed())).collect();
         let digests: Vec<Digest> = parsed.iter().filter_map(|(_, p)| p.as_ref().ok().map(|p| p.0.clone())).collect();
         let here = db.files_among(&digests).await?;
         for (f, p) in &parsed {

@@ -8,6 +8,9 @@ use sqlx::{Connection, PgConnection, Row};
 
 use tooltool_proto::{Digest, Visibility};
 
+/// A file's digest, size and visibility, validated.
+pub type FileFacts = (Digest, u64, Visibility);
+
 /// A file row of the original, with its instances' regions and its pending upload.
 #[derive(Debug, Clone)]
 pub struct LegacyFile {
@@ -27,7 +30,7 @@ pub struct LegacyFile {
 
 impl LegacyFile {
     /// The validated digest, size and visibility; `Err` says what is wrong with the row.
-    pub fn parsed(&self) -> Result<(Digest, u64, Visibility), String> {
+    pub fn parsed(&self) -> Result<FileFacts, String> {
         let digest = Digest::parse(&self.sha512).map_err(|_| format!("{:?} is not a sha512 digest", self.sha512))?;
         let size = u64::try_from(self.size).map_err(|_| format!("size {} is negative", self.size))?;
         let visibility = self.visibility.parse().map_err(|_| format!("visibility {:?} is unknown", self.visibility))?;

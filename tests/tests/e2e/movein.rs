@@ -311,7 +311,7 @@ async fn a_conflicting_digest_is_reported_and_left_alone() {
     assert!(report.to_string().contains("conflicts: 1 (left alone)"), "{report}");
     let mine = fx.app.admin().get_file(digest_of(SECRET).as_str()).await.unwrap();
     assert_eq!(mine.visibility, Visibility::Public, "never overwritten");
-    assert_eq!(mine.instances, [fx.east.name.clone()], "its instances are this server's only");
+    assert_eq!(mine.instances, std::slice::from_ref(&fx.east.name), "its instances are this server's only");
     let b7 = fx.app.admin().get_batch(7).await.unwrap();
     assert_eq!(names(&b7), BTreeSet::from(["hello.txt"]), "the conflicting name is not imported");
 }
@@ -374,7 +374,7 @@ async fn verify_finds_a_blob_changed_behind_the_originals_back_and_refuses_to_tr
     assert!(untrusted.contains(&(digest_of(b"an instance row without its object").to_string(), fx.east.name.clone())));
     assert_eq!(report.untrusted.len(), 2, "{report}");
     let hello = fx.app.admin().get_file(digest_of(HELLO).as_str()).await.unwrap();
-    assert_eq!(hello.instances, [fx.east.name.clone()], "the changed copy is not served");
+    assert_eq!(hello.instances, std::slice::from_ref(&fx.east.name), "the changed copy is not served");
     let r = fx.app.anonymous().download_redirect(digest_of(HELLO).as_str(), Some(&fx.west.name)).await.unwrap();
     assert!(r.location.contains(&fx.east.s3.bucket), "served from the good copy: {}", r.location);
 }
