@@ -7,9 +7,11 @@
 pub mod admin;
 pub mod auth;
 pub mod blobs;
+pub mod copies;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod import;
 pub mod metrics;
 pub mod openapi;
 pub mod panics;
@@ -35,7 +37,7 @@ use anyhow::{Context, bail};
 
 use crate::auth::Tokens;
 use crate::blobs::UrlSigner;
-use crate::blobs::{BlobStores, LocalStore, S3Store};
+use crate::blobs::{BlobStores, CdnSigner, LocalStore, S3Store};
 use crate::db::{Backend, Db};
 use crate::settings::BlobSettings;
 pub use crate::settings::Settings;
@@ -150,7 +152,8 @@ pub async fn build_stores(
     secrets: &[Vec<u8>],
     public_url: &str,
 ) -> anyhow::Result<(BlobStores, Option<Arc<LocalStore>>)> {
-    Ok(match &settings.blobs {
+    let cdn = cdn_signer(settings)?;
+    let (stores, local) = match &settings.blobs {
         BlobSettings::Local { region } => {
             let signer =
                 UrlSigner::with_keys(secrets.iter().map(|s| derive_key(s, "tooltool/url/v1").to_vec()).collect());
@@ -168,7 +171,16 @@ pub async fn build_stores(
             }
             (BlobStores::new(stores), None)
         }
-    })
+    };
+    Ok((stores.with_cdn(cdn), local))
+}
+
+/// The CDN signer of the settings, its key parsed once here.
+fn cdn_signer(settings: &Settings) -> anyhow::Result<Option<Arc<CdnSigner>>> {
+    let Some(cdn) = &settings.cdn else { return Ok(None) };
+    let pem = std::fs::read_to_string(&cdn.private_key)
+        .with_context(|| format!("TOOLTOOL_CDN_PRIVATE_KEY: cannot read {}", cdn.private_key.display()))?;
+    Ok(Some(Arc::new(CdnSigner::new(&cdn.url, &cdn.key_id, &pem)?)))
 }
 
 /// One replication pass over every configured region, as `tooltool-api replicate` runs it:
@@ -199,6 +211,15 @@ pub async fn replicate_once(settings: &Settings) -> anyhow::Result<()> {
             .push_str(&format!("\n  {} -> {}: {} attempt(s), last error: {}", f.digest, f.region, f.attempts, f.error));
     }
     bail!(summary)
+}
+
+/// The database (migrated as for `serve`) and the blob stores of `settings`, for the commands
+/// that work on both outside the server (`import-legacy`, `verify-instances`).
+pub async fn open_stores(settings: &Settings) -> anyhow::Result<(Db, BlobStores)> {
+    let db = open_migrated_db(settings).await?;
+    let secrets = load_secrets(settings)?;
+    let (blobs, _) = build_stores(settings, &secrets, &service_url(settings, settings.port)).await?;
+    Ok((db, blobs))
 }
 
 /// `[::1]` for IPv6 hosts, the host itself otherwise.

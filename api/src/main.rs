@@ -8,10 +8,12 @@ use clap::{Parser, Subcommand};
 
 use tooltool_api::admin::{Admin, cli_actor, scopes_granting_nothing};
 use tooltool_api::auth::full_scope;
+use tooltool_api::copies::{self, Pace};
 use tooltool_api::db::AuditFilter;
+use tooltool_api::import::{ImportOptions, Progress};
 use tooltool_api::settings::parse_duration;
 use tooltool_api::time::rfc3339;
-use tooltool_api::{Application, Settings, load_secrets, open_db, replicate_once, telemetry, tokens};
+use tooltool_api::{Application, Settings, load_secrets, open_db, open_stores, replicate_once, telemetry, tokens};
 
 #[derive(Parser)]
 #[command(name = "tooltool-api", version, about = "The tooltool artifact store server")]
@@ -49,6 +51,35 @@ enum Command {
         /// At most this many entries.
         #[arg(long, default_value_t = 100)]
         limit: i64,
+    },
+    /// Import a running original deployment (Mozilla's ToolTool): its batches, files,
+    /// instances and pending uploads, from its PostgreSQL, keeping its buckets in place.
+    ImportLegacy {
+        /// The original's PostgreSQL URL (read in one read-only snapshot, never written).
+        #[arg(long)]
+        from: String,
+        /// Map a region of the original to one configured here (`us-east-1=east`); repeatable.
+        /// Unmapped regions keep their name.
+        #[arg(long = "region", value_parser = parse_region_map)]
+        regions: Vec<(String, String)>,
+        /// Print what would be imported and every conflict; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Record the original's instances as verified without checking their copies.
+        #[arg(long)]
+        trust_instances: bool,
+        /// Check each copy by hashing every byte (without it: its size, by a HEAD).
+        #[arg(long, conflicts_with = "trust_instances")]
+        verify: bool,
+    },
+    /// Re-hash every stored copy; a missing or corrupt one stops being served.
+    VerifyInstances {
+        /// Only the copies in this region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Read at most this many megabytes (10^6 bytes) per second on average.
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// The events feed (every event, whatever its audience).
     #[command(subcommand)]
@@ -149,6 +180,11 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Clients(cmd) => clients(&settings, cmd).await,
+            Command::ImportLegacy { from, regions, dry_run, trust_instances, verify } => {
+                let opts = ImportOptions { from, regions, dry_run, trust_instances, verify, page: 0 };
+                import_legacy(&settings, &opts).await
+            }
+            Command::VerifyInstances { region, rate } => verify_instances(&settings, region.as_deref(), rate).await,
             Command::Events(EventsCommand::Tail { after, follow }) => tail_events(&settings, after, follow).await,
             Command::Audit { action, actor, target, limit } => {
                 let filter = AuditFilter { action, actor, target, ..Default::default() };
@@ -159,6 +195,65 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// `OLD=NEW` of `--region`.
+fn parse_region_map(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((old, new)) if !old.is_empty() && !new.is_empty() => Ok((old.to_owned(), new.to_owned())),
+        _ => Err(format!("{s:?} is not OLD=NEW")),
+    }
+}
+
+/// A progress bar on standard error when it is a terminal; nothing otherwise.
+fn progress_bar() -> impl Fn(Progress) + Sync {
+    use std::io::IsTerminal;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        let style = indicatif::ProgressStyle::with_template("{msg:<18} {wide_bar} {pos}/{len} ({per_sec}, {eta})");
+        bar.set_style(style.unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        bar
+    });
+    move |p| {
+        let Some(bar) = &bar else { return };
+        match p {
+            Progress::Stage(name, total) => {
+                bar.reset();
+                bar.set_length(total);
+                bar.set_message(name);
+            }
+            Progress::Advance(n) => bar.inc(n),
+        }
+    }
+}
+
+async fn import_legacy(settings: &Settings, opts: &ImportOptions) -> anyhow::Result<()> {
+    let (db, blobs) = open_stores(settings).await?;
+    let report = tooltool_api::import::import_legacy(&db, &blobs, opts, &cli_actor(), &progress_bar()).await?;
+    println!("{report}");
+    if report.dry_run && !report.collisions.is_empty() {
+        anyhow::bail!("the import would be refused: batch ids collide");
+    }
+    Ok(())
+}
+
+async fn verify_instances(settings: &Settings, region: Option<&str>, rate: Option<f64>) -> anyhow::Result<()> {
+    let (db, blobs) = open_stores(settings).await?;
+    let mut pace = Pace::new(rate.map(|mb| mb * 1e6));
+    let bar = progress_bar();
+    bar(Progress::Stage("verifying copies", 0));
+    let report =
+        copies::verify_instances(&db, &blobs, region, &mut pace, &cli_actor(), &|_| bar(Progress::Advance(1))).await?;
+    println!("copies checked: {} ({} bytes read)", report.checked, report.bytes);
+    println!("copies lost (no longer served from their region): {}", report.lost.len());
+    for (d, r, why) in &report.lost {
+        println!("  {d} in {r}: {why}");
+    }
+    for (d, r, e) in &report.failed {
+        println!("  {d} in {r}: could not be read: {e}");
+    }
+    anyhow::ensure!(report.lost.is_empty() && report.failed.is_empty(), "some copies are lost or could not be read");
+    Ok(())
 }
 
 /// Prints events after `after`; with `follow`, forever.

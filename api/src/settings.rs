@@ -74,6 +74,17 @@ pub enum InternalMetadata {
     Restricted,
 }
 
+/// Downloads through a CDN (CloudFront signed URLs), all three variables or none.
+#[derive(Debug, Clone)]
+pub struct CdnSettings {
+    /// The distribution's URL or host (`TOOLTOOL_CDN_URL`).
+    pub url: String,
+    /// The CloudFront key pair (or public key) id (`TOOLTOOL_CDN_KEY_ID`).
+    pub key_id: String,
+    /// The PEM file of the private key (`TOOLTOOL_CDN_PRIVATE_KEY`).
+    pub private_key: PathBuf,
+}
+
 /// S3's smallest part of a multipart upload (but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
@@ -178,6 +189,8 @@ pub struct Settings {
     /// Whether `X-Forwarded-*` and `Forwarded` headers are believed (`TOOLTOOL_TRUST_FORWARDED`):
     /// only behind a load balancer that sets them.
     pub trust_forwarded: bool,
+    /// Downloads through a CDN, when configured.
+    pub cdn: Option<CdnSettings>,
 }
 
 impl Settings {
@@ -224,6 +237,7 @@ impl Settings {
             taskcluster_root_url: None,
             taskcluster_timeout: Duration::from_secs(5),
             trust_forwarded: false,
+            cdn: None,
         }
     }
 
@@ -351,6 +365,13 @@ impl Settings {
                 bail!("TOOLTOOL_REPLICATION_PART_SIZE must be at least {MIN_PART_SIZE} bytes (S3's smallest part)");
             }
         }
+        s.cdn = match (get("TOOLTOOL_CDN_URL"), get("TOOLTOOL_CDN_KEY_ID"), get("TOOLTOOL_CDN_PRIVATE_KEY")) {
+            (None, None, None) => None,
+            (Some(url), Some(key_id), Some(key)) => Some(CdnSettings { url, key_id, private_key: key.into() }),
+            _ => bail!(
+                "TOOLTOOL_CDN_URL, TOOLTOOL_CDN_KEY_ID and TOOLTOOL_CDN_PRIVATE_KEY go together: set all three or none"
+            ),
+        };
         let shared = S3Settings {
             bucket: String::new(),
             region: get("TOOLTOOL_S3_REGION").unwrap_or_else(|| "us-east-1".into()),

@@ -55,6 +55,8 @@ event_types! {
     FileInstancesDeleted = "org.tooltool.file.instances_deleted";
     /// A verified copy was replicated to another region (emitted once regions replicate).
     FileReplicated = "org.tooltool.file.replicated";
+    /// A recorded copy was found missing or corrupt in a region and is no longer served from it.
+    FileCopyLost = "org.tooltool.file.copy_lost";
     /// A client was registered.
     ClientCreated = "org.tooltool.client.created";
     /// A client's credentials were rotated.
@@ -135,13 +137,13 @@ pub struct EventData {
     /// The visibility after the change (`file.visibility_changed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_visibility: Option<Visibility>,
-    /// The region (`file.verified`, `file.rejected`, `file.replicated`).
+    /// The region (`file.verified`, `file.rejected`, `file.replicated`, `file.copy_lost`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     /// The regions whose instances were deleted (`file.instances_deleted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<Vec<String>>,
-    /// Why the bytes were rejected (`file.rejected`).
+    /// Why the bytes were rejected (`file.rejected`), or the copy lost (`file.copy_lost`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The batch (`batch.uploaded`).

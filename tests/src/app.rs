@@ -233,7 +233,7 @@ impl TestApp {
 }
 
 /// Creates an empty database on the test PostgreSQL cluster and returns its URL.
-pub(crate) async fn fresh_postgres_database() -> String {
+pub async fn fresh_postgres_database() -> String {
     let admin = required_env("TOOLTOOL_TEST_POSTGRES_URL");
     let name = format!("tt_{}", uuid::Uuid::new_v4().simple());
     let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");

@@ -4,6 +4,7 @@
 //! The rule every backend keeps: bytes reach `sha512/<digest>` only through
 //! [`BlobStore::verify_and_publish`], which publishes exactly the bytes it hashed.
 
+mod cdn;
 mod local;
 mod s3;
 
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 
 use tooltool_proto::Digest;
 
+pub use cdn::{CdnSigner, canned_policy, cloudfront_base64};
 pub use local::{LocalStore, ReceiveError, UrlSigner};
 pub use s3::{CopyMode, Replicated, S3Store};
 
@@ -65,6 +67,26 @@ pub enum Verification {
     Mismatch(String),
 }
 
+/// How thoroughly a stored copy is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckDepth {
+    /// Its size only (a HEAD).
+    Size,
+    /// Every byte, streamed through sha512.
+    Full,
+}
+
+/// What checking a stored copy `sha512/<digest>` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyCheck {
+    /// Present, with the size (and with [`CheckDepth::Full`] the digest) recorded.
+    Intact,
+    /// No object under the key.
+    Missing,
+    /// The object is not the digest's bytes: why.
+    Corrupt(String),
+}
+
 /// A place blobs live, in one region.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
@@ -85,6 +107,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         digest: &Digest,
         size: u64,
     ) -> Result<Verification, StoreError>;
+
+    /// Checks the stored copy `sha512/<digest>` against its recorded `size` (and with
+    /// [`CheckDepth::Full`] its digest, streaming every byte; nothing is held in memory).
+    async fn check_copy(&self, digest: &Digest, size: u64, depth: CheckDepth) -> Result<CopyCheck, StoreError>;
 
     /// Removes a staged object (absent is fine).
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError>;
@@ -117,6 +143,8 @@ struct Region {
 #[derive(Debug, Clone)]
 pub struct BlobStores {
     regions: Arc<[Region]>,
+    /// With a CDN configured, downloads are signed URLs of the CDN instead of the store's.
+    cdn: Option<Arc<CdnSigner>>,
 }
 
 impl BlobStores {
@@ -128,7 +156,30 @@ impl BlobStores {
     /// Several stores; the first is the default for uploads. Every region starts healthy.
     pub fn new(stores: Vec<Arc<dyn BlobStore>>) -> Self {
         assert!(!stores.is_empty(), "at least one region");
-        Self { regions: stores.into_iter().map(|store| Region { store, up: AtomicBool::new(true) }).collect() }
+        let regions = stores.into_iter().map(|store| Region { store, up: AtomicBool::new(true) }).collect();
+        Self { regions, cdn: None }
+    }
+
+    /// Downloads go through the CDN `cdn` signs for (after the same choice of a region holding
+    /// a copy).
+    pub fn with_cdn(mut self, cdn: Option<Arc<CdnSigner>>) -> Self {
+        self.cdn = cdn;
+        self
+    }
+
+    /// The short-lived URL a download of `digest` is redirected to, once `store` (from
+    /// [`BlobStores::for_download`]) was chosen: the CDN's signed URL when one is configured,
+    /// else the store's own.
+    pub async fn download_url(
+        &self,
+        store: &Arc<dyn BlobStore>,
+        digest: &Digest,
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
+        match &self.cdn {
+            Some(cdn) => cdn.download_url(digest, ttl),
+            None => store.download_url(digest, ttl).await,
+        }
     }
 
     /// The store of `region`, if configured.
@@ -186,6 +237,19 @@ impl BlobStores {
 
 pub use tooltool_sha512::Sha512Counter;
 
+/// The outcome of a check whose bytes were hashed (`got`, `got_size`) or only sized.
+fn copy_check(expected: &Digest, size: u64, got: Option<&Digest>, got_size: u64) -> CopyCheck {
+    let why = match got {
+        Some(got) => mismatch(expected, size, got, got_size),
+        None if got_size != size => Some(format!("stored size {got_size} differs from the recorded {size} bytes")),
+        None => None,
+    };
+    match why {
+        Some(why) => CopyCheck::Corrupt(why.replace("Uploaded bytes do not", "Stored bytes do not")),
+        None => CopyCheck::Intact,
+    }
+}
+
 /// Compares what was hashed with what was declared; `None` when they match.
 pub fn mismatch(expected: &Digest, size: u64, got: &Digest, got_size: u64) -> Option<String> {
     if got_size != size {
@@ -227,6 +291,9 @@ mod tests {
         }
         async fn verify_and_publish(&self, _: &str, _: &Digest, _: u64) -> Result<Verification, StoreError> {
             Ok(Verification::NotStaged)
+        }
+        async fn check_copy(&self, _: &Digest, _: u64, _: CheckDepth) -> Result<CopyCheck, StoreError> {
+            Ok(CopyCheck::Intact)
         }
         async fn delete_staged(&self, _: &str) -> Result<(), StoreError> {
             Ok(())

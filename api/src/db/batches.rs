@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::events::NewEvent;
-use super::{Db, DbError, Result, SEARCH_LIMIT, corrupt};
+use super::{Backend, Db, DbError, FileWrite, Result, SEARCH_LIMIT, corrupt};
 use tooltool_proto::{Audience, Digest, EventData, EventFile, EventType, FileName, UploadFile, Visibility};
 
 /// An upload batch as recorded.
@@ -101,23 +101,9 @@ impl Db {
                 uploads.insert(f.digest.clone(), key);
             }
         }
-        let batch_id: i64 =
-            sqlx::query("INSERT INTO batches (author, message, uploaded) VALUES ($1, $2, $3) RETURNING id")
-                .bind(author)
-                .bind(message)
-                .bind(now)
-                .fetch_one(&mut *w.tx())
-                .await?
-                .try_get("id")?;
-        for (name, f) in files {
-            sqlx::query("INSERT INTO batch_files (batch_id, file_id, filename) VALUES ($1, $2, $3)")
-                .bind(batch_id)
-                .bind(ids[&f.digest])
-                .bind(name.as_str())
-                .execute(&mut *w.tx())
-                .await?;
-        }
-        w.record(batch_event(batch_id, author, message, files));
+        let names: Vec<(&str, i64)> = files.iter().map(|(name, f)| (name.as_str(), ids[&f.digest])).collect();
+        let batch_id = w.insert_batch(None, author, message, now, &names).await?.expect("a new id never collides");
+        w.record(batch_event(batch_id, author, message, event_files(files)));
         w.commit().await?;
         let files = files
             .iter()
@@ -168,10 +154,51 @@ impl Db {
     }
 }
 
-/// The `batch.uploaded` event of a batch: seen with `download/internal` if it names an
-/// internal file, by whoever may download public files otherwise.
-fn batch_event(batch_id: i64, author: &str, message: &str, files: &BTreeMap<FileName, UploadFile>) -> NewEvent {
-    let listed: Vec<EventFile> = files
+impl FileWrite {
+    /// Inserts a batch and its names (`(filename, file row id)`), with the id `id` when given
+    /// (an imported batch keeps its id) or a new one; `None` when a batch `id` already exists
+    /// (nothing is then written).
+    pub(super) async fn insert_batch(
+        &mut self,
+        id: Option<i64>,
+        author: &str,
+        message: &str,
+        uploaded: i64,
+        names: &[(&str, i64)],
+    ) -> Result<Option<i64>> {
+        let row = match id {
+            None => sqlx::query("INSERT INTO batches (author, message, uploaded) VALUES ($1, $2, $3) RETURNING id"),
+            Some(_) if self.backend() == Backend::Postgres => sqlx::query(
+                "INSERT INTO batches (id, author, message, uploaded) OVERRIDING SYSTEM VALUE \
+                 VALUES ($4, $1, $2, $3) ON CONFLICT (id) DO NOTHING RETURNING id",
+            ),
+            Some(_) => sqlx::query(
+                "INSERT INTO batches (id, author, message, uploaded) VALUES ($4, $1, $2, $3) \
+                 ON CONFLICT (id) DO NOTHING RETURNING id",
+            ),
+        };
+        let row = row.bind(author).bind(message).bind(uploaded);
+        let row = match id {
+            Some(id) => row.bind(id),
+            None => row,
+        };
+        let Some(row) = row.fetch_optional(&mut *self.tx()).await? else { return Ok(None) };
+        let batch_id: i64 = row.try_get("id")?;
+        for &(name, file_id) in names {
+            sqlx::query("INSERT INTO batch_files (batch_id, file_id, filename) VALUES ($1, $2, $3)")
+                .bind(batch_id)
+                .bind(file_id)
+                .bind(name)
+                .execute(&mut *self.tx())
+                .await?;
+        }
+        Ok(Some(batch_id))
+    }
+}
+
+/// The files of a batch as its event lists them.
+fn event_files(files: &BTreeMap<FileName, UploadFile>) -> Vec<EventFile> {
+    files
         .iter()
         .map(|(name, f)| EventFile {
             filename: name.to_string(),
@@ -179,7 +206,12 @@ fn batch_event(batch_id: i64, author: &str, message: &str, files: &BTreeMap<File
             size: f.size,
             visibility: f.visibility,
         })
-        .collect();
+        .collect()
+}
+
+/// The `batch.uploaded` event of a batch: seen with `download/internal` if it names an
+/// internal file, by whoever may download public files otherwise.
+pub(super) fn batch_event(batch_id: i64, author: &str, message: &str, listed: Vec<EventFile>) -> NewEvent {
     let internal = listed.iter().any(|f| f.visibility == Visibility::Internal);
     let data = EventData {
         actor: author.to_owned(),

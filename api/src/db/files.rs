@@ -121,6 +121,25 @@ impl Db {
         Ok(Some(pending))
     }
 
+    /// Up to `limit` files holding a copy (in `region` when given), with row ids above `after`,
+    /// by id; each with its instances (only `region`'s when given). For paging through every
+    /// stored copy.
+    pub async fn files_with_copies(&self, region: Option<&str>, after: i64, limit: i64) -> Result<Vec<StoredFile>> {
+        let rows = sqlx::query(
+            "SELECT f.id, f.digest, f.size, f.visibility, i.region FROM files f \
+             JOIN file_instances i ON i.file_id = f.id \
+             WHERE f.id IN (SELECT DISTINCT i2.file_id FROM file_instances i2 \
+                 WHERE i2.file_id > $1 AND ($2 = '' OR i2.region = $2) ORDER BY i2.file_id LIMIT $3) \
+             AND ($2 = '' OR i.region = $2) ORDER BY f.id, i.region",
+        )
+        .bind(after)
+        .bind(region.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        many_files_from_rows(&rows)
+    }
+
     /// Changes a file's visibility; `actor` is recorded in its `file.visibility_changed` event
     /// (none when the visibility was already `v`).
     pub async fn set_visibility(&self, digest: &Digest, v: Visibility, actor: &str) -> Result<()> {
@@ -246,6 +265,30 @@ impl FileWrite {
             self.record(event);
         }
         Ok(regions)
+    }
+
+    /// Forgets the copy of `file` in `region`, found missing or corrupt (`reason`), recording
+    /// `file.copy_lost` if there was one; returns whether there was.
+    pub async fn remove_copy(&mut self, file: &StoredFile, region: &str, reason: &str, actor: &str) -> Result<bool> {
+        self.touched.add(&file.digest);
+        sqlx::query("DELETE FROM replications WHERE file_id = $1 AND region = $2")
+            .bind(file.id)
+            .bind(region)
+            .execute(&mut *self.tx)
+            .await?;
+        let res = sqlx::query("DELETE FROM file_instances WHERE file_id = $1 AND region = $2")
+            .bind(file.id)
+            .bind(region)
+            .execute(&mut *self.tx)
+            .await?;
+        let removed = res.rows_affected() == 1;
+        if removed {
+            let mut event = NewEvent::file(EventType::FileCopyLost, &file.digest, file.size, file.visibility, actor);
+            event.data.region = Some(region.to_owned());
+            event.data.reason = Some(reason.to_owned());
+            self.record(event);
+        }
+        Ok(removed)
     }
 
     /// Records a verified copy of a file in `region`, and its `file.verified` event unless

@@ -27,7 +27,7 @@ pub async fn download(
         .blobs
         .for_download(&file.instances, query.region.as_deref())
         .ok_or_else(|| ApiError::not_found("No configured region holds a copy of this file"))?;
-    let url = store.download_url(&digest, state.settings.download_url_ttl).await?;
+    let url = state.blobs.download_url(store, &digest, state.settings.download_url_ttl).await?;
     crate::metrics::METRICS.redirects.inc();
     Ok(HttpResponse::Found().insert_header((LOCATION, url)).insert_header((CACHE_CONTROL, "no-store")).finish())
 }

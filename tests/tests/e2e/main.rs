@@ -15,6 +15,7 @@ mod faults;
 mod files;
 mod hardening;
 mod hostile;
+mod movein;
 mod ops;
 mod propagation;
 mod regions;

@@ -17,7 +17,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 pub use self::signer::UrlSigner;
-use super::{BlobStore, StoreError, Verification, mismatch};
+use super::{BlobStore, CheckDepth, CopyCheck, StoreError, Verification, copy_check, mismatch};
 use crate::time::unix_now;
 use tooltool_proto::Digest;
 
@@ -310,6 +310,23 @@ impl BlobStore for LocalStore {
             tokio::fs::rename(&work, &dest).await.map_err(|e| StoreError::msg("publish blob", e))?;
         }
         Ok(Verification::Published)
+    }
+
+    async fn check_copy(&self, digest: &Digest, size: u64, depth: CheckDepth) -> Result<CopyCheck, StoreError> {
+        let path = self.blob_path(digest);
+        let len = match tokio::fs::metadata(&path).await {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CopyCheck::Missing),
+            Err(e) => return Err(StoreError::msg("stat a stored copy", e)),
+        };
+        if depth == CheckDepth::Size {
+            return Ok(copy_check(digest, size, None, len));
+        }
+        let (got, got_size) = tokio::task::spawn_blocking(move || hash_file(&path))
+            .await
+            .map_err(|e| StoreError::msg("hash task", e))?
+            .map_err(|e| StoreError::msg("hash a stored copy", e))?;
+        Ok(copy_check(digest, size, Some(&got), got_size))
     }
 
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError> {

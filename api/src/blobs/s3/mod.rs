@@ -16,11 +16,11 @@ use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 
 use self::presign::Presigner;
 pub use self::replicate::{CopyMode, Replicated};
-use super::{BlobStore, Sha512Counter, StoreError, Verification, mismatch};
+use super::{BlobStore, CheckDepth, CopyCheck, Sha512Counter, StoreError, Verification, copy_check, mismatch};
 use crate::settings::S3Settings;
 use tooltool_proto::Digest;
 
@@ -33,6 +33,9 @@ struct CopyLimits {
 
 /// S3's: a single CopyObject copies at most 5 GiB; larger copies go in parts of 512 MiB.
 const COPY_LIMITS: CopyLimits = CopyLimits { single: 5 * 1024 * 1024 * 1024, part: 512 * 1024 * 1024 };
+/// The `Cache-Control` of every published blob: its bytes never change under its key, so a CDN
+/// (or any cache) may keep it for a year.
+pub const PUBLISHED_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 /// Longest wait for a connection to S3.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the head of an S3 answer (a server-side copy of a large object included).
@@ -152,6 +155,8 @@ impl S3Store {
                 .key(dest)
                 .copy_source(&source)
                 .copy_source_if_match(etag)
+                .metadata_directive(MetadataDirective::Replace)
+                .cache_control(PUBLISHED_CACHE_CONTROL)
                 .send()
                 .await;
             return match res {
@@ -165,6 +170,7 @@ impl S3Store {
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(dest)
+            .cache_control(PUBLISHED_CACHE_CONTROL)
             .send()
             .await
             .map_err(|e| sdk_err("start multipart copy", e))?;
@@ -278,6 +284,20 @@ impl BlobStore for S3Store {
             tracing::warn!(error = %e, "could not remove a verified staged object; the sweeper will retry");
         }
         Ok(Verification::Published)
+    }
+
+    async fn check_copy(&self, digest: &Digest, size: u64, depth: CheckDepth) -> Result<CopyCheck, StoreError> {
+        let key = format!("sha512/{digest}");
+        if depth == CheckDepth::Size {
+            return match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
+                Ok(head) => Ok(copy_check(digest, size, None, head.content_length().unwrap_or(-1).max(0) as u64)),
+                Err(e) if status_of(&e) == Some(404) => Ok(CopyCheck::Missing),
+                Err(e) => Err(sdk_err("head a stored copy", e)),
+            };
+        }
+        let Some(obj) = self.get(&key, "read a stored copy").await? else { return Ok(CopyCheck::Missing) };
+        let (got, got_size) = hash_body(obj.body, size, "stream a stored copy").await?;
+        Ok(copy_check(digest, size, Some(&got), got_size))
     }
 
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError> {

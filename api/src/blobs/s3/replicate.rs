@@ -157,6 +157,7 @@ impl S3Store {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .cache_control(super::PUBLISHED_CACHE_CONTROL)
             .content_length(size as i64)
             .body(ByteStream::from(buf.freeze()))
             .send()
