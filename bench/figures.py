@@ -592,9 +592,91 @@ def bench_instructions(work, a):
                                    / out["ceiling"]["per_request"])
     return out
 
+HAWK_LUA = """
+-- Each wrk thread sends its own share of the headers, each once (a Hawk nonce is single-use).
+local counter = 0
+function setup(thread)
+  thread:set("tid", counter)
+  counter = counter + 1
+end
+function init(args)
+  headers = {}
+  local i = 0
+  for line in io.lines(HEADERS_FILE) do
+    if i % 2 == tid then headers[#headers + 1] = line end
+    i = i + 1
+  end
+  n = 0
+end
+function request()
+  n = n + 1
+  if n > #headers then n = 1 end -- past the end a header is replayed: answered 401, counted
+  return wrk.format("GET", nil, {["Authorization"] = headers[n]})
+end
+"""
+
+
+def venv_python():
+    return os.environ.get("TOOLTOOL_TEST_PYTHON") or os.path.expanduser("~/.cache/tooltool-tools/venv/bin/python")
+
+
+def bench_hawk(work, a):
+    """The redirect of an internal file with the Hawk header a Taskcluster task sends (temporary
+    credentials issued by a registered client: certificate checked, temporary key derived, MAC,
+    nonce claimed in the database), against the same client's accessToken as a Bearer token, in
+    interleaved pairs on one server. Each Hawk run gets fresh headers (one per request, made by
+    Taskcluster's Python client and mohawk just before it)."""
+    server = Server(work)
+    try:
+        _, internal = small_files(work, server)
+        creds_path = os.path.join(work, "ci-issuer.json")
+        subprocess.run([os.path.join(BIN, "tooltool-api"), "clients", "create", "--id", "ci-issuer", "--scope",
+                        "download/internal", "--output", creds_path], env=server.env, check=True,
+                       capture_output=True)
+        token = json.load(open(creds_path))["accessToken"]
+        url = f"{server.url}/sha512/{internal}"
+        bearer = {"Authorization": f"Bearer {token}"}
+        scope = "project:releng:services/tooltool/api/download/internal"
+        headers_file = os.path.join(work, "hawk-headers.txt")
+        script = os.path.join(work, "hawk.lua")
+        with open(script, "w") as f:
+            f.write(f"HEADERS_FILE = {json.dumps(headers_file)}\n" + HAWK_LUA)
+
+        def hawk_run(seconds, rps_hint):
+            n = int(rps_hint * seconds * 1.5) + 1000
+            with open(headers_file, "w") as out:
+                subprocess.run([venv_python(), os.path.join(os.path.dirname(__file__), "hawk_headers.py"), str(n), url,
+                                "ci-issuer", token, scope], stdout=out, check=True)
+            result = wrk(url, seconds, script=script)
+            result["headers"] = n
+            return result
+
+        warm = wrk(url, 2, headers=bearer)
+        hawk_run(2, warm["rps"])
+        pairs = []
+        for _ in range(a.runs):
+            b = wrk(url, a.seconds, headers=bearer)
+            h = hawk_run(a.seconds, b["rps"])
+            pairs.append((b, h))
+        ratios = [h["rps"] / b["rps"] for b, h in pairs]
+        return {
+            "ratio_to_bearer": statistics.median(ratios),
+            "ratios": ratios,
+            "bearer_rps": statistics.median(b["rps"] for b, _ in pairs),
+            "bearer_p99_ms": statistics.median(b["p99_ms"] for b, _ in pairs),
+            "hawk_rps": statistics.median(h["rps"] for _, h in pairs),
+            "hawk_p50_ms": statistics.median(h["p50_ms"] for _, h in pairs),
+            "hawk_p99_ms": statistics.median(h["p99_ms"] for _, h in pairs),
+            "non_2xx_3xx": sum(b["non_2xx_3xx"] + h["non_2xx_3xx"] for b, h in pairs),
+        }
+    finally:
+        server.stop()
+
+
 BENCHES = {"redirect": bench_redirect, "instructions": bench_instructions, "redirect_pg_s3": bench_redirect_pg_s3, "propagation": bench_propagation,
            "soak": bench_soak, "verify": bench_verify, "fetch": bench_fetch, "sha512": bench_sha512,
-           "memory": bench_memory, "growth": bench_growth, "replication": bench_replication}
+           "memory": bench_memory, "growth": bench_growth, "replication": bench_replication,
+           "hawk": bench_hawk}
 
 
 
@@ -757,9 +839,19 @@ def rows_replication(raw):
                  f"**{raw['ratio_to_curl_pipe']:.2f}×**")]
 
 
+def rows_hawk(raw):
+    ratios = ", ".join(f"{r:.2f}" for r in raw["ratios"])
+    return [_row("redirect of an internal file, embedded, Taskcluster temporary credentials (Hawk: certificate, "
+                 "derived key, MAC, nonce claimed) (wrk, 64 connections)",
+                 f"the issuing client's accessToken as Bearer: {_n(raw['bearer_rps'])} req/s, "
+                 f"p99 {raw['bearer_p99_ms']:.2f} ms",
+                 f"{_n(raw['hawk_rps'])} req/s, p50 {raw['hawk_p50_ms']:.2f} ms, p99 {raw['hawk_p99_ms']:.2f} ms; "
+                 f"{raw['non_2xx_3xx']} refused", f"**{raw['ratio_to_bearer']:.2f}×** ({ratios})")]
+
+
 ROWS = {name: globals()[f"rows_{name}"] for name in BENCHES}
 ORDER = ["redirect", "redirect_pg_s3", "instructions", "propagation", "soak", "verify", "fetch", "sha512", "memory",
-         "growth", "replication"]
+         "growth", "replication", "hawk"]
 assert sorted(ORDER) == sorted(BENCHES), "every figure has its place in the table"
 
 TITLES = {
@@ -774,6 +866,7 @@ TITLES = {
     "memory": "Memory",
     "growth": "Growth with the catalogue",
     "replication": "Replication across endpoints",
+    "hawk": "Redirect with Taskcluster credentials",
 }
 
 # At most three lines per figure on what limits it (the analysis behind them is in git history).
@@ -834,6 +927,12 @@ LIMITS = {
         "Every byte is hashed on the way, the blob goes as a multipart upload under staging/ and is then published "
         "by an ETag-pinned server-side copy, which s3s-fs implements by rewriting the object on the same disk.",
         "The time includes starting the process, connecting to PostgreSQL and probing both regions.",
+    ],
+    "hawk": [
+        "Each Hawk request claims its nonce with a write to the database (SQLite here), so that a replay is refused "
+        "on every replica; the Bearer request reads only the in-memory client table.",
+        "The certificate's HMAC, the temporary key's HMAC and the MAC itself add three HMAC-SHA256s; wrk's Lua "
+        "request function (a header per request) costs wrk more CPU on the same two cores.",
     ],
 }
 assert sorted(LIMITS) == sorted(BENCHES) and sorted(TITLES) == sorted(BENCHES)

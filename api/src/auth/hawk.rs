@@ -213,4 +213,66 @@ mod tests {
         let header = r#"id="c", ts="99999999999", nonce="n", ext="e", mac="eA==""#;
         assert_eq!(parse(header).unwrap().ext.as_deref(), Some("e"));
     }
+
+    mod properties {
+        //! The Hawk header parser and the `ext` reader face the network: thousands of hostile
+        //! inputs, no panic, and only the protocol's answers.
+        use proptest::prelude::*;
+
+        use super::super::{MAX_TS, parse};
+        use crate::auth::taskcluster::{Ext, Issuer, limit};
+
+        /// Attribute values that reach the edges: huge and signed numbers, quotes, commas,
+        /// base64 of anything, and any text.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[0-9]{0,25}",
+                "-?[0-9]{1,12}",
+                "[A-Za-z0-9+/=_-]{0,40}",
+                "[ ,=\"a-z]{0,10}",
+                any::<String>(),
+            ]
+        }
+
+        fn header() -> impl Strategy<Value = String> {
+            let name = prop_oneof![
+                Just("id"), Just("ts"), Just("nonce"), Just("mac"), Just("hash"), Just("ext"), Just("app"), Just("x")
+            ];
+            prop_oneof![
+                proptest::collection::vec((name, value()), 0..8).prop_map(|attrs| {
+                    attrs.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect::<Vec<_>>().join(", ")
+                }),
+                any::<String>(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+            #[test]
+            fn any_header_parses_or_is_refused_without_a_panic(h in header()) {
+                if let Ok(parsed) = parse(&h) {
+                    prop_assert!((0..=MAX_TS as i64).contains(&parsed.ts));
+                }
+            }
+
+            #[test]
+            fn any_ext_is_read_or_refused_and_never_widens_the_scopes(ext in value(), json in any::<String>()) {
+                use base64::Engine as _;
+                let scopes = vec!["p/download/public".to_owned()];
+                let issuer = Issuer { id: "i", access_token: "k", scopes: &scopes, expires: 10 };
+                let encoded = base64::engine::general_purpose::STANDARD.encode(&json);
+                for text in [ext, encoded] {
+                    if let Ok(parsed) = Ext::parse(&text) {
+                        let _ = parsed.issuer("i");
+                        if let Ok(res) = limit("i", issuer, &parsed, 0, 0) {
+                            // Without a valid certificate, only a narrowing can pass.
+                            prop_assert!(res.scopes.iter().all(|s| s == "p/download/public"));
+                            prop_assert_eq!(res.key.as_str(), "k");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -112,7 +112,7 @@ pub async fn delete(
     }
     tracing::info!(caller = caller.id(), pending = pending.len(), "declaration removed");
     let details = serde_json::json!({"pending_uploads": pending.len()});
-    state.audit(caller.name(), "file.declaration_removed", digest.as_str(), details).await;
+    state.audit(&caller.actor(), "file.declaration_removed", digest.as_str(), details).await;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -71,7 +71,7 @@ pub async fn create(
     let files: serde_json::Map<String, serde_json::Value> =
         batch.files.iter().map(|(name, f)| (name.clone(), f.digest.as_str().into())).collect();
     let details = serde_json::json!({"message": batch.message, "files": files});
-    state.audit(author, "batch.uploaded", &format!("batch:{}", batch.id), details).await;
+    state.audit(&caller.actor(), "batch.uploaded", &format!("batch:{}", batch.id), details).await;
     Ok(HttpResponse::Ok().json(Wrapped { result: batch }))
 }
 
