@@ -591,6 +591,35 @@ mod tests {
     }
 
     #[test]
+    fn hardening_settings_have_defaults_and_malformed_ones_name_themselves() {
+        let s = from(&[]).unwrap();
+        assert_eq!((s.search_concurrency, s.search_timeout), (4, Duration::from_secs(5)));
+        assert_eq!((s.max_file_size, s.free_space_reserve), (5 << 40, 1 << 30));
+        assert_eq!(s.internal_metadata, InternalMetadata::Open);
+        let s = from(&[
+            ("TOOLTOOL_SEARCH_CONCURRENCY", "2"),
+            ("TOOLTOOL_SEARCH_TIMEOUT", "750ms"),
+            ("TOOLTOOL_MAX_FILE_SIZE", "1000"),
+            ("TOOLTOOL_FREE_SPACE_RESERVE", "0"),
+            ("TOOLTOOL_INTERNAL_METADATA", "restricted"),
+        ])
+        .unwrap();
+        assert_eq!((s.search_concurrency, s.search_timeout), (2, Duration::from_millis(750)));
+        assert_eq!((s.max_file_size, s.free_space_reserve), (1000, 0));
+        assert_eq!(s.internal_metadata, InternalMetadata::Restricted);
+        for (name, bad) in [
+            ("TOOLTOOL_SEARCH_CONCURRENCY", "0"),
+            ("TOOLTOOL_SEARCH_TIMEOUT", "soon"),
+            ("TOOLTOOL_MAX_FILE_SIZE", "-1"),
+            ("TOOLTOOL_FREE_SPACE_RESERVE", "1G"),
+            ("TOOLTOOL_INTERNAL_METADATA", "secret"),
+        ] {
+            let err = from(&[(name, bad)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}={bad}: {err}");
+        }
+    }
+
+    #[test]
     fn replication_and_probe_settings_have_defaults_and_switches() {
         let s = from(&[]).unwrap();
         assert!(s.replication);

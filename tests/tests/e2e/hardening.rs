@@ -449,3 +449,27 @@ async fn the_data_directory_is_0700_and_the_database_and_blobs_are_0600() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_that_would_go_below_the_free_space_reserve_is_507_before_a_byte_is_written() {
+    let disk = tooltool_e2e::services::SmallDisk::mount(16 << 20);
+    let app = TestApp::spawn_with(Backend::Embedded, |s| {
+        s.data_dir = disk.path().to_owned();
+        s.database_url = tooltool_api::settings::sqlite_url(disk.path());
+        s.free_space_reserve = 8 << 20;
+    })
+    .await;
+    // 10 MiB would fit on the disk (about 16 MiB free) but leave less than the 8 MiB reserve.
+    let big: &'static [u8] = Box::leak(vec![7u8; 10 << 20].into_boxed_slice());
+    let client = app.admin();
+    let batch = client.upload_batch(&upload_request("big", &[("big.bin", big, Visibility::Public)])).await.unwrap();
+    let put_url = batch.files["big.bin"].put_url.clone().unwrap();
+    let res = app.http().put(&put_url).header("Content-Type", "application/octet-stream").body(big).send().await;
+    problem(res.unwrap(), 507, "insufficient-storage").await;
+    for dir in ["incoming", "staging"] {
+        assert_eq!(std::fs::read_dir(disk.path().join("blobs").join(dir)).unwrap().count(), 0, "nothing in {dir}/");
+    }
+    // A small upload stays above the reserve and goes through.
+    let d = app.upload("small.bin", b"fits above the reserve", Visibility::Public).await;
+    assert!(app.admin().get_file(d.as_str()).await.unwrap().has_instances);
+}
