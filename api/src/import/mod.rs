@@ -318,6 +318,18 @@ async fn import_files(
             .collect();
         let digests: Vec<Digest> = rows.iter().map(|r| r.1.clone()).collect();
         let here = db.files_among(&digests).await?;
+        // Files recorded with every instance already (a second run, the re-import of the
+        // tail) need no write. One with a pending upload and no instance is looked at again.
+        let (done, rows): (Vec<_>, Vec<_>) = rows.into_iter().partition(|(f, digest, ..)| {
+            here.get(digest).is_some_and(|h| {
+                f.regions.iter().all(|r| h.instances.contains(&opts.region(r)))
+                    && (f.pending.is_none() || !h.instances.is_empty())
+            })
+        });
+        for (f, ..) in &done {
+            report.files.present += 1;
+            report.instances.present += f.regions.len() as u64;
+        }
         // Check the copies not yet recorded here, before the write transaction opens.
         let mut to_check = Vec::new();
         for (f, digest, size, visibility) in &rows {
@@ -420,9 +432,13 @@ async fn import_batches(
         let batches: Vec<LegacyBatch> = src.batches(after, page).await?;
         let Some(last) = batches.last() else { break };
         after = last.id;
+        let ids: Vec<i64> = batches.iter().map(|b| b.id).collect();
+        let here = db.batches_among(&ids).await?;
+        report.batches.present += here.len() as u64;
         let mut w = db.write_files().await?;
         let imported: Vec<ImportedBatch> = batches
             .iter()
+            .filter(|b| !here.contains_key(&b.id))
             .map(|b| ImportedBatch {
                 id: b.id,
                 author: b.author.clone(),
