@@ -225,18 +225,19 @@ mod tests {
         /// Attribute values that reach the edges: huge and signed numbers, quotes, commas,
         /// base64 of anything, and any text.
         fn value() -> impl Strategy<Value = String> {
-            prop_oneof![
-                "[0-9]{0,25}",
-                "-?[0-9]{1,12}",
-                "[A-Za-z0-9+/=_-]{0,40}",
-                "[ ,=\"a-z]{0,10}",
-                any::<String>(),
-            ]
+            prop_oneof!["[0-9]{0,25}", "-?[0-9]{1,12}", "[A-Za-z0-9+/=_-]{0,40}", "[ ,=\"a-z]{0,10}", any::<String>(),]
         }
 
         fn header() -> impl Strategy<Value = String> {
             let name = prop_oneof![
-                Just("id"), Just("ts"), Just("nonce"), Just("mac"), Just("hash"), Just("ext"), Just("app"), Just("x")
+                Just("id"),
+                Just("ts"),
+                Just("nonce"),
+                Just("mac"),
+                Just("hash"),
+                Just("ext"),
+                Just("app"),
+                Just("x")
             ];
             prop_oneof![
                 proptest::collection::vec((name, value()), 0..8).prop_map(|attrs| {
