@@ -673,10 +673,57 @@ def bench_hawk(work, a):
         server.stop()
 
 
+def bench_cdn(work, a):
+    """The CDN mode's redirect (a CloudFront signed URL, canned policy, SHA-256) against the plain
+    S3 redirect (SigV4 presigned URL) of the same public file, PostgreSQL + S3, in interleaved
+    pairs between two replicas on the same backends; an ECDSA P-256 key and an RSA-2048 key."""
+    backends = ProductionBackends(work)
+    servers = []
+    try:
+        keys = {}
+        for kind, args in (("ecdsa", ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+                           ("rsa", ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])):
+            keys[kind] = os.path.join(work, f"cdn-{kind}.pem")
+            subprocess.run(["openssl", "genpkey", *args, "-out", keys[kind]], check=True, capture_output=True)
+        plain = Server(work, backends.env)
+        servers.append(plain)
+        public, _ = small_files(work, plain)
+        cdn = {}
+        for kind, path in keys.items():
+            cdn[kind] = Server(work, dict(backends.env, TOOLTOOL_CDN_URL="https://d111111abcdef8.cloudfront.net",
+                                          TOOLTOOL_CDN_KEY_ID="K2JCJMDEHXQW5F", TOOLTOOL_CDN_PRIVATE_KEY=path))
+            servers.append(cdn[kind])
+        path = f"/sha512/{public}"
+        for kind, server in cdn.items():
+            status, _, headers = http("GET", server.url + path)
+            assert status == 302 and "cloudfront.net" in headers["Location"], (kind, status, headers)
+        for server in servers:
+            wrk(server.url + path, 2)
+        out = {}
+        for kind, server in cdn.items():
+            pairs = [(wrk(plain.url + path, a.seconds), wrk(server.url + path, a.seconds)) for _ in range(a.runs)]
+            ratios = [c["rps"] / p["rps"] for p, c in pairs]
+            out[kind] = {
+                "ratio_to_s3": statistics.median(ratios),
+                "ratios": ratios,
+                "s3_rps": statistics.median(p["rps"] for p, _ in pairs),
+                "s3_p99_ms": statistics.median(p["p99_ms"] for p, _ in pairs),
+                "cdn_rps": statistics.median(c["rps"] for _, c in pairs),
+                "cdn_p50_ms": statistics.median(c["p50_ms"] for _, c in pairs),
+                "cdn_p99_ms": statistics.median(c["p99_ms"] for _, c in pairs),
+                "non_2xx_3xx": sum(p["non_2xx_3xx"] + c["non_2xx_3xx"] for p, c in pairs),
+            }
+        return out
+    finally:
+        for server in servers:
+            server.stop()
+        backends.stop()
+
+
 BENCHES = {"redirect": bench_redirect, "instructions": bench_instructions, "redirect_pg_s3": bench_redirect_pg_s3, "propagation": bench_propagation,
            "soak": bench_soak, "verify": bench_verify, "fetch": bench_fetch, "sha512": bench_sha512,
            "memory": bench_memory, "growth": bench_growth, "replication": bench_replication,
-           "hawk": bench_hawk}
+           "hawk": bench_hawk, "cdn": bench_cdn}
 
 
 
@@ -839,6 +886,21 @@ def rows_replication(raw):
                  f"**{raw['ratio_to_curl_pipe']:.2f}×**")]
 
 
+def rows_cdn(raw):
+    rows = []
+    for kind, label in (("ecdsa", "ECDSA P-256 key"), ("rsa", "RSA-2048 key")):
+        if kind not in raw:
+            continue
+        v = raw[kind]
+        ratios = ", ".join(f"{r:.2f}" for r in v["ratios"])
+        rows.append(_row(f"redirect through the CDN (CloudFront signed URL, {label}), PostgreSQL + S3, public file "
+                         "(wrk, 64 connections)",
+                         f"plain S3 presigned redirect: {_n(v['s3_rps'])} req/s, p99 {v['s3_p99_ms']:.2f} ms",
+                         f"{_n(v['cdn_rps'])} req/s, p50 {v['cdn_p50_ms']:.2f} ms, p99 {v['cdn_p99_ms']:.2f} ms",
+                         f"**{v['ratio_to_s3']:.2f}×** ({ratios})"))
+    return rows
+
+
 def rows_hawk(raw):
     ratios = ", ".join(f"{r:.2f}" for r in raw["ratios"])
     return [_row("redirect of an internal file, embedded, Taskcluster temporary credentials (Hawk: certificate, "
@@ -851,7 +913,7 @@ def rows_hawk(raw):
 
 ROWS = {name: globals()[f"rows_{name}"] for name in BENCHES}
 ORDER = ["redirect", "redirect_pg_s3", "instructions", "propagation", "soak", "verify", "fetch", "sha512", "memory",
-         "growth", "replication", "hawk"]
+         "growth", "replication", "hawk", "cdn"]
 assert sorted(ORDER) == sorted(BENCHES), "every figure has its place in the table"
 
 TITLES = {
@@ -867,6 +929,7 @@ TITLES = {
     "growth": "Growth with the catalogue",
     "replication": "Replication across endpoints",
     "hawk": "Redirect with Taskcluster credentials",
+    "cdn": "Redirect through the CDN",
 }
 
 # At most three lines per figure on what limits it (the analysis behind them is in git history).
@@ -933,6 +996,10 @@ LIMITS = {
         "on every replica; the Bearer request reads only the in-memory client table.",
         "The certificate's HMAC, the temporary key's HMAC and the MAC itself add three HMAC-SHA256s; wrk's Lua "
         "request function (a header per request) costs wrk more CPU on the same two cores.",
+    ],
+    "cdn": [
+        "One public-key signature per redirect (the canned policy's SHA-256, then ECDSA P-256 or RSA-2048 in "
+        "aws-lc-rs) against the SigV4 presign's HMACs; an RSA-2048 signature costs about 10× an ECDSA one.",
     ],
 }
 assert sorted(LIMITS) == sorted(BENCHES) and sorted(TITLES) == sorted(BENCHES)
