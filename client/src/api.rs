@@ -112,9 +112,11 @@ impl Auth {
             || Error::Credentials("the access token contains characters that cannot be sent in an HTTP header".into());
         match c.client_id {
             Some(id) => {
-                HeaderValue::from_str(&id).map_err(|_| {
-                    Error::Credentials("the clientId contains characters that cannot be sent in an HTTP header".into())
-                })?;
+                if HeaderValue::from_str(&id).is_err() || id.contains(['"', '\\']) {
+                    return Err(Error::Credentials(
+                        "the clientId contains characters that cannot be sent in a Hawk header".into(),
+                    ));
+                }
                 // As Taskcluster's clients make it: base64 of {"certificate": {...}}.
                 let ext = c.certificate.map(|cert| {
                     use base64::Engine as _;
@@ -145,9 +147,13 @@ impl Auth {
                     Some(q) => format!("{}?{q}", url.path()),
                     None => url.path().to_owned(),
                 };
-                let host = url.host_str().unwrap_or_default();
+                // An IPv6 literal is signed without its brackets, as the server and Hawk read it.
+                let host = match url.host() {
+                    Some(url::Host::Ipv6(ip)) => ip.to_string(),
+                    _ => url.host_str().unwrap_or_default().to_owned(),
+                };
                 let port = url.port_or_known_default().unwrap_or(443);
-                let mut request = hawk::RequestBuilder::new(method.as_str(), host, port, &resource);
+                let mut request = hawk::RequestBuilder::new(method.as_str(), &host, port, &resource);
                 if let Some(ext) = ext {
                     request = request.ext(ext.as_str());
                 }

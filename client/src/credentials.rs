@@ -123,6 +123,10 @@ impl Credentials {
                 return Err(Error::Credentials("the credentials JSON member \"certificate\" is not JSON text".into()));
             }
         };
+        if certificate.is_some() && client_id.is_none() {
+            // Temporary credentials are a Hawk key: never sent as a Bearer token.
+            return Err(Error::Credentials("the credentials JSON has a \"certificate\" but no \"clientId\"".into()));
+        }
         Ok(Self { client_id, access_token, certificate })
     }
 
@@ -239,6 +243,8 @@ mod tests {
         assert!(c.uses_hawk() && !Credentials::bearer(TOKEN).uses_hawk());
         let err = Credentials::parse(&format!(r#"{{"clientId":"me","accessToken":"{TOKEN}","certificate":"x"}}"#));
         assert!(err.unwrap_err().to_string().contains("certificate"));
+        let err = Credentials::parse(&format!(r#"{{"accessToken":"{TOKEN}","certificate":{cert}}}"#)).unwrap_err();
+        assert!(err.to_string().contains("no \"clientId\""), "{err}");
 
         let env = |vars: &'static [(&'static str, &'static str)]| {
             move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())

@@ -16,12 +16,14 @@ Input members:
   authorizedScopes        optional list
   tamper                  optional: "signature" flips the certificate's signature
   ext                     optional: a raw ext string to send instead of Taskcluster's
+  ts_offset               optional: seconds added to the header's timestamp
 Output: {"authorization", "clientId", "accessToken", "certificate"} (the credentials signed with).
 """
 
 import datetime
 import json
 import sys
+import time
 
 import mohawk
 import taskcluster
@@ -75,6 +77,7 @@ def main():
         content=body if body is not None else "",
         content_type=req.get("contentType", "") if body is not None else "",
         method=req["method"],
+        _timestamp=int(time.time()) + req.get("ts_offset", 0),
     )
     header = sender.request_header
     creds["authorization"] = header.decode() if isinstance(header, bytes) else header

@@ -163,6 +163,10 @@ impl Caller {
         let state = Self::state(&req)?.clone();
         let prefix = state.scope_prefix.clone();
         let Some(header) = req.headers().get(AUTHORIZATION) else { return Self::anonymous(&req) };
+        if req.headers().get_all(AUTHORIZATION).nth(1).is_some() {
+            // A proxy that reads another one of them would see another identity.
+            return Err(invalid("several Authorization headers"));
+        }
         let header = header.to_str().map_err(|_| invalid("non-ASCII authorization header"))?;
         let (kind, rest) = header.split_once(' ').unwrap_or((header, ""));
         let mut caller = if kind.eq_ignore_ascii_case("bearer") {
@@ -205,6 +209,11 @@ impl Caller {
         let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         let issuer_id = ext.issuer(&h.id).map_err(invalid)?;
         let now = now();
+        // The window of every Hawk request here, whoever checks the MAC: a Taskcluster
+        // deployment allows 15 minutes and keeps no nonces, while ours are kept for this window.
+        if (now - h.ts).abs() > hawk::SKEW {
+            return Err(invalid("Hawk timestamp outside the window"));
+        }
         let caller = match state.clients.lookup(&state.db, &state.tokens, issuer_id).await? {
             Some(client) => {
                 let key = client.access_token.as_ref().ok_or_else(|| invalid("Hawk key signed by a removed key"))?;
@@ -243,6 +252,18 @@ impl Caller {
                     authorization: header,
                 };
                 match deployment.authenticate(&question).await {
+                    Ok(Verdict::Success { client_id, .. })
+                        if state.clients.lookup(&state.db, &state.tokens, &client_id).await?.is_some() =>
+                    {
+                        // A name registered here is ours: the deployment's client must not pass
+                        // for it in authors, audit lines and events.
+                        return Err(invalid("the deployment answered for a client registered here"));
+                    }
+                    Ok(Verdict::Success { hash: Some(answered), .. })
+                        if h.hash.as_ref().is_some_and(|h| *h != answered) =>
+                    {
+                        return Err(invalid("the deployment answered another payload hash"));
+                    }
                     Ok(Verdict::Success { client_id, scopes, hash }) => Self {
                         id: Some(client_id),
                         issuer: None,
@@ -250,7 +271,12 @@ impl Caller {
                         prefix: state.scope_prefix.clone(),
                         expires: None,
                         generation: None,
-                        payload: hash.map(|hash| PayloadCheck { hash, content_type: content_type.to_owned() }),
+                        // The header's own hash, whose MAC the deployment checked.
+                        payload: h
+                            .hash
+                            .clone()
+                            .or(hash)
+                            .map(|hash| PayloadCheck { hash, content_type: content_type.to_owned() }),
                     },
                     Ok(Verdict::Failed(message)) => {
                         tracing::debug!(reason = %message, "the Taskcluster deployment refused the credentials");
@@ -275,26 +301,34 @@ impl Caller {
     }
 }
 
-/// The host and port a Hawk MAC covers. The `Host` header (or the HTTP/2 authority) gives both,
-/// the port defaulting by the connection's scheme. Only with `TOOLTOOL_TRUST_FORWARDED` do a
-/// load balancer's headers count: the host of `Forwarded`/`X-Forwarded-Host` (as actix's
-/// `ConnectionInfo` reads them), and the port of `X-Forwarded-Port`, else of the host, else
-/// the default of the forwarded scheme (`Forwarded` proto, `X-Forwarded-Proto`).
+/// The host and port a Hawk MAC covers: the `Host` header's (or the HTTP/2 authority's), the
+/// port defaulting by the connection's scheme. Only with `TOOLTOOL_TRUST_FORWARDED`, behind a
+/// TLS-terminating load balancer, does `X-Forwarded-Port`, else the default port of the forwarded
+/// scheme (`Forwarded` proto, `X-Forwarded-Proto`, as actix's `ConnectionInfo` reads them), give
+/// the port. The host is never taken from `X-Forwarded-Host` or `Forwarded`: a header captured
+/// for another host must not pass here.
 fn mac_host(req: &HttpRequest, trust_forwarded: bool) -> (String, u16) {
-    if trust_forwarded {
-        let info = req.connection_info();
-        let (host, port) = split_host(info.host(), info.scheme());
-        let forwarded_port = req.headers().get("x-forwarded-port").and_then(|v| v.to_str().ok()?.trim().parse().ok());
-        return (host, forwarded_port.unwrap_or(port));
-    }
-    let scheme = if req.app_config().secure() { "https" } else { "http" };
+    let own_scheme = if req.app_config().secure() { "https" } else { "http" };
     let host = req
         .headers()
         .get(actix_web::http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or_else(|| req.app_config().host());
-    split_host(host, scheme)
+    let (host, port) = split_host(host, own_scheme);
+    if !trust_forwarded {
+        return (host, port);
+    }
+    let forwarded_port = req.headers().get("x-forwarded-port").and_then(|v| v.to_str().ok()?.trim().parse().ok());
+    let forwarded_scheme = match req.connection_info().scheme() {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    };
+    let has_forwarded_scheme = req.headers().contains_key("x-forwarded-proto")
+        || req.headers().contains_key(actix_web::http::header::FORWARDED);
+    let port = forwarded_port.or(forwarded_scheme.filter(|_| has_forwarded_scheme)).unwrap_or(port);
+    (host, port)
 }
 
 /// Splits a `Host` value into host and port, the port defaulting by scheme.

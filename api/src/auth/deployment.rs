@@ -74,6 +74,8 @@ impl Deployment {
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(90))
+            // A redirect would turn the POST into a GET somewhere else: an error instead.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tooltool-api/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { http, url: format!("{root_url}/api/auth/v1/authenticate-hawk") })

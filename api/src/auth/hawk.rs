@@ -81,7 +81,8 @@ pub fn parse(attrs: &str) -> Result<HawkHeader, &'static str> {
 }
 
 /// The `name="value"` attributes of a header. Values are quoted and cannot contain a quote, so
-/// a name is what stands before each `="` outside quotes, and its value runs to the next quote.
+/// a name is what stands before each `="` outside quotes (stripped of commas and spaces, as the
+/// crate strips it), and its value runs to the next quote.
 fn attributes(attrs: &str) -> Vec<(&str, &str)> {
     let mut found = Vec::new();
     let mut outside = true;
@@ -90,7 +91,12 @@ fn attributes(attrs: &str) -> Vec<(&str, &str)> {
     for (i, c) in attrs.char_indices() {
         match c {
             '"' if outside => {
-                name = attrs[start..i].trim_end().trim_end_matches('=').trim().trim_start_matches(',').trim();
+                // As the crate reads a name: any run of commas and spaces before it.
+                name = attrs[start..i]
+                    .trim_start_matches(|c: char| c == ',' || c.is_whitespace())
+                    .trim_end()
+                    .trim_end_matches('=')
+                    .trim_end();
                 outside = false;
                 start = i + 1;
             }
@@ -207,9 +213,13 @@ mod tests {
     #[test]
     fn timestamps_too_large_for_the_clock_are_refused_without_a_panic() {
         for ts in ["99999999999999999999", "18446744073709551615", "9223372036854775808", "-1", "1e9", ""] {
-            let header = format!(r#"id="c", ts="{ts}", nonce="n", mac="eA==""#);
-            assert_eq!(parse(&header).err(), Some("bad ts"), "{ts}");
+            for sep in [", ", ", , ", ",,", " ,"] {
+                let header = format!(r#"id="c"{sep}ts="{ts}", nonce="n", mac="eA==""#);
+                assert_eq!(parse(&header).err(), Some("bad ts"), "{header}");
+            }
         }
+        let header = r#"id="a", , id="b", ts="1", nonce="n", mac="eA==""#;
+        assert_eq!(parse(header).err(), Some("repeated Hawk attribute"));
         let header = r#"id="c", ts="99999999999", nonce="n", ext="e", mac="eA==""#;
         assert_eq!(parse(header).unwrap().ext.as_deref(), Some("e"));
     }
@@ -240,9 +250,11 @@ mod tests {
                 Just("x")
             ];
             prop_oneof![
-                proptest::collection::vec((name, value()), 0..8).prop_map(|attrs| {
-                    attrs.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect::<Vec<_>>().join(", ")
-                }),
+                proptest::collection::vec(
+                    (name, value(), prop_oneof![Just(", "), Just(","), Just(" , , "), Just(",,")]),
+                    0..8
+                )
+                .prop_map(|attrs| { attrs.iter().map(|(n, v, sep)| format!("{sep}{n}=\"{v}\"")).collect::<String>() }),
                 any::<String>(),
             ]
         }

@@ -61,7 +61,8 @@ impl Ext {
     /// The client whose credentials sign this request: the certificate's `issuer` for named
     /// temporary credentials, otherwise the Hawk id itself.
     pub fn issuer<'a>(&'a self, credential_name: &'a str) -> Result<&'a str, Refusal> {
-        let Some(issuer) = self.certificate.as_ref().and_then(|c| c.get("issuer")) else {
+        // An empty issuer is no issuer, as in Taskcluster (`if (cert.issuer)`).
+        let Some(issuer) = self.certificate.as_ref().and_then(|c| c.get("issuer")).filter(|i| *i != "") else {
             return Ok(credential_name);
         };
         let issuer = issuer.as_str().ok_or("ext.certificate.issuer must be a string")?;
@@ -115,7 +116,7 @@ pub fn limit(
         if cert.expiry < now_ms - skew_ms {
             return Err("ext.certificate.expiry < now");
         }
-        if cert.expiry - cert.start > MAX_CERTIFICATE_MS {
+        if cert.expiry.checked_sub(cert.start).is_none_or(|d| d > MAX_CERTIFICATE_MS) {
             return Err("ext.certificate cannot last longer than 31 days");
         }
         if issuer.id != credential_name {
@@ -129,7 +130,7 @@ pub fn limit(
         if !cert.scopes.iter().all(|s| held(issuer.scopes, s)) {
             return Err("ext.certificate issuer does not hold every certificate scope");
         }
-        let named = cert.object.contains_key("issuer").then_some((credential_name, issuer.id));
+        let named = cert.object.get("issuer").is_some_and(|i| i != "").then_some((credential_name, issuer.id));
         let given = cert.object.get("signature").and_then(Value::as_str).and_then(|s| STANDARD.decode(s).ok());
         let mut expected = Hmac::<Sha256>::new_from_slice(issuer.access_token.as_bytes()).expect("any key length");
         expected.update(cert.signed_text(named).as_bytes());
@@ -265,6 +266,10 @@ mod tests {
         let uncreated = refusal("task-1", &["a:*".to_owned()], NAMED, DURING);
         assert_eq!(uncreated, Some("ext.certificate issuer lacks auth:create-client for the supplied clientId"));
         let long = CERT.replace("1767229200000", &(1_767_225_600_000 + MAX_CERTIFICATE_MS + 1).to_string());
+        let wrapping =
+            CERT.replace("1767225600000", &i64::MIN.to_string()).replace("1767229200000", &i64::MAX.to_string());
+        let wraps = refusal("issuer", &all, &wrapping, DURING);
+        assert_eq!(wraps, Some("ext.certificate cannot last longer than 31 days"), "no overflow");
         assert_eq!(refusal("issuer", &all, &long, DURING), Some("ext.certificate cannot last longer than 31 days"));
         let wrong_key = Issuer { access_token: "other-token", ..issuer(&all) };
         let signed_by_other = limit("issuer", wrong_key, &cert_ext(CERT), DURING, 0).err();

@@ -226,6 +226,13 @@ async fn when_the_relay_dies_a_standing_by_replica_takes_over() {
     eventually(RELAY_WAIT, "the second stands by", || async { second.get() == RelayState::Standby }).await;
     app.upload("one", b"through the first relay", Visibility::Public).await;
     let mut got = tap.take(2, RELAY_WAIT).await;
+    // Delivery is at least once: a relay killed between the broker's confirm and marking the
+    // events published would rightly send them again. Killed after marking them, nothing repeats.
+    let db = &app.state.db;
+    eventually(RELAY_WAIT, "the first relay marked its events published", || async {
+        db.unpublished_events(10).await.is_ok_and(|e| e.is_empty())
+    })
+    .await;
 
     leader.abort();
     eventually(RELAY_WAIT, "the second relay takes over", || async { second.get() == RelayState::Connected }).await;

@@ -12,7 +12,7 @@ backend_tests!(
     downloads_all_answer_302_while_32_searches_run_over_300000_files,
     a_search_text_over_256_characters_is_400_invalid_query,
     a_declared_size_over_the_maximum_is_400_invalid_size_and_records_nothing,
-    every_bad_value_of_an_upload_body_answers_its_own_code_from_the_readme_table,
+    every_bad_value_of_an_upload_body_answers_its_own_code_from_the_errors_table,
     names_with_controls_bidi_colons_or_windows_devices_are_400_invalid_filename,
     messages_with_controls_or_bidi_are_400_invalid_message,
     a_never_verified_declaration_is_swept_with_an_audit_line_and_the_rightful_upload_then_works,
@@ -179,9 +179,9 @@ async fn a_declared_size_over_the_maximum_is_400_invalid_size_and_records_nothin
     problem(post_upload(&small, &over).await, 400, "invalid-size").await;
 }
 
-async fn every_bad_value_of_an_upload_body_answers_its_own_code_from_the_readme_table(backend: Backend) {
+async fn every_bad_value_of_an_upload_body_answers_its_own_code_from_the_errors_table(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let readme = include_str!("../../../README.md");
+    let table = include_str!("../../../docs/errors.md");
     let file = |patch| json!({"message": "m", "files": {"a.bin": declaration(b"a", patch)}});
     let cases = [
         (file(json!({"visibility": "secret"})), "invalid-visibility"),
@@ -202,7 +202,7 @@ async fn every_bad_value_of_an_upload_body_answers_its_own_code_from_the_readme_
         let res = post_upload(&app, &body).await;
         let status = res.status().as_u16();
         problem(res, 400, code).await;
-        assert!(readme.contains(&format!("| `{code}` | {status} |")), "the README's error table lists {code}");
+        assert!(table.contains(&format!("| `{code}` | {status} |")), "docs/errors.md lists {code}");
     }
     assert!(app.admin().search_batches("").await.unwrap().is_empty(), "nothing of a refused batch is recorded");
 }
