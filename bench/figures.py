@@ -41,7 +41,7 @@ def wrk(url, seconds, connections=64, headers=None, script=None, raw=False):
         return v * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    result = {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0}
+    result = {"requests": int(re.search(r"(\d+) requests in", out).group(1)), "rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "non_2xx_3xx": int(non2xx.group(1)) if non2xx else 0}
     if raw:
         errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
         result["socket_errors"] = sum(int(g) for g in errors.groups()) if errors else 0
@@ -525,6 +525,17 @@ def spread_script(work, n, count=20_000):
     return path
 
 
+def restarted(server):
+    """The same server (data dir, port, token) started again, after its database was seeded while
+    it was down; its stderr goes to the same log file, as the default logging has it."""
+    s = Server.__new__(Server)
+    s.__dict__.update(server.__dict__)
+    s.proc = subprocess.Popen([os.path.join(BIN, "tooltool-api")], env=s.env, stdout=subprocess.DEVNULL,
+                              stderr=open(os.path.join(s.dir, "log"), "a"))
+    wait_port(s.port)
+    return s
+
+
 def bench_growth(work, a):
     # The lookup cache off and 20,000 different digests: every request reads the database.
     server = Server(work, {"TOOLTOOL_LOOKUP_CACHE": "0"})
@@ -534,11 +545,7 @@ def bench_growth(work, a):
     sizes = [10**3, 10**5, 10**6] if not a.quick else [10**3, 10**4]
     for n in sizes:
         seed_files(db, n)
-        s = Server.__new__(Server)
-        s.__dict__.update(server.__dict__)
-        s.proc = subprocess.Popen([os.path.join(BIN, "tooltool-api")], env=s.env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        wait_port(s.port)
+        s = restarted(server)
         script = spread_script(work, n)
         try:
             wrk(s.url, 2, script=script)
@@ -726,10 +733,159 @@ def bench_cdn(work, a):
         backends.stop()
 
 
+SEARCH_TOOLS = ["gcc", "clang", "rustc", "cargo", "node", "python", "sccache", "cmake", "ninja", "nasm", "wasi-sdk",
+                "android-ndk", "jdk", "binutils", "llvm", "mingw", "xz", "zstd", "git", "mercurial"]
+SEARCH_PLATFORMS = ["linux64", "win64", "macosx64", "android-aarch64", "linux-aarch64"]
+SEARCH_EXTS = [".tar.xz", ".tar.zst", ".zip"]
+
+
+def search_name(i):
+    """The i-th seeded file name: a toolchain archive name as releng uploads them, unique by `i`."""
+    tool = SEARCH_TOOLS[i % len(SEARCH_TOOLS)]
+    version = f"{i % 17}.{i % 7}.{i % 11}"
+    return f"{tool}-{version}-{SEARCH_PLATFORMS[i % 5]}-{i}{SEARCH_EXTS[i % 3]}"
+
+
+def seed_names(db_path, n, per_batch=1000):
+    """n files (seed_files) each named once, in batches of `per_batch` names, through the
+    schema's own triggers, which fill the search indexes as the server's writes do."""
+    seed_files(db_path, n)
+    con = sqlite3.connect(db_path)
+    cur = con.cursor()
+    first = cur.execute("SELECT MIN(id) FROM files").fetchone()[0]
+    now = int(time.time())
+    for k in range(n // per_batch):
+        i0 = k * per_batch
+        batch_id = cur.execute("INSERT INTO batches (author, message, uploaded) VALUES (?, ?, ?)",
+                               (f"releng-{k % 50}@mozilla.com", f"{search_name(i0)} and {per_batch - 1} more "
+                                f"(bug {1800000 + k})", now)).lastrowid
+        cur.executemany("INSERT INTO batch_files (batch_id, file_id, filename) VALUES (?, ?, ?)",
+                        [(batch_id, first + i, search_name(i)) for i in range(i0, i0 + per_batch)])
+    con.commit()
+    con.close()
+
+
+def search_queries(n, kind, count=2000):
+    """`count` search texts of one kind: `letter` (one letter, the short path), `word` (a tool's
+    name, ~1/20 of the names match), `rare` (one name matches), `none` (no name matches),
+    `digest` (a 6-hex-digit digest prefix)."""
+    rng = random.Random(kind)
+    make = {
+        "letter": lambda: rng.choice("abcdefghijklmnopqrstuvwxyz"),
+        "word": lambda: rng.choice(SEARCH_TOOLS),
+        "rare": lambda: f"-{rng.randrange(n)}.",
+        "none": lambda: f"qz{rng.randrange(10**6)}q",
+        "digest": lambda: hashlib.sha512(str(rng.randrange(n)).encode()).hexdigest()[:6],
+    }[kind]
+    return [make() for _ in range(count)]
+
+
+def query_script(work, name, paths):
+    """A wrk script that asks for each of `paths` in turn."""
+    path = os.path.join(work, f"{name}.lua")
+    with open(path, "w") as f:
+        f.write("local d = {" + ",".join(json.dumps(p) for p in paths) + "}\n")
+        f.write("local i = 0\nrequest = function()\n  i = i %% %d + 1\n" % len(paths))
+        f.write('  return wrk.format("GET", d[i])\nend\n')
+    return path
+
+
+SEARCH_KINDS = ["letter", "word", "rare", "none", "digest"]
+
+# The search of the release before the indexes (git 75a5f1d^1, api/src/db/files.rs), for the baseline.
+UNINDEXED_SEARCH = (
+    "SELECT f.id, f.digest, f.size, f.visibility, i.region FROM files f "
+    "LEFT JOIN file_instances i ON i.file_id = f.id "
+    "WHERE f.id IN (SELECT f2.id FROM files f2 WHERE f2.digest LIKE ?2 ESCAPE '\\' "
+    "OR f2.id IN (SELECT bf.file_id FROM batch_files bf WHERE LOWER(bf.filename) LIKE ?1 ESCAPE '\\') "
+    "ORDER BY f2.id LIMIT 500) ORDER BY f.id, i.region")
+
+
+def unindexed_latencies(db_path, queries, budget_s):
+    """Milliseconds of each of `queries` run as the unindexed search in sqlite3 itself (no HTTP,
+    which favours the baseline), until `budget_s` seconds are spent."""
+    con = sqlite3.connect(db_path)
+    took, start = [], time.perf_counter()
+    for q in queries:
+        t = time.perf_counter()
+        con.execute(UNINDEXED_SEARCH, (f"%{q.lower()}%", f"{q.lower()}%")).fetchall()
+        took.append((time.perf_counter() - t) * 1000)
+        if time.perf_counter() - start > budget_s and len(took) >= 5:
+            break
+    con.close()
+    return took
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def bench_search(work, a):
+    """Searches at 10^6 names through the server (default settings: 4 at once, 5 s each), per
+    kind of text, against the unindexed search of the release before, in sqlite3 itself; then
+    public downloads alone against downloads while 32 connections search, in interleaved pairs."""
+    import threading
+    import urllib.parse
+
+    n = 10**6 if not a.quick else 10**5
+    server = Server(work)
+    server.stop()  # created the schema; seed while it is down
+    db = os.path.join(server.dir, "data", "tooltool.db")
+    start = time.perf_counter()
+    seed_names(db, n)
+    log(f"   seeded {n} names in {time.perf_counter() - start:.0f} s")
+    out = {"names": n, "kinds": {}}
+    s = restarted(server)
+    try:
+        scripts = {}
+        for kind in SEARCH_KINDS:
+            queries = search_queries(n, kind)
+            scripts[kind] = query_script(work, f"search-{kind}",
+                                         [f"/file?q={urllib.parse.quote(q)}" for q in queries])
+            wrk(s.url, 2, connections=4, script=scripts[kind])
+            ours = median_of(a.runs, lambda: wrk(s.url, a.seconds, connections=4, script=scripts[kind]))
+            base = unindexed_latencies(db, queries, budget_s=a.seconds * 2)
+            out["kinds"][kind] = {"p50_ms": ours["p50_ms"], "p99_ms": ours["p99_ms"], "rps": ours["rps"],
+                                  "refused": ours["non_2xx_3xx"], "unindexed_p50_ms": percentile(base, 50),
+                                  "unindexed_p99_ms": percentile(base, 99), "unindexed_runs": len(base)}
+            log(f"   {kind}: p50 {ours['p50_ms']:.2f} ms (unindexed {percentile(base, 50):.1f} ms)")
+        mixed = query_script(work, "search-mixed", [line for kind in SEARCH_KINDS for line in
+                                                    [f"/file?q={urllib.parse.quote(q)}" for q in
+                                                     search_queries(n, kind, 400)]])
+        downloads = spread_script(work, n)
+        pairs = []
+        for _ in range(a.runs):
+            alone = wrk(s.url, a.seconds, connections=8, script=downloads, raw=True)
+            load = {}
+            t = threading.Thread(target=lambda: load.update(wrk(s.url, a.seconds + 2, connections=32, script=mixed)))
+            t.start()
+            time.sleep(1)
+            loaded = wrk(s.url, a.seconds, connections=8, script=downloads, raw=True)
+            t.join()
+            pairs.append((alone, loaded, load))
+        out["downloads"] = {
+            "alone_rps": statistics.median(p[0]["rps"] for p in pairs),
+            "alone_p99_ms": statistics.median(p[0]["p99_ms"] for p in pairs),
+            "loaded_rps": statistics.median(p[1]["rps"] for p in pairs),
+            "loaded_p99_ms": statistics.median(p[1]["p99_ms"] for p in pairs),
+            "ratios": [p[1]["rps"] / p[0]["rps"] for p in pairs],
+            "loaded_requests": sum(p[1]["requests"] for p in pairs),
+            "loaded_failed": sum(p[1]["non_2xx_3xx"] + p[1]["socket_errors"] for p in pairs),
+            "alone_failed": sum(p[0]["non_2xx_3xx"] + p[0]["socket_errors"] for p in pairs),
+            "searches": sum(p[2]["requests"] for p in pairs),
+            "searches_refused": sum(p[2]["non_2xx_3xx"] for p in pairs),
+        }
+        out["downloads"]["ratio"] = statistics.median(out["downloads"]["ratios"])
+        return out
+    finally:
+        s.stop()
+
+
 BENCHES = {"redirect": bench_redirect, "instructions": bench_instructions, "redirect_pg_s3": bench_redirect_pg_s3, "propagation": bench_propagation,
            "soak": bench_soak, "verify": bench_verify, "fetch": bench_fetch, "sha512": bench_sha512,
            "memory": bench_memory, "growth": bench_growth, "replication": bench_replication,
-           "hawk": bench_hawk, "cdn": bench_cdn}
+           "hawk": bench_hawk, "cdn": bench_cdn, "search": bench_search}
 
 
 
@@ -918,9 +1074,32 @@ def rows_hawk(raw):
                  f"**{raw['ratio_to_bearer']:.2f}×** ({ratios})")]
 
 
+def rows_search(raw):
+    labels = {"letter": "one letter", "word": "a tool's name (1/20 of the names)", "rare": "one name's number",
+              "none": "a text no name has", "digest": "a 6-digit digest prefix"}
+    rows = []
+    for kind, label in labels.items():
+        v = raw["kinds"][kind]
+        rows.append(_row(f"search `GET /file?q=` at {raw['names']:,} names, {label} (wrk, 4 connections)",
+                         f"the unindexed search of the release before, in sqlite3 itself: p50 {v['unindexed_p50_ms']:.1f} ms, "
+                         f"p99 {v['unindexed_p99_ms']:.1f} ms",
+                         f"p50 {v['p50_ms']:.2f} ms, p99 {v['p99_ms']:.2f} ms, {_n(v['rps'])} searches/s; refused {v['refused']}",
+                         f"**{v['p50_ms'] / v['unindexed_p50_ms']:.3f}×** (p50)", "p99 < 100 ms",
+                         _met(("", v["p99_ms"] < 100))))
+    d = raw["downloads"]
+    ratios = ", ".join(f"{r:.2f}" for r in d["ratios"])
+    rows.append(_row(f"public downloads (8 connections) while 32 connections search, {raw['names']:,} names",
+                     f"downloads alone: {_n(d['alone_rps'])} req/s, p99 {d['alone_p99_ms']:.2f} ms",
+                     f"{_n(d['loaded_rps'])} req/s, p99 {d['loaded_p99_ms']:.2f} ms; {d['loaded_failed']} of "
+                     f"{_n(d['loaded_requests'])} downloads failed; {_n(d['searches_refused'])} of {_n(d['searches'])} "
+                     "searches refused 503", f"**{d['ratio']:.2f}×** ({ratios})", "0 downloads failed",
+                     _met(("", d["loaded_failed"] == 0))))
+    return rows
+
+
 ROWS = {name: globals()[f"rows_{name}"] for name in BENCHES}
 ORDER = ["redirect", "redirect_pg_s3", "instructions", "propagation", "soak", "verify", "fetch", "sha512", "memory",
-         "growth", "replication", "hawk", "cdn"]
+         "growth", "search", "replication", "hawk", "cdn"]
 assert sorted(ORDER) == sorted(BENCHES), "every figure has its place in the table"
 
 TITLES = {
@@ -937,6 +1116,7 @@ TITLES = {
     "replication": "Replication across endpoints",
     "hawk": "Redirect with Taskcluster credentials",
     "cdn": "Redirect through the CDN",
+    "search": "Search",
 }
 
 # At most three lines per figure on what limits it (the analysis behind them is in git history).
@@ -1003,6 +1183,12 @@ LIMITS = {
         "refused on every replica: ~0.4 ms each, which is the 0.03×; the certificate's and the MAC's HMACs are µs.",
         "Next step: nonces in memory where one process owns the database (SQLite), or claims batched per "
         "transaction on PostgreSQL; the Bearer path reads only the in-memory client table.",
+    ],
+    "search": [
+        "Three characters and more: FTS5 trigram lookups, then the exact LIKE on what they found; a common word "
+        "gathers every match before the limit of 500. Shorter texts walk the files in id order and stop at the limit.",
+        "Searches run 4 at once per replica and 5 s at most; beyond, 503 `search-busy` at once, so downloads never "
+        "wait behind them; the two cores are shared with wrk, which is what the downloads lose.",
     ],
     "cdn": [
         "One public-key signature per redirect, CPU-bound on both cores: ECDSA P-256 ~25 µs, RSA-2048 ~330 µs "
