@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha512};
+use tooltool_e2e::{fresh_postgres_database as fresh_database, required_env as required};
 
 /// A running server process and every line it wrote to stderr.
 struct Process {
@@ -476,40 +477,13 @@ async fn text_logs_to_a_file_have_no_escapes_and_plain_durations() {
     }
 }
 
-/// A variable `scripts/test.sh` sets; its absence fails the test, loudly.
-fn required(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run the tests through scripts/test.sh"))
-}
-
-/// A fresh PostgreSQL database of the test server: its URL.
-async fn fresh_database() -> String {
-    use sqlx::Connection as _;
-    let admin = required("TOOLTOOL_TEST_POSTGRES_URL");
-    let name = format!("tt_process_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-    let mut url = url::Url::parse(&admin).unwrap();
-    url.set_path(&name);
-    url.into()
-}
-
+/// A direct client of the test S3 server at `endpoint`.
 fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let creds = Credentials::new(
-        required("TOOLTOOL_TEST_S3_ACCESS_KEY"),
-        required("TOOLTOOL_TEST_S3_SECRET_KEY"),
-        None,
-        None,
-        "test",
-    );
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(creds)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+    tooltool_e2e::s3_client(
+        endpoint,
+        &required("TOOLTOOL_TEST_S3_ACCESS_KEY"),
+        &required("TOOLTOOL_TEST_S3_SECRET_KEY"),
+    )
 }
 
 /// The regions `digest` has a recorded copy in, as the database says.

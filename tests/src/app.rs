@@ -48,7 +48,8 @@ macro_rules! backend_tests {
     };
 }
 
-pub(crate) fn required_env(name: &str) -> String {
+/// A variable `scripts/test.sh` sets; its absence fails the test, loudly.
+pub fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: the PostgreSQL + S3 tests need the services that scripts/test.sh starts; run ./scripts/test.sh")
     })
@@ -79,15 +80,7 @@ impl S3Env {
 
     /// A direct S3 client (to inspect or tamper with the bucket).
     pub fn client(&self) -> aws_sdk_s3::Client {
-        let creds = aws_sdk_s3::config::Credentials::new(&self.access_key, &self.secret_key, None, None, "test");
-        let conf = aws_sdk_s3::config::Builder::new()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .force_path_style(true)
-            .credentials_provider(creds)
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+        s3_client(&self.endpoint, &self.access_key, &self.secret_key)
     }
 
     /// The keys in the bucket under `prefix`.
@@ -96,6 +89,19 @@ impl S3Env {
             self.client().list_objects_v2().bucket(&self.bucket).prefix(prefix).send().await.expect("list objects");
         out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
     }
+}
+
+/// A direct S3 client of `endpoint` (path-style, region us-east-1, as s3s-fs wants).
+pub fn s3_client(endpoint: &str, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+    let creds = aws_sdk_s3::config::Credentials::new(access_key, secret_key, None, None, "test");
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
 }
 
 /// A running server and what a test needs to talk to it.
