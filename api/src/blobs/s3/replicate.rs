@@ -22,7 +22,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
-use super::{S3Store, hash_body, next_chunk, sdk_err, status_of};
+use super::{S3Store, hash_body, long_wait, next_chunk, sdk_err, status_of};
 use crate::blobs::{Sha512Counter, StoreError, mismatch};
 use tooltool_proto::Digest;
 
@@ -160,6 +160,8 @@ impl S3Store {
             .cache_control(super::PUBLISHED_CACHE_CONTROL)
             .content_length(size as i64)
             .body(ByteStream::from(buf.freeze()))
+            .customize()
+            .config_override(long_wait())
             .send()
             .await
             .map_err(|e| sdk_err("put the copy", e))?;
@@ -251,6 +253,8 @@ impl S3Store {
             .key(key)
             .upload_id(&upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .customize()
+            .config_override(long_wait())
             .send()
             .await;
         let etag = match completed {
@@ -289,7 +293,9 @@ impl S3Store {
             .upload_id(upload_id)
             .part_number(number)
             .content_length(part.len() as i64)
-            .body(ByteStream::from(part));
+            .body(ByteStream::from(part))
+            .customize()
+            .config_override(long_wait());
         tokio::spawn(async move {
             let out = request.send().await.map_err(|e| sdk_err("upload a part", e))?;
             Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build())
