@@ -365,16 +365,51 @@ impl BlobStore for S3Store {
     }
 }
 
-/// Streams a body through sha512, stopping once it is past `size` bytes (a mismatch already).
-async fn hash_body(mut body: ByteStream, size: u64, what: &str) -> Result<(Digest, u64), StoreError> {
-    let mut counter = Sha512Counter::default();
-    while let Some(chunk) = next_chunk(&mut body, what).await? {
-        counter.update(&chunk);
-        if counter.len() > size {
-            break;
-        }
+/// A body hashed as it streams: the one reader through which this store reads stored or
+/// staged bytes (upload verification, checking and scrubbing a copy, replication), in
+/// constant memory.
+pub(super) struct HashedBody {
+    body: ByteStream,
+    counter: Sha512Counter,
+    size: u64,
+    what: &'static str,
+}
+
+impl HashedBody {
+    /// Reads `body`, expected to be `size` bytes; `what` names it in errors.
+    pub(super) fn new(body: ByteStream, size: u64, what: &'static str) -> Self {
+        Self { body, counter: Sha512Counter::default(), size, what }
     }
-    Ok(counter.finish())
+
+    /// The next chunk, once hashed; `None` at the end, and once the body is past `size`
+    /// bytes (a mismatch already: the rest is not read).
+    pub(super) async fn next(&mut self) -> Result<Option<bytes::Bytes>, StoreError> {
+        if self.past_size() {
+            return Ok(None);
+        }
+        let chunk = next_chunk(&mut self.body, self.what).await?;
+        if let Some(chunk) = &chunk {
+            self.counter.update(chunk);
+        }
+        Ok(chunk.filter(|_| !self.past_size()))
+    }
+
+    /// Whether more than `size` bytes came.
+    pub(super) fn past_size(&self) -> bool {
+        self.counter.len() > self.size
+    }
+
+    /// The digest and length of what was read.
+    pub(super) fn finish(self) -> (Digest, u64) {
+        self.counter.finish()
+    }
+}
+
+/// Streams a body through sha512 to its end (or past `size` bytes, a mismatch already).
+async fn hash_body(body: ByteStream, size: u64, what: &'static str) -> Result<(Digest, u64), StoreError> {
+    let mut reader = HashedBody::new(body, size, what);
+    while reader.next().await?.is_some() {}
+    Ok(reader.finish())
 }
 
 /// The next chunk of a streaming body, failing if it stalls longer than [`STREAM_STALL`].
