@@ -376,3 +376,30 @@ async fn without_manage_no_action_is_offered_and_the_api_refuses_them_anyway() {
     assert_eq!((info.visibility, info.has_instances), (Visibility::Public, true));
     b.finish(&[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_only_copy_the_scrubber_found_corrupt_is_shown_lost() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let data: &[u8] = b"bytes that rot on the embedded store's disk";
+    let d = app.upload("rotten.tar.gz", data, Visibility::Public).await;
+    let blob = app.settings.data_dir.join("blobs").join("sha512").join(d.as_str());
+    std::fs::write(&blob, b"bytes that rot on the embedded store's disK").unwrap();
+    let filter = tooltool_api::db::ScrubFilter::default();
+    tooltool_api::scrub_once(&app.settings, &filter, None, "admin-cli:test", &|_| {}).await.unwrap_err();
+    // The server's lookup cache drops the copy within TOOLTOOL_LOOKUP_MAX_AGE of the scrub.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.anonymous().get_file(d.as_str()).await.unwrap().has_instances {
+        assert!(Instant::now() < deadline, "the lost copy is still served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let b = Browser::start(&app).await;
+    b.open(&format!("/ui/file/{d}")).await;
+    b.wait_text(
+        "#regions",
+        "Lost: the scrubber found every stored copy missing or corrupt (local: corrupt). Downloads answer 404; \
+         upload the file again.",
+    )
+    .await;
+    b.screenshots("file-lost").await;
+}
