@@ -39,7 +39,7 @@ pub use import::{BatchHead, ImportedBatch};
 pub use lookup::LISTENER_APPLICATION_NAME;
 pub use pending::Pending;
 pub use replications::{Backlog, Claim, FailedCopy};
-pub use scrub::{LostFile, ScrubFilter};
+pub use scrub::ScrubFilter;
 pub use search::SearchLimits;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");

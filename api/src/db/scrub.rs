@@ -9,7 +9,7 @@
 use sqlx::Row;
 
 use super::files::many_files_from_rows;
-use super::{Db, FileWrite, Result, StoredFile, corrupt};
+use super::{Db, FileWrite, Result, StoredFile};
 use tooltool_proto::Digest;
 
 /// What to scrub: every copy, or those of one region, or of one file.
@@ -19,17 +19,6 @@ pub struct ScrubFilter {
     pub region: Option<String>,
     /// Only the copies of this file.
     pub digest: Option<Digest>,
-}
-
-/// A file whose every copy was lost: it answers 404 until it is uploaded again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LostFile {
-    /// The file.
-    pub digest: Digest,
-    /// Its size.
-    pub size: u64,
-    /// The regions whose copy was lost, with why (`missing`, `corrupt`) and when.
-    pub copies: Vec<(String, String, i64)>,
 }
 
 impl Db {
@@ -150,34 +139,6 @@ impl Db {
             .fetch_one(&self.read)
             .await?;
         Ok(row.try_get("oldest")?)
-    }
-
-    /// Up to `limit` files that lost every copy (and have no instance), most recent loss first.
-    pub async fn lost_files(&self, limit: i64) -> Result<Vec<LostFile>> {
-        let rows = sqlx::query(
-            "SELECT f.digest, f.size, l.region, l.reason, l.lost FROM lost_copies l JOIN files f ON f.id = l.file_id \
-             WHERE l.repaired IS NULL AND NOT EXISTS (SELECT 1 FROM file_instances i WHERE i.file_id = l.file_id) \
-             AND l.file_id IN (SELECT l2.file_id FROM lost_copies l2 WHERE l2.repaired IS NULL \
-                 GROUP BY l2.file_id ORDER BY MAX(l2.lost) DESC, l2.file_id LIMIT $1) \
-             ORDER BY l.lost DESC, f.id, l.region",
-        )
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        let mut out: Vec<LostFile> = Vec::new();
-        for r in &rows {
-            let digest = Digest::parse(&r.try_get::<String, _>("digest")?).map_err(|_| corrupt("digest"))?;
-            let copy = (r.try_get("region")?, r.try_get("reason")?, r.try_get("lost")?);
-            match out.iter_mut().find(|f| f.digest == digest) {
-                Some(f) => f.copies.push(copy),
-                None => out.push(LostFile {
-                    digest,
-                    size: u64::try_from(r.try_get::<i64, _>("size")?).map_err(|_| corrupt("size"))?,
-                    copies: vec![copy],
-                }),
-            }
-        }
-        Ok(out)
     }
 
     /// How many files lost every copy.
