@@ -16,9 +16,6 @@ pub use crate::blobs::{CheckDepth, CopyCheck};
 use crate::db::{Db, DbError, FileWrite, StoredFile};
 use tooltool_proto::Digest;
 
-/// Files read from the database per page.
-const PAGE: i64 = 500;
-
 /// Checks the copy of `file` in `store`.
 pub async fn check(store: &dyn BlobStore, file: &StoredFile, depth: CheckDepth) -> Result<CopyCheck, StoreError> {
     store.check_copy(&file.digest, file.size, depth).await
@@ -26,7 +23,7 @@ pub async fn check(store: &dyn BlobStore, file: &StoredFile, depth: CheckDepth) 
 
 /// Records what checking the copy of `file` in `region` found: an intact copy becomes (or
 /// stays) an instance, with `file.verified` when new; a missing or corrupt one is no instance
-/// any more, with `file.copy_lost` when it was one.
+/// any more ([`lose`]).
 pub async fn record(
     w: &mut FileWrite,
     file: &StoredFile,
@@ -37,9 +34,91 @@ pub async fn record(
 ) -> Result<(), DbError> {
     match found {
         CopyCheck::Intact => w.add_instance(file, region, actor, now).await,
-        CopyCheck::Missing => w.remove_copy(file, region, "missing", actor).await.map(|_| ()),
-        CopyCheck::Corrupt(why) => w.remove_copy(file, region, why, actor).await.map(|_| ()),
+        lost => lose(w, file, region, &Loss::of(lost), None, actor, now).await.map(|_| ()),
     }
+}
+
+/// Why a recorded copy is no good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loss {
+    /// `missing` or `corrupt`: the reason of `file.copy_lost` and of the metrics.
+    pub reason: &'static str,
+    /// What was found, for the audit trail and the operator.
+    pub detail: String,
+}
+
+impl Loss {
+    /// The loss a check found (`None` for an intact copy).
+    pub fn found(check: &CopyCheck) -> Option<Self> {
+        (*check != CopyCheck::Intact).then(|| Self::of(check))
+    }
+
+    fn of(check: &CopyCheck) -> Self {
+        match check {
+            CopyCheck::Corrupt(why) => Self { reason: "corrupt", detail: why.clone() },
+            _ => Self { reason: "missing", detail: "no object under its key".into() },
+        }
+    }
+}
+
+/// The one place a lost copy leaves routing: the instance goes, with its `file.copy_lost`
+/// event, its note in `lost_copies` (until it is repaired) and an audit line, all in `w`.
+/// Returns whether there was such an instance.
+pub async fn lose(
+    w: &mut FileWrite,
+    file: &StoredFile,
+    region: &str,
+    loss: &Loss,
+    quarantined: Option<&str>,
+    actor: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    if !w.remove_copy(file, region, loss.reason, quarantined, actor, now).await? {
+        return Ok(false);
+    }
+    let details = serde_json::json!({
+        "region": region, "reason": loss.reason, "detail": loss.detail, "quarantined": quarantined,
+    });
+    w.audit(actor, "file.copy_lost", file.digest.as_str(), details, now).await?;
+    Ok(true)
+}
+
+/// What [`examine`] found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Examined {
+    /// Every byte hashed to the digest.
+    Intact,
+    /// No good: out of routing, its bytes (if any) set aside under `quarantined`.
+    Lost(Loss, Option<String>),
+}
+
+/// Reads back every byte of the recorded copy of `file` in `store`. A missing or corrupt one
+/// leaves routing at once ([`lose`]), its bytes first moved aside under `quarantine/` (never
+/// deleted). A store that cannot be read is the inner error: nothing is changed then.
+pub async fn examine(
+    db: &Db,
+    store: &dyn BlobStore,
+    file: &StoredFile,
+    actor: &str,
+) -> Result<Result<Examined, StoreError>, DbError> {
+    let found = match check(store, file, CheckDepth::Full).await {
+        Ok(found) => found,
+        Err(e) => return Ok(Err(e)),
+    };
+    let Some(loss) = Loss::found(&found) else { return Ok(Ok(Examined::Intact)) };
+    // Set aside before it leaves routing: a download in between finds no object, never the
+    // wrong bytes; and nothing can publish good bytes under the key while it is an instance.
+    let quarantined = match loss.reason {
+        "corrupt" => match store.quarantine(&file.digest).await {
+            Ok(key) => key,
+            Err(e) => return Ok(Err(e)),
+        },
+        _ => None,
+    };
+    let mut w = db.write_files().await?;
+    lose(&mut w, file, store.region(), &loss, quarantined.as_deref(), actor, crate::time::now()).await?;
+    w.commit().await?;
+    Ok(Ok(Examined::Lost(loss, quarantined)))
 }
 
 /// Paces reads to at most `bytes_per_second` on average over a run.
@@ -68,7 +147,7 @@ impl Pace {
     }
 }
 
-/// What `verify-instances` found.
+/// What a pass of `verify-instances` or `scrub` found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     /// Copies read back.
@@ -81,8 +160,16 @@ pub struct VerifyReport {
     pub failed: Vec<(Digest, String, String)>,
 }
 
+impl VerifyReport {
+    /// Whether the pass found anything to report (a lost copy, or one it could not read).
+    pub fn found_anything(&self) -> bool {
+        !self.lost.is_empty() || !self.failed.is_empty()
+    }
+}
+
 /// Re-hashes every recorded copy (in `region` only, when given), paced to `rate` bytes per
-/// second, and records each finding; `progress` is told the bytes of each copy read.
+/// second, and records each finding; `progress` is told the bytes of each copy read. One pass
+/// of the scrubber over every copy proven before it started.
 pub async fn verify_instances(
     db: &Db,
     blobs: &BlobStores,
@@ -91,43 +178,9 @@ pub async fn verify_instances(
     actor: &str,
     progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<VerifyReport> {
-    if let Some(r) = region
-        && blobs.get(r).is_none()
-    {
-        anyhow::bail!("--region {r}: no such region is configured (configured: {})", blobs.region_names().join(", "));
-    }
-    let mut report = VerifyReport::default();
-    let mut after = 0;
-    loop {
-        let files = db.files_with_copies(region, after, PAGE).await?;
-        let Some(last) = files.last() else { break };
-        after = last.id;
-        for file in &files {
-            for r in &file.instances {
-                let Some(store) = blobs.get(r) else { continue };
-                let found = match check(store.as_ref(), file, CheckDepth::Full).await {
-                    Ok(found) => found,
-                    Err(e) => {
-                        report.failed.push((file.digest.clone(), r.clone(), e.to_string()));
-                        continue;
-                    }
-                };
-                report.checked += 1;
-                report.bytes += file.size;
-                if let CopyCheck::Corrupt(why) = &found {
-                    report.lost.push((file.digest.clone(), r.clone(), why.clone()));
-                } else if found == CopyCheck::Missing {
-                    report.lost.push((file.digest.clone(), r.clone(), "missing".into()));
-                }
-                if found != CopyCheck::Intact {
-                    let mut w = db.write_files().await?;
-                    record(&mut w, file, r, &found, actor, crate::time::now()).await?;
-                    w.commit().await?;
-                }
-                progress(file.size);
-                pace.read(file.size).await;
-            }
-        }
-    }
-    Ok(report)
+    let filter = crate::db::ScrubFilter { region: region.map(str::to_owned), digest: None };
+    crate::scrub::Scrubber::new(db.clone(), blobs.clone(), LEASE).pass(&filter, None, pace, actor, progress).await
 }
+
+/// How long a command's claim on one copy lasts without being renewed.
+const LEASE: Duration = Duration::from_secs(60);

@@ -19,6 +19,7 @@ pub mod private;
 pub mod relay;
 pub mod replication;
 pub mod routes;
+pub mod scrub;
 pub mod settings;
 pub mod state;
 pub mod telemetry;
@@ -91,6 +92,11 @@ impl Application {
             tokio::spawn(state.replicator.clone().run(state.settings.replication_interval));
         }
         let db = state.db.clone();
+        if let Some(interval) = state.settings.scrub_interval {
+            let scrubber =
+                scrub::Scrubber::new(state.db.clone(), state.blobs.clone(), state.settings.replication_lease);
+            tokio::spawn(scrubber.run(interval, Some(state.settings.scrub_rate * 1e6)));
+        }
         tokio::spawn(async move { db.follow_changes().await });
         tokio::spawn(health::watch(state.clone()));
         if let Some(url) = &state.settings.amqp_url {
@@ -209,6 +215,38 @@ pub async fn replicate_once(settings: &Settings) -> anyhow::Result<()> {
     for f in db.failed_copies(20).await? {
         summary
             .push_str(&format!("\n  {} -> {}: {} attempt(s), last error: {}", f.digest, f.region, f.attempts, f.error));
+    }
+    bail!(summary)
+}
+
+/// One scrub pass (`tooltool-api scrub`, `verify-instances`): every copy matching `filter`
+/// proven before the pass started is read back, at most `rate` megabytes per second. An error,
+/// naming each copy, when a copy was lost or could not be read; the report otherwise.
+pub async fn scrub_once(
+    settings: &Settings,
+    filter: &db::ScrubFilter,
+    rate: Option<f64>,
+    actor: &str,
+    progress: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<copies::VerifyReport> {
+    let (db, blobs) = open_stores(settings).await?;
+    let mut pace = copies::Pace::new(rate.map(|mb| mb * 1e6));
+    let scrubber = scrub::Scrubber::new(db, blobs, settings.replication_lease);
+    let report = scrubber.pass(filter, None, &mut pace, actor, progress).await?;
+    if !report.found_anything() {
+        return Ok(report);
+    }
+    let mut summary = format!(
+        "{} of {} copies lost (no longer served from their region), {} could not be read:",
+        report.lost.len(),
+        report.checked,
+        report.failed.len()
+    );
+    for (d, r, why) in &report.lost {
+        summary.push_str(&format!("\n  {d} in {r}: {why}"));
+    }
+    for (d, r, e) in &report.failed {
+        summary.push_str(&format!("\n  {d} in {r}: could not be read: {e}"));
     }
     bail!(summary)
 }

@@ -8,12 +8,14 @@ use clap::{Parser, Subcommand};
 
 use tooltool_api::admin::{Admin, cli_actor, scopes_granting_nothing};
 use tooltool_api::auth::full_scope;
-use tooltool_api::copies::{self, Pace};
-use tooltool_api::db::AuditFilter;
+use tooltool_api::db::{AuditFilter, ScrubFilter};
 use tooltool_api::import::{ImportOptions, Progress};
 use tooltool_api::settings::parse_duration;
 use tooltool_api::time::rfc3339;
-use tooltool_api::{Application, Settings, load_secrets, open_db, open_stores, replicate_once, telemetry, tokens};
+use tooltool_api::{
+    Application, Settings, load_secrets, open_db, open_stores, replicate_once, scrub_once, telemetry, tokens,
+};
+use tooltool_proto::Digest;
 
 #[derive(Parser)]
 #[command(name = "tooltool-api", version, about = "The tooltool artifact store server")]
@@ -78,6 +80,21 @@ enum Command {
         #[arg(long)]
         region: Option<String>,
         /// Read at most this many megabytes (10^6 bytes) per second on average.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// One scrub pass: read back and hash every stored copy proven before the pass started;
+    /// a missing or corrupt one stops being served and is set aside under `quarantine/`. Exits
+    /// non-zero when a copy was lost or could not be read, 0 on a clean store.
+    Scrub {
+        /// Only the copies in this region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Only the copies of this file (its sha512 digest).
+        #[arg(long)]
+        digest: Option<String>,
+        /// Read at most this many megabytes (10^6 bytes) per second on average (default:
+        /// TOOLTOOL_SCRUB_RATE).
         #[arg(long)]
         rate: Option<f64>,
     },
@@ -184,7 +201,15 @@ fn main() -> anyhow::Result<()> {
                 let opts = ImportOptions { from, regions, dry_run, trust_instances, verify, page: 0 };
                 import_legacy(&settings, &opts).await
             }
-            Command::VerifyInstances { region, rate } => verify_instances(&settings, region.as_deref(), rate).await,
+            Command::VerifyInstances { region, rate } => {
+                scrub(&settings, ScrubFilter { region, digest: None }, rate).await
+            }
+            Command::Scrub { region, digest, rate } => {
+                let digest =
+                    digest.map(|d| Digest::parse(&d).map_err(|_| anyhow::anyhow!("--digest: not a sha512 digest")));
+                let filter = ScrubFilter { region, digest: digest.transpose()? };
+                scrub(&settings, filter, Some(rate.unwrap_or(settings.scrub_rate))).await
+            }
             Command::Events(EventsCommand::Tail { after, follow }) => tail_events(&settings, after, follow).await,
             Command::Audit { action, actor, target, limit } => {
                 let filter = AuditFilter { action, actor, target, ..Default::default() };
@@ -237,22 +262,12 @@ async fn import_legacy(settings: &Settings, opts: &ImportOptions) -> anyhow::Res
     Ok(())
 }
 
-async fn verify_instances(settings: &Settings, region: Option<&str>, rate: Option<f64>) -> anyhow::Result<()> {
-    let (db, blobs) = open_stores(settings).await?;
-    let mut pace = Pace::new(rate.map(|mb| mb * 1e6));
+/// One pass of the scrubber (`scrub`, `verify-instances`), at most `rate` MB/s.
+async fn scrub(settings: &Settings, filter: ScrubFilter, rate: Option<f64>) -> anyhow::Result<()> {
     let bar = progress_bar();
     bar(Progress::Stage("verifying copies", 0));
-    let report =
-        copies::verify_instances(&db, &blobs, region, &mut pace, &cli_actor(), &|_| bar(Progress::Advance(1))).await?;
-    println!("copies checked: {} ({} bytes read)", report.checked, report.bytes);
-    println!("copies lost (no longer served from their region): {}", report.lost.len());
-    for (d, r, why) in &report.lost {
-        println!("  {d} in {r}: {why}");
-    }
-    for (d, r, e) in &report.failed {
-        println!("  {d} in {r}: could not be read: {e}");
-    }
-    anyhow::ensure!(report.lost.is_empty() && report.failed.is_empty(), "some copies are lost or could not be read");
+    let report = scrub_once(settings, &filter, rate, &cli_actor(), &|_| bar(Progress::Advance(1))).await?;
+    println!("copies checked: {} ({} bytes read), none lost", report.checked, report.bytes);
     Ok(())
 }
 

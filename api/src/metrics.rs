@@ -55,6 +55,16 @@ pub struct Metrics {
     pub identity_calls: IntCounterVec,
     /// Latency of those calls.
     pub identity_latency: prometheus::Histogram,
+    /// Stored copies the scrubber read back, by region.
+    pub scrub_copies: IntCounterVec,
+    /// Bytes the scrubber read back, by region.
+    pub scrub_bytes: IntCounterVec,
+    /// Copies the scrubber found lost and took out of routing, by reason (`missing`, `corrupt`).
+    pub scrub_copies_lost: IntCounterVec,
+    /// Lost copies recorded again from a verified copy (by replication or a new upload).
+    pub scrub_copies_repaired: IntCounter,
+    /// Age in seconds of the oldest proof of any stored copy (0 without copies).
+    pub scrub_oldest_unproven: prometheus::IntGauge,
 }
 
 fn build() -> Metrics {
@@ -124,7 +134,25 @@ fn build() -> Metrics {
             .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
     )
     .expect("valid metric");
-    let collectors: [(Box<dyn prometheus::core::Collector>, &str); 19] = [
+    let scrub_copies =
+        IntCounterVec::new(Opts::new("scrub_copies_total", "Stored copies the scrubber read back"), &["region"])
+            .expect("valid metric");
+    let scrub_bytes = IntCounterVec::new(Opts::new("scrub_bytes_total", "Bytes the scrubber read back"), &["region"])
+        .expect("valid metric");
+    let scrub_copies_lost = IntCounterVec::new(
+        Opts::new("scrub_copies_lost_total", "Copies found missing or corrupt and taken out of routing, by reason"),
+        &["reason"],
+    )
+    .expect("valid metric");
+    let scrub_copies_repaired =
+        IntCounter::new("scrub_copies_repaired_total", "Lost copies recorded again from a verified copy")
+            .expect("valid metric");
+    let scrub_oldest_unproven = prometheus::IntGauge::new(
+        "scrub_oldest_unproven_seconds",
+        "Age of the oldest proof of any stored copy (0 without copies)",
+    )
+    .expect("valid metric");
+    let collectors: [(Box<dyn prometheus::core::Collector>, &str); 24] = [
         (Box::new(requests.clone()), "counter"),
         (Box::new(latency.clone()), "histogram"),
         (Box::new(redirects.clone()), "counter"),
@@ -144,6 +172,11 @@ fn build() -> Metrics {
         (Box::new(replication_copies.clone()), "counter"),
         (Box::new(identity_calls.clone()), "counter"),
         (Box::new(identity_latency.clone()), "histogram"),
+        (Box::new(scrub_copies.clone()), "counter"),
+        (Box::new(scrub_bytes.clone()), "counter"),
+        (Box::new(scrub_copies_lost.clone()), "counter"),
+        (Box::new(scrub_copies_repaired.clone()), "counter"),
+        (Box::new(scrub_oldest_unproven.clone()), "gauge"),
     ];
     let mut families = Vec::new();
     for (m, kind) in collectors {
@@ -163,6 +196,9 @@ fn build() -> Metrics {
     }
     for outcome in ["success", "failed", "unavailable"] {
         identity_calls.with_label_values(&[outcome]);
+    }
+    for reason in ["missing", "corrupt"] {
+        scrub_copies_lost.with_label_values(&[reason]);
     }
     Metrics {
         registry,
@@ -186,6 +222,11 @@ fn build() -> Metrics {
         replication_copies,
         identity_calls,
         identity_latency,
+        scrub_copies,
+        scrub_bytes,
+        scrub_copies_lost,
+        scrub_copies_repaired,
+        scrub_oldest_unproven,
     }
 }
 

@@ -61,7 +61,14 @@ pub struct S3Settings {
     pub access_key_id: Option<String>,
     /// Static secret key, paired with `access_key_id`.
     pub secret_access_key: Option<Secret>,
+    /// How long a GET, HEAD, PUT, DELETE or list waits for S3's answer, its retries included
+    /// (`TOOLTOOL_S3_TIMEOUT`). Server-side copies and streamed bodies keep a longer wait.
+    pub timeout: Duration,
 }
+
+/// The default of [`S3Settings::timeout`]: under `TOOLTOOL_VERIFY_WAIT`'s default, so that
+/// `upload/complete` against an S3 that does not answer is 503 `storage-unavailable`, not 409.
+pub const DEFAULT_S3_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Who sees internal files' metadata on the search, batch and file routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +198,13 @@ pub struct Settings {
     pub trust_forwarded: bool,
     /// Downloads through a CDN, when configured.
     pub cdn: Option<CdnSettings>,
+    /// How long a full pass of the scrubber takes at most: a stored copy is read back once
+    /// this long after it was last proven (`TOOLTOOL_SCRUB_INTERVAL`; `None`: `off`, this
+    /// replica does not scrub).
+    pub scrub_interval: Option<Duration>,
+    /// How fast the scrubber reads, in megabytes (10^6 bytes) per second on average
+    /// (`TOOLTOOL_SCRUB_RATE`).
+    pub scrub_rate: f64,
 }
 
 impl Settings {
@@ -238,6 +252,8 @@ impl Settings {
             taskcluster_timeout: Duration::from_secs(5),
             trust_forwarded: false,
             cdn: None,
+            scrub_interval: Some(Duration::from_secs(30 * 24 * 3600)),
+            scrub_rate: 10.0,
         }
     }
 
@@ -365,6 +381,21 @@ impl Settings {
                 bail!("TOOLTOOL_REPLICATION_PART_SIZE must be at least {MIN_PART_SIZE} bytes (S3's smallest part)");
             }
         }
+        if let Some(v) = get("TOOLTOOL_SCRUB_INTERVAL") {
+            s.scrub_interval = match v.as_str() {
+                "off" => None,
+                _ => match parse_duration("TOOLTOOL_SCRUB_INTERVAL", &v)? {
+                    d if d.is_zero() => bail!("TOOLTOOL_SCRUB_INTERVAL must be longer than 0 (or off)"),
+                    d => Some(d),
+                },
+            };
+        }
+        if let Some(v) = get("TOOLTOOL_SCRUB_RATE") {
+            s.scrub_rate = parse_var("TOOLTOOL_SCRUB_RATE", &v)?;
+            if !(s.scrub_rate.is_finite() && s.scrub_rate > 0.0) {
+                bail!("TOOLTOOL_SCRUB_RATE must be a positive number of megabytes per second, not {v:?}");
+            }
+        }
         s.cdn = match (get("TOOLTOOL_CDN_URL"), get("TOOLTOOL_CDN_KEY_ID"), get("TOOLTOOL_CDN_PRIVATE_KEY")) {
             (None, None, None) => None,
             (Some(url), Some(key_id), Some(key)) => Some(CdnSettings { url, key_id, private_key: key.into() }),
@@ -382,6 +413,13 @@ impl Settings {
                 .unwrap_or(false),
             access_key_id: get("TOOLTOOL_S3_ACCESS_KEY_ID"),
             secret_access_key: get("TOOLTOOL_S3_SECRET_ACCESS_KEY").map(Secret::new),
+            timeout: match get("TOOLTOOL_S3_TIMEOUT") {
+                Some(v) => match parse_duration("TOOLTOOL_S3_TIMEOUT", &v)? {
+                    d if d.is_zero() => bail!("TOOLTOOL_S3_TIMEOUT must be longer than 0"),
+                    d => d,
+                },
+                None => DEFAULT_S3_TIMEOUT,
+            },
         };
         match (get("TOOLTOOL_S3_REGIONS"), get("TOOLTOOL_S3_BUCKET")) {
             (Some(_), Some(_)) => bail!("TOOLTOOL_S3_REGIONS and TOOLTOOL_S3_BUCKET are exclusive: set one"),
@@ -519,6 +557,44 @@ mod tests {
         assert_eq!(s3.region, "us-east-1");
         assert!(s3.force_path_style);
         assert_eq!(s.download_url_ttl, Duration::from_secs(120));
+        assert_eq!(s3.timeout, DEFAULT_S3_TIMEOUT);
+    }
+
+    #[test]
+    fn scrub_settings_have_defaults_values_and_refuse_malformed_ones() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.scrub_interval, Some(Duration::from_secs(30 * 24 * 3600)));
+        assert_eq!(s.scrub_rate, 10.0);
+        let s = from(&[("TOOLTOOL_SCRUB_INTERVAL", "7days"), ("TOOLTOOL_SCRUB_RATE", "2.5")]).unwrap();
+        assert_eq!((s.scrub_interval, s.scrub_rate), (Some(Duration::from_secs(7 * 24 * 3600)), 2.5));
+        assert_eq!(from(&[("TOOLTOOL_SCRUB_INTERVAL", "off")]).unwrap().scrub_interval, None);
+        for (var, bad) in [
+            ("TOOLTOOL_SCRUB_INTERVAL", "weekly"),
+            ("TOOLTOOL_SCRUB_INTERVAL", "0"),
+            ("TOOLTOOL_SCRUB_RATE", "fast"),
+            ("TOOLTOOL_SCRUB_RATE", "0"),
+            ("TOOLTOOL_SCRUB_RATE", "-1"),
+            ("TOOLTOOL_SCRUB_RATE", "inf"),
+        ] {
+            let err = from(&[(var, bad)]).unwrap_err().to_string();
+            assert!(err.contains(var), "{var}={bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_s3_timeout_has_a_default_a_value_and_refuses_malformed_ones() {
+        let timeout = |vars: &[(&str, &str)]| {
+            let s = from(&[&[("TOOLTOOL_S3_REGIONS", "a=b,c=d")], vars].concat()).unwrap();
+            let BlobSettings::S3(regions) = &s.blobs else { panic!("expected S3") };
+            regions.iter().map(|r| r.timeout).collect::<Vec<_>>()
+        };
+        assert_eq!(timeout(&[]), [Duration::from_secs(15); 2]);
+        assert!(DEFAULT_S3_TIMEOUT < Settings::embedded("x").verify_wait, "complete answers 503 before 409");
+        assert_eq!(timeout(&[("TOOLTOOL_S3_TIMEOUT", "2s")]), [Duration::from_secs(2); 2], "every region");
+        for bad in ["soon", "0"] {
+            let err = from(&[("TOOLTOOL_S3_BUCKET", "b"), ("TOOLTOOL_S3_TIMEOUT", bad)]).unwrap_err().to_string();
+            assert!(err.contains("TOOLTOOL_S3_TIMEOUT"), "{err}");
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ impl From<&StoredFile> for FileInfo {
             visibility: f.visibility,
             has_instances: !f.instances.is_empty(),
             instances: f.instances.clone(),
+            proven: Default::default(),
+            lost: Default::default(),
         }
     }
 }

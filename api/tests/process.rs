@@ -263,10 +263,15 @@ struct Staged {
 }
 
 async fn staged_big_upload() -> Staged {
+    staged_upload(384).await
+}
+
+/// A `mib` MiB blob staged on an embedded server, not completed.
+async fn staged_upload(mib: u32) -> Staged {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let token = token(&data_dir);
-    let (blob, size, digest) = big_blob(dir.path(), 384);
+    let (blob, size, digest) = big_blob(dir.path(), mib);
     let server = Process::start(&data_dir);
     let http = no_redirects();
     stage(&http, &server, &token, &blob, size, &digest).await;
@@ -582,4 +587,40 @@ async fn sigkill_during_a_replication_copy_records_nothing_and_a_new_replica_mak
     assert_eq!(sent_parts().await, 0, "no part of the dead upload is left");
     let location = serves_exactly_from(&http, &server, &digest, "?region=b").await;
     assert!(location.starts_with(&format!("{endpoint_b}/{bucket_b}/sha512/{digest}?")), "{location}");
+}
+
+/// `tooltool-api scrub`, the binary, run beside an embedded server: exit 0 on a clean store;
+/// exit 1, naming the copy, once a blob's bytes were flipped on disk; and the server then stops
+/// serving it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scrub_command_exits_zero_on_a_clean_store_and_one_when_a_copy_rotted() {
+    let Staged { dir: _dir, data_dir, token: _, digest, server, http } = staged_upload(16).await;
+    let res = http.get(server.url(&format!("/upload/complete/sha512/{digest}"))).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    serves_exactly(&http, &server, &digest).await;
+
+    let out = command(&data_dir).args(["scrub", "--rate", "1000"]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "a clean store: {stdout}\n{stderr}");
+    assert!(stdout.contains("copies checked: 1"), "{stdout}");
+
+    let blob = data_dir.join("blobs").join("sha512").join(&digest);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[12345] ^= 0x01;
+    std::fs::write(&blob, bytes).unwrap();
+    let out = command(&data_dir).args(["scrub", "--digest", &digest]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("{digest} in local: corrupt")), "{stderr}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = http.get(server.url(&format!("/sha512/{digest}"))).send().await.unwrap();
+        if res.status() == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {} after the scrub", res.status());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = command(&data_dir).args(["scrub"]).output().unwrap();
+    assert!(out.status.success(), "the lost copy is no longer recorded: {}", String::from_utf8_lossy(&out.stderr));
 }

@@ -158,9 +158,7 @@ export async function file(digest, rerender) {
         ['Size', bytes(info.size)],
         ['Digest (sha512)', [digestCode, ' ', copy]],
         ['Visibility', visibility(info.visibility)],
-        ['Stored copies', info.instances.length
-          ? h('ul', { class: 'regions', id: 'regions' }, info.instances.map((r) => h('li', { text: r })))
-          : h('span', { id: 'regions', text: 'None: every stored copy was deleted. Downloads answer 404 until the file is uploaded again.' })],
+        ['Stored copies', storedCopies(info)],
         ['Download', download(info, name, session)],
       ]),
       h('section', { 'aria-labelledby': 'carried-h' },
@@ -171,6 +169,20 @@ export async function file(digest, rerender) {
       session && grants(session.scopes, 'manage') ? manageSection(info, name, rerender) : null,
     ],
   };
+}
+
+/** The regions holding a copy, each with when its bytes were last proven; or why there is none. */
+function storedCopies(info) {
+  const lost = Object.entries(info.lost ?? {});
+  if (info.instances.length) {
+    return h('ul', { class: 'regions', id: 'regions' }, info.instances.map((r) => h('li', {},
+      r, info.proven?.[r] ? h('span', { class: 'hint', text: ` (last proven ${info.proven[r]})` }) : null)));
+  }
+  if (lost.length) {
+    const why = lost.map(([r, reason]) => `${r}: ${reason}`).join(', ');
+    return h('span', { id: 'regions', class: 'lost', text: `Lost: the scrubber found every stored copy missing or corrupt (${why}). Downloads answer 404; upload the file again.` });
+  }
+  return h('span', { id: 'regions', text: 'None: every stored copy was deleted. Downloads answer 404 until the file is uploaded again.' });
 }
 
 function download(info, name, session) {
@@ -242,6 +254,7 @@ export async function batch(id) {
 /** The actions the audit trail records, for the filter. */
 const AUDIT_ACTIONS = [
   'batch.uploaded', 'upload.verified', 'upload.rejected', 'file.visibility_changed', 'file.instances_deleted',
+  'file.copy_lost',
   'client.created', 'client.rotated', 'client.revoked',
 ];
 

@@ -757,6 +757,8 @@ mod tests {
             visibility: Visibility::Public,
             has_instances: true,
             instances: vec!["us-east-1".into()],
+            proven: Default::default(),
+            lost: Default::default(),
         }
     }
 

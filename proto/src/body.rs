@@ -93,6 +93,15 @@ pub struct FileInfo {
     pub has_instances: bool,
     /// The regions that hold a verified copy.
     pub instances: Vec<String>,
+    /// When each region's copy last had its bytes proven (hashed to the digest: at its
+    /// upload or copy, then by each scrub), RFC 3339 UTC, by region. Absent from older servers.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub proven: std::collections::BTreeMap<String, String>,
+    /// The regions whose copy was found missing or corrupt (the reason, `missing` or
+    /// `corrupt`) and not repaired yet. With no instance left, the file answers 404 until it
+    /// is uploaded again. Absent when none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lost: std::collections::BTreeMap<String, String>,
 }
 
 /// One operation of `PATCH /file/sha512/<digest>`.

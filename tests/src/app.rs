@@ -148,6 +148,7 @@ impl TestApp {
                 force_path_style: true,
                 access_key_id: Some(env.access_key.clone()),
                 secret_access_key: Some(Secret::new(&env.secret_key)),
+                timeout: tooltool_api::settings::DEFAULT_S3_TIMEOUT,
             }]);
             s3 = Some(env);
         }

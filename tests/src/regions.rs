@@ -122,6 +122,7 @@ pub async fn spawn_regions(regions: &[(&str, &str)], tweak: impl FnOnce(&mut Set
                 force_path_style: true,
                 access_key_id: Some(r.s3.access_key.clone()),
                 secret_access_key: Some(Secret::new(&r.s3.secret_key)),
+                timeout: tooltool_api::settings::DEFAULT_S3_TIMEOUT,
             })
             .collect(),
     );

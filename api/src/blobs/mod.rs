@@ -122,6 +122,12 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Removes a verified blob (absent is fine).
     async fn delete_blob(&self, digest: &Digest) -> Result<(), StoreError>;
 
+    /// Moves the stored object `sha512/<digest>` aside to `quarantine/sha512/<digest>`, where
+    /// no download URL points and nothing deletes it, for the operator to examine (a later
+    /// loss of the same digest replaces it); returns that key, or `None` when there was no
+    /// object.
+    async fn quarantine(&self, digest: &Digest) -> Result<Option<String>, StoreError>;
+
     /// Whether the store answers (for the heartbeat and the region probe).
     async fn check(&self) -> Result<(), StoreError>;
 
@@ -237,6 +243,13 @@ impl BlobStores {
 
 pub use tooltool_sha512::Sha512Counter;
 
+/// The key a stored copy of `digest` is moved aside to (see [`BlobStore::quarantine`]). No
+/// timestamp in it: S3-compatible stores that keep keys in file names (s3s-fs encodes them in
+/// its side files) have no room for a longer key; the audit trail says when.
+pub fn quarantine_key(digest: &Digest) -> String {
+    format!("quarantine/sha512/{digest}")
+}
+
 /// The outcome of a check whose bytes were hashed (`got`, `got_size`) or only sized.
 fn copy_check(expected: &Digest, size: u64, got: Option<&Digest>, got_size: u64) -> CopyCheck {
     let why = match got {
@@ -303,6 +316,9 @@ mod tests {
         }
         async fn delete_blob(&self, _: &Digest) -> Result<(), StoreError> {
             Ok(())
+        }
+        async fn quarantine(&self, _: &Digest) -> Result<Option<String>, StoreError> {
+            Ok(None)
         }
         async fn check(&self) -> Result<(), StoreError> {
             Ok(())

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Db, Result};
+use super::{Db, FileWrite, Result};
 
 /// Filters of an audit query.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +36,29 @@ pub struct AuditRow {
     pub target: String,
     /// Details of the action.
     pub details: serde_json::Value,
+}
+
+impl FileWrite {
+    /// Appends to the audit trail in this transaction: the entry exists exactly when the
+    /// change it describes does.
+    pub async fn audit(
+        &mut self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)")
+            .bind(now)
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(details.to_string())
+            .execute(&mut *self.tx())
+            .await?;
+        Ok(())
+    }
 }
 
 impl Db {

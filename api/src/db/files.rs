@@ -42,6 +42,8 @@ pub struct FileWrite {
     backend: Backend,
     outbox: std::sync::Arc<Outbox>,
     events: Vec<NewEvent>,
+    /// Lost copies this transaction repaired (counted once it commits).
+    repaired: u64,
     /// Declared after `tx`: fields drop in order, so the cache is cleared only after the
     /// transaction has committed or rolled back.
     touched: Invalidation,
@@ -56,6 +58,7 @@ impl Db {
             backend: self.backend,
             outbox: self.outbox.clone(),
             events: Vec::new(),
+            repaired: 0,
             touched: self.lookup.invalidation(),
         })
     }
@@ -267,9 +270,18 @@ impl FileWrite {
         Ok(regions)
     }
 
-    /// Forgets the copy of `file` in `region`, found missing or corrupt (`reason`), recording
-    /// `file.copy_lost` if there was one; returns whether there was.
-    pub async fn remove_copy(&mut self, file: &StoredFile, region: &str, reason: &str, actor: &str) -> Result<bool> {
+    /// Forgets the copy of `file` in `region`, found `missing` or `corrupt` (`reason`; its bytes
+    /// set aside under `quarantined`), recording `file.copy_lost` and noting the loss in
+    /// `lost_copies` if there was one; returns whether there was.
+    pub async fn remove_copy(
+        &mut self,
+        file: &StoredFile,
+        region: &str,
+        reason: &str,
+        quarantined: Option<&str>,
+        actor: &str,
+        now: i64,
+    ) -> Result<bool> {
         self.touched.add(&file.digest);
         sqlx::query("DELETE FROM replications WHERE file_id = $1 AND region = $2")
             .bind(file.id)
@@ -287,6 +299,7 @@ impl FileWrite {
             event.data.region = Some(region.to_owned());
             event.data.reason = Some(reason.to_owned());
             self.record(event);
+            self.note_lost(file.id, region, reason, quarantined, now).await?;
         }
         Ok(removed)
     }
@@ -309,11 +322,13 @@ impl FileWrite {
     ) -> Result<()> {
         self.touched.add(&file.digest);
         let res = sqlx::query(
-            "INSERT INTO file_instances (file_id, region, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            "INSERT INTO file_instances (file_id, region, created, proven) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
         )
         .bind(file.id)
         .bind(region)
         .bind(now)
+        .bind(crate::time::now_ms())
         .execute(&mut *self.tx)
         .await?;
         sqlx::query("UPDATE files SET verified = $1 WHERE id = $2 AND verified IS NULL")
@@ -321,6 +336,9 @@ impl FileWrite {
             .bind(file.id)
             .execute(&mut *self.tx)
             .await?;
+        if res.rows_affected() == 1 && self.note_repaired(file.id, region, now).await? {
+            self.repaired += 1;
+        }
         if res.rows_affected() == 1
             && let Some((size, visibility)) = self.size_and_visibility(&file.digest).await?
         {
@@ -347,6 +365,7 @@ impl FileWrite {
             }
         }
         self.tx.commit().await?;
+        crate::metrics::METRICS.scrub_copies_repaired.inc_by(self.repaired);
         if !self.events.is_empty() {
             self.outbox.committed();
         }

@@ -27,6 +27,7 @@ mod lookup;
 mod nonces;
 mod pending;
 mod replications;
+mod scrub;
 mod search;
 
 pub use audit::{AuditFilter, AuditRow};
@@ -38,6 +39,7 @@ pub use import::{BatchHead, ImportedBatch};
 pub use lookup::LISTENER_APPLICATION_NAME;
 pub use pending::Pending;
 pub use replications::{Backlog, Claim, FailedCopy};
+pub use scrub::ScrubFilter;
 pub use search::SearchLimits;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");

@@ -26,7 +26,11 @@ pub async fn get(
     if file.visibility == Visibility::Internal && !state.sees_internal(&caller) {
         return Err(unknown());
     }
-    Ok(HttpResponse::Ok().json(FileInfo::from(&*file)))
+    let mut info = FileInfo::from(&*file);
+    let proofs = state.db.proofs(file.id).await?.into_iter().filter(|(r, _)| file.instances.contains(r));
+    info.proven = proofs.map(|(region, ms)| (region, crate::time::rfc3339_ms(ms))).collect();
+    info.lost = state.db.lost_copies_of(file.id).await?.into_iter().collect();
+    Ok(HttpResponse::Ok().json(info))
 }
 
 /// Applies the operations in order: `set_visibility`, `delete_instances`.

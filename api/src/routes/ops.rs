@@ -24,8 +24,9 @@ pub async fn lbheartbeat() -> HttpResponse {
 /// database or every region fails. Each region's check is named `region:<name>`. With a broker
 /// configured, `checks.broker` says what the events relay does (`ok`, `standby`: another
 /// replica relays, `starting`, `unavailable`); a broker that is not `ok` or `standby` makes the
-/// status `warning`, still 200.
-#[utoipa::path(method(get, head), path = "/__heartbeat__", tag = "operations", responses((status = 200, description = "Database and blob stores answer (status warning: some regions, or the broker, do not)"), (status = 503, description = "A check failed; the body names it")))]
+/// status `warning`, still 200. Files whose every copy the scrubber found lost are counted in
+/// `checks.lost_files` (only when there are some), also a `warning`.
+#[utoipa::path(method(get, head), path = "/__heartbeat__", tag = "operations", responses((status = 200, description = "Database and blob stores answer (status warning: some regions, or the broker, do not, or files lost every copy)"), (status = 503, description = "A check failed; the body names it")))]
 pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
     let db = tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await;
     let database = match db {
@@ -67,7 +68,20 @@ pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
     if relay != RelayState::Disabled {
         checks.insert("broker".into(), relay.as_str().into());
     }
-    let warning = failing > 0 || matches!(relay, RelayState::Unavailable | RelayState::Starting);
+    // Files whose every copy was lost answer 404 until uploaded again: a warning, the service
+    // itself is fine.
+    let lost = match tokio::time::timeout(CHECK_TIMEOUT, state.db.lost_file_count()).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "heartbeat: cannot count the lost files");
+            0
+        }
+        Err(_) => 0,
+    };
+    if lost > 0 {
+        checks.insert("lost_files".into(), lost.into());
+    }
+    let warning = failing > 0 || lost > 0 || matches!(relay, RelayState::Unavailable | RelayState::Starting);
     let status = match (healthy, warning) {
         (false, _) => "error",
         (true, true) => "warning",
@@ -100,6 +114,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "metrics: could not read the replication backlog"),
         Err(_) => tracing::error!("metrics: reading the replication backlog timed out"),
+    }
+    match tokio::time::timeout(CHECK_TIMEOUT, crate::scrub::update_metrics(&state.db)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "metrics: could not read the oldest proof"),
+        Err(_) => tracing::error!("metrics: reading the oldest proof timed out"),
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

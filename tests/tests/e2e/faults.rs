@@ -93,6 +93,7 @@ fn own_s3(endpoint: String) -> BlobSettings {
         force_path_style: true,
         access_key_id: Some(OwnS3::ACCESS_KEY.into()),
         secret_access_key: Some(Secret::new(OwnS3::SECRET_KEY)),
+        timeout: tooltool_e2e::tooltool_api::settings::DEFAULT_S3_TIMEOUT,
     }])
 }
 

@@ -21,8 +21,13 @@ async fn get_file_statuses_and_body(backend: Backend) {
     let d = app.upload("f.txt", b"file body", Visibility::Public).await;
     let res = app.http().get(app.at(&format!("/file/sha512/{d}"))).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let v: serde_json::Value = res.json().await.unwrap();
+    let mut v: serde_json::Value = res.json().await.unwrap();
     let region = v["instances"][0].as_str().unwrap().to_owned();
+    // The one member added to the original's (when the copy was last proven, issue 24).
+    let proven = v.as_object_mut().unwrap().remove("proven").expect("proven");
+    let at = proven[&region].as_str().expect("an RFC 3339 time");
+    assert!(at.starts_with("20") && at.ends_with('Z') && at.len() == "2026-12-04T02:30:00.123Z".len(), "{proven}");
+    assert_eq!(proven.as_object().unwrap().len(), 1, "{proven}");
     assert_eq!(
         v,
         json!({"size": 9, "digest": d.as_str(), "algorithm": "sha512", "visibility": "public",

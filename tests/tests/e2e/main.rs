@@ -20,6 +20,7 @@ mod ops;
 mod propagation;
 mod regions;
 mod replicas;
+mod scrub;
 mod staging;
 mod taskcluster;
 mod ui;

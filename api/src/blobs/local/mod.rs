@@ -353,6 +353,18 @@ impl BlobStore for LocalStore {
         remove_if_present(&self.blob_path(digest)).await
     }
 
+    async fn quarantine(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
+        let key = super::quarantine_key(digest);
+        let dest = self.root.join(&key);
+        let dir = dest.parent().expect("a key has a folder");
+        crate::private::create_dir(dir).map_err(|e| StoreError::msg("create the quarantine folder", e))?;
+        match tokio::fs::rename(self.blob_path(digest), &dest).await {
+            Ok(()) => Ok(Some(key)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::msg("move a stored copy aside", e)),
+        }
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         let probe = self.root.join("incoming").join(format!(".heartbeat.{}", uuid::Uuid::new_v4().simple()));
         tokio::fs::write(&probe, b"ok").await.map_err(|e| StoreError::msg("write probe", e))?;

@@ -4,6 +4,7 @@
 //! hashed, the copy fails with 412 and nothing is published.
 
 mod presign;
+mod quarantine;
 mod replicate;
 
 use std::sync::Arc;
@@ -38,8 +39,10 @@ const COPY_LIMITS: CopyLimits = CopyLimits { single: 5 * 1024 * 1024 * 1024, par
 pub const PUBLISHED_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 /// Longest wait for a connection to S3.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait for the head of an S3 answer (a server-side copy of a large object included).
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest wait for the head of the answer to a server-side copy (one of a 5 GiB part answers
+/// only when done), or to a request carrying a streamed body. Every other call waits the
+/// configured `TOOLTOOL_S3_TIMEOUT` ([`S3Settings::timeout`]).
+const LONG_WAIT: Duration = Duration::from_secs(120);
 /// Longest pause while a body streams.
 const STREAM_STALL: Duration = Duration::from_secs(60);
 
@@ -53,6 +56,16 @@ pub struct S3Store {
     presigner: Arc<Presigner>,
     /// [`COPY_LIMITS`] (smaller in a test, to run the part-by-part path).
     copy_limits: CopyLimits,
+}
+
+/// The per-call configuration of a server-side copy, or of a request whose body is streamed:
+/// [`LONG_WAIT`] for its answer, and no bound on the whole operation.
+fn long_wait() -> aws_sdk_s3::config::Builder {
+    let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+        .read_timeout(LONG_WAIT)
+        .disable_operation_timeout()
+        .build();
+    aws_sdk_s3::config::Builder::new().timeout_config(timeouts)
 }
 
 fn status_of<E, R: HttpStatus>(e: &SdkError<E, R>) -> Option<u16> {
@@ -95,11 +108,14 @@ impl S3Store {
                 loader.credentials_provider(Credentials::new(id, secret.expose(), None, None, "tooltool-settings"));
         }
         let sdk = loader.load().await;
-        // Presigned PUTs must not carry an SDK-computed checksum of an empty body.
+        // GET, HEAD, PUT, DELETE and list: headers within the bound, retries included, so that a
+        // black-holed endpoint fails a request in time (`long_wait` lifts it for copies).
         let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
+            .read_timeout(s.timeout)
+            .operation_timeout(s.timeout)
             .build();
+        // Presigned PUTs must not carry an SDK-computed checksum of an empty body.
         let mut conf = aws_sdk_s3::config::Builder::from(&sdk)
             .timeout_config(timeouts)
             .force_path_style(s.force_path_style)
@@ -157,6 +173,8 @@ impl S3Store {
                 .copy_source_if_match(etag)
                 .metadata_directive(MetadataDirective::Replace)
                 .cache_control(PUBLISHED_CACHE_CONTROL)
+                .customize()
+                .config_override(long_wait())
                 .send()
                 .await;
             return match res {
@@ -190,6 +208,8 @@ impl S3Store {
                 .copy_source(&source)
                 .copy_source_range(format!("bytes={start}-{end}"))
                 .copy_source_if_match(etag)
+                .customize()
+                .config_override(long_wait())
                 .send()
                 .await;
             match res {
@@ -220,6 +240,8 @@ impl S3Store {
             .key(dest)
             .upload_id(&upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .customize()
+            .config_override(long_wait())
             .send()
             .await
             .map_err(|e| sdk_err("complete multipart copy", e))?;
@@ -330,6 +352,10 @@ impl BlobStore for S3Store {
         self.delete_key(&format!("sha512/{digest}")).await
     }
 
+    async fn quarantine(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
+        self.move_aside(digest).await
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         self.client.head_bucket().bucket(&self.bucket).send().await.map(|_| ()).map_err(|e| sdk_err("head bucket", e))
     }
@@ -339,16 +365,51 @@ impl BlobStore for S3Store {
     }
 }
 
-/// Streams a body through sha512, stopping once it is past `size` bytes (a mismatch already).
-async fn hash_body(mut body: ByteStream, size: u64, what: &str) -> Result<(Digest, u64), StoreError> {
-    let mut counter = Sha512Counter::default();
-    while let Some(chunk) = next_chunk(&mut body, what).await? {
-        counter.update(&chunk);
-        if counter.len() > size {
-            break;
-        }
+/// A body hashed as it streams: the one reader through which this store reads stored or
+/// staged bytes (upload verification, checking and scrubbing a copy, replication), in
+/// constant memory.
+pub(super) struct HashedBody {
+    body: ByteStream,
+    counter: Sha512Counter,
+    size: u64,
+    what: &'static str,
+}
+
+impl HashedBody {
+    /// Reads `body`, expected to be `size` bytes; `what` names it in errors.
+    pub(super) fn new(body: ByteStream, size: u64, what: &'static str) -> Self {
+        Self { body, counter: Sha512Counter::default(), size, what }
     }
-    Ok(counter.finish())
+
+    /// The next chunk, once hashed; `None` at the end, and once the body is past `size`
+    /// bytes (a mismatch already: the rest is not read).
+    pub(super) async fn next(&mut self) -> Result<Option<bytes::Bytes>, StoreError> {
+        if self.past_size() {
+            return Ok(None);
+        }
+        let chunk = next_chunk(&mut self.body, self.what).await?;
+        if let Some(chunk) = &chunk {
+            self.counter.update(chunk);
+        }
+        Ok(chunk.filter(|_| !self.past_size()))
+    }
+
+    /// Whether more than `size` bytes came.
+    pub(super) fn past_size(&self) -> bool {
+        self.counter.len() > self.size
+    }
+
+    /// The digest and length of what was read.
+    pub(super) fn finish(self) -> (Digest, u64) {
+        self.counter.finish()
+    }
+}
+
+/// Streams a body through sha512 to its end (or past `size` bytes, a mismatch already).
+async fn hash_body(body: ByteStream, size: u64, what: &'static str) -> Result<(Digest, u64), StoreError> {
+    let mut reader = HashedBody::new(body, size, what);
+    while reader.next().await?.is_some() {}
+    Ok(reader.finish())
 }
 
 /// The next chunk of a streaming body, failing if it stalls longer than [`STREAM_STALL`].
@@ -382,6 +443,7 @@ mod tests {
             force_path_style: true,
             access_key_id: Some(required("TOOLTOOL_TEST_S3_ACCESS_KEY")),
             secret_access_key: Some(Secret::new(required("TOOLTOOL_TEST_S3_SECRET_KEY"))),
+            timeout: Duration::from_secs(30),
         };
         let mut store = S3Store::new(&settings).await.unwrap();
         store.client.create_bucket().bucket(&bucket).send().await.unwrap();

@@ -4,7 +4,8 @@
 //! - Same endpoint: the source is streamed through sha512 (no upload), then copied server-side
 //!   pinned to the ETag of exactly the bytes that were hashed (the existing `copy_if_match`,
 //!   multipart above 5 GiB), and the copy's size is checked.
-//! - Different endpoints: the source is streamed into this bucket while it is hashed. A blob up
+//! - Different endpoints: the source is streamed into this bucket while it is hashed (the
+//!   store's one hashed reader, `HashedBody`). A blob up
 //!   to one part is held in memory (at most `part_size` bytes) and PUT only once it hashed right;
 //!   a larger one goes as a multipart upload, one part uploading while the next is read, and is
 //!   completed only if the whole hashed right (otherwise it is aborted, and nothing appears).
@@ -22,8 +23,8 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 
-use super::{S3Store, hash_body, next_chunk, sdk_err, status_of};
-use crate::blobs::{Sha512Counter, StoreError, mismatch};
+use super::{HashedBody, S3Store, hash_body, long_wait, sdk_err, status_of};
+use crate::blobs::{StoreError, mismatch};
 use tooltool_proto::Digest;
 
 /// Told the key and upload id of a multipart upload before its first part is sent.
@@ -135,21 +136,17 @@ impl S3Store {
     /// Reads the whole (small) blob, and PUTs it only if it hashed right.
     async fn put_whole(
         &self,
-        mut body: ByteStream,
+        body: ByteStream,
         key: &str,
         digest: &Digest,
         size: u64,
     ) -> Result<Replicated, StoreError> {
         let mut buf = BytesMut::with_capacity(size as usize);
-        let mut counter = Sha512Counter::default();
-        while let Some(chunk) = next_chunk(&mut body, "stream the source blob").await? {
-            counter.update(&chunk);
-            if counter.len() > size {
-                break;
-            }
+        let mut reader = HashedBody::new(body, size, "stream the source blob");
+        while let Some(chunk) = reader.next().await? {
             buf.extend_from_slice(&chunk);
         }
-        let (got, got_size) = counter.finish();
+        let (got, got_size) = reader.finish();
         if let Some(why) = mismatch(digest, size, &got, got_size) {
             return Ok(Replicated::Mismatch(why));
         }
@@ -160,6 +157,8 @@ impl S3Store {
             .cache_control(super::PUBLISHED_CACHE_CONTROL)
             .content_length(size as i64)
             .body(ByteStream::from(buf.freeze()))
+            .customize()
+            .config_override(long_wait())
             .send()
             .await
             .map_err(|e| sdk_err("put the copy", e))?;
@@ -170,7 +169,7 @@ impl S3Store {
     /// hashed right, then published under `dest` by a server-side copy pinned to its ETag.
     async fn put_parts(
         &self,
-        mut body: ByteStream,
+        body: ByteStream,
         dest: &str,
         digest: &Digest,
         size: u64,
@@ -190,18 +189,17 @@ impl S3Store {
         let upload_id = upload.upload_id().unwrap_or_default().to_owned();
         started(key.to_owned(), upload_id.clone()).await;
         let mut parts = Vec::new();
-        let mut counter = Sha512Counter::default();
+        let mut reader = HashedBody::new(body, size, "stream the source blob");
         let mut buf = BytesMut::with_capacity(part_size as usize);
         let mut in_flight: Option<JoinHandle<Result<CompletedPart, StoreError>>> = None;
         let streamed: Result<(), StoreError> = async {
             loop {
-                let chunk = next_chunk(&mut body, "stream the source blob").await?;
+                let chunk = reader.next().await?;
+                if reader.past_size() {
+                    return Ok(());
+                }
                 let end = chunk.is_none();
                 if let Some(chunk) = chunk {
-                    counter.update(&chunk);
-                    if counter.len() > size {
-                        return Ok(());
-                    }
                     let mut chunk = chunk;
                     while !chunk.is_empty() {
                         let take = chunk.len().min(part_size as usize - buf.len());
@@ -232,7 +230,7 @@ impl S3Store {
             prev.abort();
         }
         let parts_sent = parts.len() as u32;
-        let (got, got_size) = counter.finish();
+        let (got, got_size) = reader.finish();
         let verdict = match streamed {
             Ok(()) => mismatch(digest, size, &got, got_size).map(Replicated::Mismatch),
             Err(e) => {
@@ -251,6 +249,8 @@ impl S3Store {
             .key(key)
             .upload_id(&upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .customize()
+            .config_override(long_wait())
             .send()
             .await;
         let etag = match completed {
@@ -289,7 +289,9 @@ impl S3Store {
             .upload_id(upload_id)
             .part_number(number)
             .content_length(part.len() as i64)
-            .body(ByteStream::from(part));
+            .body(ByteStream::from(part))
+            .customize()
+            .config_override(long_wait());
         tokio::spawn(async move {
             let out = request.send().await.map_err(|e| sdk_err("upload a part", e))?;
             Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build())

@@ -73,7 +73,9 @@ async fn anonymous_visitors_search_and_follow_every_deep_link() {
     assert_eq!(b.text("h1").await, "gcc-13.tar.xz");
     assert_eq!(b.text("#digest").await, gcc.as_str());
     assert_eq!(b.text("#copy-digest").await, "Copy digest");
-    assert_eq!(b.texts("#regions li").await, ["local"]);
+    let regions = b.texts("#regions li").await;
+    assert_eq!(regions.len(), 1, "{regions:?}");
+    assert!(regions[0].starts_with("local (last proven 20") && regions[0].ends_with("Z)"), "{regions:?}");
     let dl = b.find("#download").await;
     assert_eq!(dl.attr("href").await.unwrap(), Some(format!("/sha512/{gcc}")));
     assert_eq!(dl.text().await.unwrap(), "Download gcc-13.tar.xz");
@@ -373,4 +375,31 @@ async fn without_manage_no_action_is_offered_and_the_api_refuses_them_anyway() {
     let info = app.anonymous().get_file(d.as_str()).await.unwrap();
     assert_eq!((info.visibility, info.has_instances), (Visibility::Public, true));
     b.finish(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_whose_only_copy_the_scrubber_found_corrupt_is_shown_lost() {
+    let app = TestApp::spawn(Backend::Embedded).await;
+    let data: &[u8] = b"bytes that rot on the embedded store's disk";
+    let d = app.upload("rotten.tar.gz", data, Visibility::Public).await;
+    let blob = app.settings.data_dir.join("blobs").join("sha512").join(d.as_str());
+    std::fs::write(&blob, b"bytes that rot on the embedded store's disK").unwrap();
+    let filter = tooltool_api::db::ScrubFilter::default();
+    tooltool_api::scrub_once(&app.settings, &filter, None, "admin-cli:test", &|_| {}).await.unwrap_err();
+    // The server's lookup cache drops the copy within TOOLTOOL_LOOKUP_MAX_AGE of the scrub.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.anonymous().get_file(d.as_str()).await.unwrap().has_instances {
+        assert!(Instant::now() < deadline, "the lost copy is still served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let b = Browser::start(&app).await;
+    b.open(&format!("/ui/file/{d}")).await;
+    b.wait_text(
+        "#regions",
+        "Lost: the scrubber found every stored copy missing or corrupt (local: corrupt). Downloads answer 404; \
+         upload the file again.",
+    )
+    .await;
+    b.screenshots("file-lost").await;
 }
