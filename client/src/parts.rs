@@ -12,7 +12,7 @@ use futures_util::{StreamExt, stream};
 use tokio::sync::Semaphore;
 use tooltool_proto::{PartUrl, PartsPlan};
 
-use crate::api::{ApiClient, Completion, verify_timeout};
+use crate::api::{ApiClient, verify_timeout};
 use crate::error::Error;
 use crate::progress::{Progress, ProgressExt, Transfer};
 use crate::retry::{RetryPolicy, is_transient};
@@ -98,10 +98,11 @@ pub async fn upload(
     bar.set(size);
     drop(bar);
     if let Some(e) = closed {
-        // Someone else finished the upload: fine if the file is verified now.
-        return match client.complete(blob.digest.as_str()).await? {
-            Completion::Verified(_) => Ok(()),
-            Completion::Pending { .. } => Err(e),
+        // Someone else finished the upload (it may still be verifying): fine once the file
+        // is verified; a digest the server cannot verify gives the part's error.
+        return match client.complete_until_verified(blob.digest.as_str(), verify_timeout(size)).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(e),
         };
     }
     client.complete_until_verified(blob.digest.as_str(), verify_timeout(size)).await?;

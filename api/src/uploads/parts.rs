@@ -61,16 +61,11 @@ pub async fn open(
 ) -> Result<PartsPlan, ApiError> {
     let ttl = state.settings.upload_url_ttl;
     let expires = crate::time::now() + ttl.as_secs() as i64;
-    for pending in state.db.pending_uploads(file.id).await?.iter().rev() {
-        let Some(mp) = &pending.multipart else { continue };
-        if pending.region != store.region() || pending.staging_key == fresh_key {
-            continue;
-        }
-        let Some(received) = store.list_parts(&pending.staging_key, &mp.upload_id).await? else { continue };
+    if let Some((pending, mp, received)) = furthest(state, store, file, Some(fresh_key)).await? {
         state.db.delete_pending_key(fresh_key).await?;
         state.db.extend_pending(&pending.staging_key, expires).await?;
         tracing::info!(digest = %file.digest, parts = received.len(), "resuming an upload in parts");
-        return Ok(plan(state, store, pending, mp, file.size, &received, ttl).await?);
+        return Ok(plan(state, store, &pending, &mp, file.size, &received, ttl).await?);
     }
     let upload_id = store.start_parts(fresh_key).await?;
     let mp = Multipart { upload_id, part_size: part_size(&state.settings.parts, file.size) };
@@ -94,17 +89,33 @@ pub async fn reissue(
     file: &StoredFile,
 ) -> Result<Option<PartsPlan>, ApiError> {
     let ttl = state.settings.upload_url_ttl;
-    for pending in state.db.pending_uploads(file.id).await?.iter().rev() {
-        let Some(mp) = &pending.multipart else { continue };
-        if pending.region != store.region() {
+    let Some((pending, mp, received)) = furthest(state, store, file, None).await? else { return Ok(None) };
+    let expires = crate::time::now() + ttl.as_secs() as i64;
+    state.db.extend_pending(&pending.staging_key, expires).await?;
+    Ok(Some(plan(state, store, &pending, &mp, file.size, &received, ttl).await?))
+}
+
+/// The open upload in parts of `file` on `store` (but `except`) that storage holds the most
+/// parts of, the newest among equals: two clients that raced into two uploads of one digest
+/// both go on with the one further along.
+async fn furthest(
+    state: &AppState,
+    store: &Arc<dyn BlobStore>,
+    file: &StoredFile,
+    except: Option<&str>,
+) -> Result<Option<(Pending, Multipart, Vec<ReceivedPart>)>, ApiError> {
+    let mut best: Option<(Pending, Multipart, Vec<ReceivedPart>)> = None;
+    for pending in state.db.pending_uploads(file.id).await?.into_iter().rev() {
+        let Some(mp) = pending.multipart.clone() else { continue };
+        if pending.region != store.region() || except == Some(pending.staging_key.as_str()) {
             continue;
         }
         let Some(received) = store.list_parts(&pending.staging_key, &mp.upload_id).await? else { continue };
-        let expires = crate::time::now() + ttl.as_secs() as i64;
-        state.db.extend_pending(&pending.staging_key, expires).await?;
-        return Ok(Some(plan(state, store, pending, mp, file.size, &received, ttl).await?));
+        if best.as_ref().is_none_or(|(_, _, b)| received.len() > b.len()) {
+            best = Some((pending, mp, received));
+        }
     }
-    Ok(None)
+    Ok(best)
 }
 
 async fn plan(

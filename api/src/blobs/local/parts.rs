@@ -74,8 +74,7 @@ impl LocalStore {
         let joined = tokio::task::spawn_blocking(move || join(&dir, &numbers, &tmp, &staged))
             .await
             .map_err(|e| StoreError::msg("join task", e))?;
-        joined.map_err(|e| StoreError::msg("join the parts of an upload", e))?;
-        Ok(true)
+        joined.map_err(|e| StoreError::msg("join the parts of an upload", e))
     }
 
     pub(super) async fn abort_local_parts(&self, key: &str) -> Result<(), StoreError> {
@@ -90,19 +89,27 @@ impl LocalStore {
     }
 }
 
-/// Appends the parts `numbers` of `dir` to `tmp` (`std::io::copy`: `copy_file_range` between
-/// files on Linux, a small buffer elsewhere), syncs it, moves it to `staged`, and removes
-/// `dir`.
+/// Takes `dir` out of the way of part PUTs (renamed: a part arriving now finds no upload and
+/// is refused), appends its parts `numbers` to `tmp` (`std::io::copy`: `copy_file_range`
+/// between files on Linux, a small buffer elsewhere), syncs it, moves it to `staged`, and
+/// removes the parts. On failure the parts go back.
 fn join(
     dir: &std::path::Path,
     numbers: &[u32],
     tmp: &std::path::Path,
     staged: &std::path::Path,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
+    let taken = dir.with_extension(format!("joining-{}", uuid::Uuid::new_v4().simple()));
+    match std::fs::rename(dir, &taken) {
+        Ok(()) => {}
+        // Completed or aborted meanwhile.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    }
     let result = (|| {
         let mut out = std::fs::File::create(tmp)?;
         for n in numbers {
-            let mut part = std::fs::File::open(dir.join(n.to_string()))?;
+            let mut part = std::fs::File::open(taken.join(n.to_string()))?;
             std::io::copy(&mut part, &mut out)?;
         }
         out.flush()?;
@@ -111,7 +118,9 @@ fn join(
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(tmp);
-        return result;
+        let _ = std::fs::rename(&taken, dir);
+        return result.map(|()| false);
     }
-    std::fs::remove_dir_all(dir)
+    std::fs::remove_dir_all(&taken)?;
+    Ok(true)
 }
