@@ -204,7 +204,7 @@ async fn expired_part_urls_are_asked_for_again_and_the_upload_finishes(backend: 
     let report = upload_dir(&app, dir.path(), &["sdk.tar.xz"], 2, RetryPolicy::default()).await;
     assert_eq!(report.files["sdk.tar.xz"].as_ref().unwrap(), &Uploaded::Sent);
     let puts = part_puts(&proxy, 0);
-    assert!(puts.iter().any(|&s| s == 403), "the expired URL was refused: {puts:?}");
+    assert!(puts.contains(&403), "the expired URL was refused: {puts:?}");
     assert_eq!(puts.iter().filter(|&&s| s == 200).count(), 3, "then every part went up once: {puts:?}");
     downloads_exactly(&app, &data).await;
 }
