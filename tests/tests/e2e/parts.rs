@@ -24,6 +24,7 @@ backend_tests!(
     the_sweeper_aborts_an_upload_in_parts_left_past_the_grace,
     an_old_client_declaring_a_file_over_the_single_put_limit_gets_file_too_large_and_nothing_is_recorded,
     a_batch_of_small_files_and_a_large_one_works_with_either_client,
+    a_part_answered_503_with_retry_after_is_sent_again_when_storage_asked,
 );
 
 const PART: usize = 5 << 20;
@@ -316,4 +317,20 @@ async fn a_batch_of_small_files_and_a_large_one_works_with_either_client(backend
         client.complete_until_verified(digest_of(data).as_str(), Duration::from_secs(30)).await.unwrap();
         downloads_exactly(&app, data).await;
     }
+}
+
+async fn a_part_answered_503_with_retry_after_is_sent_again_when_storage_asked(backend: Backend) {
+    let (app, proxy) = spawn(backend, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = blob(14, LARGE);
+    std::fs::write(dir.path().join("sdk.tar.xz"), &data).unwrap();
+    proxy.parts([Action::Status(503, vec![("Retry-After".into(), "0".into())])]);
+    // The policy's own backoff is an hour: only the Retry-After of 0 s lets the retry happen
+    // within the guard below.
+    let retry = RetryPolicy { base_delay: Duration::from_secs(3600), ..RetryPolicy::default() };
+    let upload = upload_dir(&app, dir.path(), &["sdk.tar.xz"], 1, retry);
+    let report = tokio::time::timeout(Duration::from_secs(120), upload).await.expect("Retry-After was honoured");
+    assert_eq!(report.files["sdk.tar.xz"].as_ref().unwrap(), &Uploaded::Sent);
+    assert_eq!(part_puts(&proxy, 0), vec![503, 200, 200, 200], "the refused part was sent again, once");
+    downloads_exactly(&app, &data).await;
 }
