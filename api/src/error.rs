@@ -75,6 +75,8 @@ error_codes! {
     Conflict = BAD_REQUEST, "conflict";
     /// Staged bytes that do not match their declaration (they were discarded).
     UploadMismatch = BAD_REQUEST, "upload-mismatch";
+    /// A file too large for one `PUT`, declared by a client that cannot send parts.
+    FileTooLarge = BAD_REQUEST, "file-too-large";
     /// An upload body cut short.
     UploadInterrupted = BAD_REQUEST, "upload-interrupted";
     /// A PATCH with no operation.

@@ -31,6 +31,7 @@ use crate::routes::{audit, blobs, download, events, files, ops, tokens, uploads}
         uploads::create,
         uploads::search,
         uploads::complete,
+        uploads::parts,
         uploads::get,
         files::search,
         files::get,
@@ -48,6 +49,7 @@ use crate::routes::{audit, blobs, download, events, files, ops, tokens, uploads}
         ops::openapi,
         blobs::get,
         blobs::put,
+        blobs::put_part,
     ),
     components(schemas(tooltool_proto::Problem)),
     modifiers(&Security, &Problems)

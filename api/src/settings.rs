@@ -95,6 +95,28 @@ pub struct CdnSettings {
 /// S3's smallest part of a multipart upload (but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
+/// Uploads in parts (PROTOCOL.md "Large files: uploads in parts").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSettings {
+    /// Files at or above this size, declared by a client that can send parts, go up in parts
+    /// (`TOOLTOOL_MULTIPART_THRESHOLD`).
+    pub threshold: u64,
+    /// The size of every part but the last (`TOOLTOOL_PART_SIZE`, at least [`MIN_PART_SIZE`];
+    /// raised for a file that would otherwise need more than S3's 10,000 parts).
+    pub part_size: u64,
+    /// The largest file a client that cannot send parts may declare
+    /// (`TOOLTOOL_MAX_SINGLE_PUT`); larger is 400 `file-too-large`.
+    pub max_single_put: u64,
+    /// Part URLs handed out per answer (`TOOLTOOL_PART_URL_BATCH`).
+    pub url_batch: u32,
+}
+
+impl Default for PartSettings {
+    fn default() -> Self {
+        Self { threshold: 64 << 20, part_size: 64 << 20, max_single_put: 5 << 30, url_batch: 100 }
+    }
+}
+
 /// Everything the server reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -205,6 +227,8 @@ pub struct Settings {
     /// How fast the scrubber reads, in megabytes (10^6 bytes) per second on average
     /// (`TOOLTOOL_SCRUB_RATE`).
     pub scrub_rate: f64,
+    /// Uploads in parts.
+    pub parts: PartSettings,
 }
 
 impl Settings {
@@ -254,6 +278,7 @@ impl Settings {
             cdn: None,
             scrub_interval: Some(Duration::from_secs(30 * 24 * 3600)),
             scrub_rate: 10.0,
+            parts: PartSettings::default(),
         }
     }
 
@@ -394,6 +419,22 @@ impl Settings {
             s.scrub_rate = parse_var("TOOLTOOL_SCRUB_RATE", &v)?;
             if !(s.scrub_rate.is_finite() && s.scrub_rate > 0.0) {
                 bail!("TOOLTOOL_SCRUB_RATE must be a positive number of megabytes per second, not {v:?}");
+        if let Some(v) = get("TOOLTOOL_MULTIPART_THRESHOLD") {
+            s.parts.threshold = parse_var("TOOLTOOL_MULTIPART_THRESHOLD", &v)?;
+        }
+        if let Some(v) = get("TOOLTOOL_PART_SIZE") {
+            s.parts.part_size = parse_var("TOOLTOOL_PART_SIZE", &v)?;
+            if s.parts.part_size < MIN_PART_SIZE {
+                bail!("TOOLTOOL_PART_SIZE must be at least {MIN_PART_SIZE} bytes (S3's smallest part)");
+            }
+        }
+        if let Some(v) = get("TOOLTOOL_MAX_SINGLE_PUT") {
+            s.parts.max_single_put = parse_var("TOOLTOOL_MAX_SINGLE_PUT", &v)?;
+        }
+        if let Some(v) = get("TOOLTOOL_PART_URL_BATCH") {
+            s.parts.url_batch = parse_var("TOOLTOOL_PART_URL_BATCH", &v)?;
+            if s.parts.url_batch == 0 {
+                bail!("TOOLTOOL_PART_URL_BATCH must be at least 1");
             }
         }
         s.cdn = match (get("TOOLTOOL_CDN_URL"), get("TOOLTOOL_CDN_KEY_ID"), get("TOOLTOOL_CDN_PRIVATE_KEY")) {
@@ -713,6 +754,32 @@ mod tests {
         assert!(err.contains("TOOLTOOL_REPLICATION"), "{err}");
         let err = from(&[("TOOLTOOL_REPLICATION_PART_SIZE", "1048576")]).unwrap_err().to_string();
         assert!(err.contains("TOOLTOOL_REPLICATION_PART_SIZE"), "{err}");
+    }
+
+    #[test]
+    fn part_settings_have_defaults_values_and_refuse_malformed_ones() {
+        let s = from(&[]).unwrap();
+        assert_eq!(
+            s.parts,
+            PartSettings { threshold: 64 << 20, part_size: 64 << 20, max_single_put: 5 << 30, url_batch: 100 }
+        );
+        let s = from(&[
+            ("TOOLTOOL_MULTIPART_THRESHOLD", "1"),
+            ("TOOLTOOL_PART_SIZE", "5242880"),
+            ("TOOLTOOL_MAX_SINGLE_PUT", "1000"),
+            ("TOOLTOOL_PART_URL_BATCH", "2"),
+        ])
+        .unwrap();
+        assert_eq!(s.parts, PartSettings { threshold: 1, part_size: 5 << 20, max_single_put: 1000, url_batch: 2 });
+        for (name, bad) in [
+            ("TOOLTOOL_MULTIPART_THRESHOLD", "64M"),
+            ("TOOLTOOL_PART_SIZE", "5242879"),
+            ("TOOLTOOL_MAX_SINGLE_PUT", "-1"),
+            ("TOOLTOOL_PART_URL_BATCH", "0"),
+        ] {
+            let err = from(&[(name, bad)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}={bad}: {err}");
+        }
     }
 
     #[test]

@@ -34,6 +34,7 @@ impl From<&BatchRow> for Batch {
                     algorithm: Algorithm::Sha512,
                     visibility: f.visibility,
                     put_url: None,
+                    parts: None,
                 };
                 (name.clone(), file)
             })

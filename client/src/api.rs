@@ -17,7 +17,9 @@ use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LOCATION};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
-use tooltool_proto::{Batch, Digest, FileInfo, PatchOp, Problem, ResultList, UploadRequest, VersionInfo, Wrapped};
+use tooltool_proto::{
+    Batch, Digest, FileInfo, PartsPlan, PatchOp, Problem, ResultList, UploadRequest, VersionInfo, Wrapped,
+};
 use url::Url;
 
 use crate::credentials::Credentials;
@@ -378,6 +380,13 @@ impl ApiClient {
         Ok(wrapped.result)
     }
 
+    /// `POST /upload/parts/sha512/<digest>`: fresh URLs of the parts of an open upload in parts
+    /// that storage does not have yet.
+    pub async fn upload_parts(&self, digest: &str) -> Result<PartsPlan, Error> {
+        let url = self.route(&["upload", "parts", "sha512", digest]);
+        self.call(Method::POST, url, |rb| rb).await
+    }
+
     /// `PUT`s bytes to a `put_url` (without `Authorization`), with
     /// `Content-Type: application/octet-stream`. Only 200 is success, anything else is an
     /// [`Error::Api`].
@@ -401,10 +410,27 @@ impl ApiClient {
         path: &Path,
         bar: Option<Arc<dyn Transfer>>,
     ) -> Result<(), Failure> {
+        let len = tokio::fs::metadata(path).await.map_err(|e| Error::io(path, e))?.len();
+        self.put_range_reporting(put_url, path, 0, len, bar).await
+    }
+
+    /// [`ApiClient::put_file_reporting`] of the `len` bytes of the file from `offset` (one part
+    /// of an upload in parts), streamed from disk.
+    pub async fn put_range_reporting(
+        &self,
+        put_url: &str,
+        path: &Path,
+        offset: u64,
+        len: u64,
+        bar: Option<Arc<dyn Transfer>>,
+    ) -> Result<(), Failure> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let url = storage_url(put_url)?;
-        let file = tokio::fs::File::open(path).await.map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().await.map_err(|e| Error::io(path, e))?.len();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, READ_BUFFER).inspect(move |chunk| {
+        let mut file = tokio::fs::File::open(path).await.map_err(|e| Error::io(path, e))?;
+        if offset > 0 {
+            file.seek(std::io::SeekFrom::Start(offset)).await.map_err(|e| Error::io(path, e))?;
+        }
+        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_BUFFER).inspect(move |chunk| {
             if let (Some(bar), Ok(c)) = (&bar, chunk) {
                 bar.advance(c.len() as u64);
             }

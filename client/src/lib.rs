@@ -25,6 +25,7 @@ pub mod fetch;
 mod files;
 pub mod hashing;
 pub mod index;
+pub mod parts;
 pub mod progress;
 pub mod retry;
 pub mod transfer;

@@ -1,13 +1,17 @@
 //! `upload`: every record of the manifest is checked against its local file, declared in one
-//! batch request, `PUT` by the transfer engine, several at once (at most `jobs`), streamed from
-//! disk in constant memory, when the server does not have it yet, and completed (waiting out
-//! `409` + `X-Retry-After`).
+//! batch request (always saying the client can send parts), `PUT` by the transfer engine,
+//! several at once (at most `jobs`), streamed from disk in constant memory, when the server
+//! does not have it yet, or sent in parts when the server answers with parts ([`crate::parts`],
+//! at most `jobs` parts at once across the run), and completed (waiting out `409` +
+//! `X-Retry-After`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use futures_util::{StreamExt, stream};
-use tooltool_proto::{Algorithm, FileName, ManifestEntry, UploadFile, UploadRequest, Visibility};
+use std::sync::Arc;
+
+use tooltool_proto::{Algorithm, FileName, ManifestEntry, PartsPlan, UploadFile, UploadRequest, Visibility};
 
 use crate::api::ApiClient;
 use crate::error::Error;
@@ -85,7 +89,8 @@ pub async fn upload(
                 e.filename
             ))
         })?;
-        declared.insert(e.filename.clone(), UploadFile { size, digest, algorithm: Algorithm::Sha512, visibility });
+        let file = UploadFile { size, digest, algorithm: Algorithm::Sha512, visibility, parts: true };
+        declared.insert(e.filename.clone(), file);
         paths.insert(e.filename.to_string(), (path, size));
     }
     if declared.is_empty() {
@@ -96,7 +101,7 @@ pub async fn upload(
     progress.detail(&format!("batch {} recorded", batch.id));
 
     let mut files: BTreeMap<String, Result<Uploaded, Error>> = BTreeMap::new();
-    let mut to_send: Vec<(String, String, PathBuf, Blob)> = Vec::new();
+    let mut to_send: Vec<(String, Send, PathBuf, Blob)> = Vec::new();
     let mut seen = HashSet::new();
     let mut twins: Vec<(String, String)> = Vec::new();
     for (name, declared_file) in &declared {
@@ -105,28 +110,36 @@ pub async fn upload(
             files.insert(name.clone(), Err(Error::Protocol(format!("{name}: missing from the server's batch answer"))));
             continue;
         };
-        match &answered.put_url {
-            None => {
+        let how = match (&answered.put_url, &answered.parts) {
+            (Some(url), _) => Send::Put(url.clone()),
+            (None, Some(plan)) => Send::Parts(plan.clone()),
+            (None, None) => {
                 progress.info(&format!("{name}: already stored on the server"));
                 files.insert(name, Ok(Uploaded::AlreadyStored));
+                continue;
             }
-            Some(url) => {
-                let digest = declared_file.digest.to_string();
-                if seen.insert(digest.clone()) {
-                    let (path, size) = paths[&name].clone();
-                    let blob = Blob { name: name.clone(), digest: declared_file.digest.clone(), size: Some(size) };
-                    to_send.push((name, url.clone(), path, blob));
-                } else {
-                    twins.push((name, digest));
-                }
-            }
+        };
+        let digest = declared_file.digest.to_string();
+        if seen.insert(digest.clone()) {
+            let (path, size) = paths[&name].clone();
+            let blob = Blob { name: name.clone(), digest: declared_file.digest.clone(), size: Some(size) };
+            to_send.push((name, how, path, blob));
+        } else {
+            twins.push((name, digest));
         }
     }
 
+    let part_slots = &Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
     let sent: Vec<(String, String, Result<Uploaded, Error>)> =
-        stream::iter(to_send.into_iter().map(|(name, url, path, blob)| async move {
+        stream::iter(to_send.into_iter().map(|(name, how, path, blob)| async move {
             progress.info(&format!("{name}: uploading {} bytes", blob.size.unwrap_or(0)));
-            let result = transfer::upload(client, &url, &path, &blob, &retry, progress).await.map(|()| Uploaded::Sent);
+            let result = match how {
+                Send::Put(url) => transfer::upload(client, &url, &path, &blob, &retry, progress).await,
+                Send::Parts(plan) => {
+                    crate::parts::upload(client, plan, &path, &blob, part_slots, &retry, progress).await
+                }
+            }
+            .map(|()| Uploaded::Sent);
             let digest = blob.digest.to_string();
             match &result {
                 Ok(_) => progress.info(&format!("{name}: uploaded and verified")),
@@ -148,6 +161,14 @@ pub async fn upload(
         files.insert(name, result);
     }
     Ok(UploadReport { batch_id: batch.id, files })
+}
+
+/// How one file goes up.
+enum Send {
+    /// One `PUT` to this URL.
+    Put(String),
+    /// In parts.
+    Parts(PartsPlan),
 }
 
 /// A file name from a path's last component, checked as the manifest requires.

@@ -42,6 +42,10 @@ pub struct UploadFile {
     pub algorithm: Algorithm,
     /// Who may download it.
     pub visibility: Visibility,
+    /// The uploader can send the file in parts ([`PartsPlan`]); the project's client always
+    /// says so, `tooltool.py` never does. Absent means `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parts: bool,
 }
 
 /// An upload batch, as the server records and returns it.
@@ -72,9 +76,47 @@ pub struct BatchFile {
     pub algorithm: Algorithm,
     /// Who may download it.
     pub visibility: Visibility,
-    /// Where to `PUT` the bytes; absent when the server already has a verified copy.
+    /// Where to `PUT` the bytes; absent when the server already has a verified copy or
+    /// hands out [`BatchFile::parts`] instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub put_url: Option<String>,
+    /// For a file declared with `parts: true` at or above the server's multipart threshold:
+    /// the parts to send instead of one `PUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<PartsPlan>,
+}
+
+/// How a file goes up in parts: every part but the last is `part_size` bytes; part `n`
+/// (from 1) holds the bytes from `(n - 1) * part_size`. `urls` holds the URLs of at most a
+/// bounded batch of the parts storage does not have yet, lowest numbers first; when `missing`
+/// is larger than `urls.len()`, `POST /upload/parts/sha512/<digest>` gives the next ones once
+/// these are sent (and, at any time, fresh URLs for the parts still missing).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartsPlan {
+    /// The size of every part but the last.
+    pub part_size: u64,
+    /// How many parts the file has.
+    pub count: u32,
+    /// How many of them storage does not have yet.
+    pub missing: u32,
+    /// URLs for the first of the missing parts.
+    pub urls: Vec<PartUrl>,
+}
+
+/// Where to `PUT` one part.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartUrl {
+    /// The part number, from 1.
+    pub number: u32,
+    /// Its first byte in the file.
+    pub offset: u64,
+    /// Its size in bytes.
+    pub size: u64,
+    /// A short-lived URL that accepts a `PUT` of exactly these bytes (`Content-Type:
+    /// application/octet-stream`) and answers 200.
+    pub url: String,
 }
 
 /// A stored file: the answer of `GET /file/sha512/<digest>`, `PATCH` and upload completion.
@@ -175,6 +217,7 @@ mod tests {
             algorithm: Algorithm::Sha512,
             visibility: Visibility::Public,
             put_url: None,
+            parts: None,
         };
         let v = serde_json::to_value(&f).unwrap();
         assert!(v.get("put_url").is_none());

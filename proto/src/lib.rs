@@ -13,8 +13,8 @@ mod problem;
 mod values;
 
 pub use body::{
-    AuditEntry, AuditPage, Batch, BatchFile, FileBatch, FileInfo, PatchOp, Permissions, ResultList, TokenRequest,
-    TokenResponse, UploadFile, UploadRequest, VersionInfo, Wrapped,
+    AuditEntry, AuditPage, Batch, BatchFile, FileBatch, FileInfo, PartUrl, PartsPlan, PatchOp, Permissions, ResultList,
+    TokenRequest, TokenResponse, UploadFile, UploadRequest, VersionInfo, Wrapped,
 };
 pub use events::{Audience, Event, EventData, EventFile, EventPage, EventType};
 pub use manifest::{Manifest, ManifestEntry, ManifestError};

@@ -25,6 +25,7 @@ pub fn upload_request(message: &str, files: &[(&str, &[u8], proto::Visibility)])
                     digest: digest_of(data),
                     algorithm: proto::Algorithm::Sha512,
                     visibility: *visibility,
+                    parts: false,
                 };
                 (proto::FileName::parse(name).expect("valid name"), f)
             })

@@ -43,6 +43,8 @@ pub struct Seen {
     pub method: String,
     /// The path, without query.
     pub path: String,
+    /// The query, without `?` (empty when none).
+    pub query: String,
     /// The request headers (lowercase names).
     pub headers: Vec<(String, String)>,
     /// The status answered to the client.
@@ -65,6 +67,8 @@ struct State {
     storage_upstream: Option<String>,
     api: VecDeque<Action>,
     storage: VecDeque<Action>,
+    parts: VecDeque<Action>,
+    keep_host: bool,
     log: Vec<Seen>,
 }
 
@@ -79,10 +83,20 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy in front of the server at `upstream` (`http://127.0.0.1:PORT`).
     pub async fn start(upstream: &str) -> Self {
+        Self::start_with(upstream, false).await
+    }
+
+    /// A proxy in front of an S3 server that forwards the `Host` it was sent (requests signed
+    /// for the proxy's address stay valid), to count and fault the requests storage gets.
+    pub async fn start_keeping_host(upstream: &str) -> Self {
+        Self::start_with(upstream, true).await
+    }
+
+    async fn start_with(upstream: &str, keep_host: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/", listener.local_addr().unwrap());
         let api = upstream.trim_start_matches("http://").trim_end_matches('/').to_owned();
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State { keep_host, ..State::default() }));
         let proxy = Self { url: url.clone(), state: state.clone() };
         tokio::spawn(async move {
             loop {
@@ -104,6 +118,12 @@ impl Proxy {
     /// Queues actions for the next storage requests.
     pub fn storage(&self, actions: impl IntoIterator<Item = Action>) {
         self.state.lock().unwrap().storage.extend(actions);
+    }
+
+    /// Queues actions for the next part uploads (a `PUT` carrying `partNumber=`, or to the
+    /// embedded store's `/_blobs/parts/`), whatever other requests come between.
+    pub fn parts(&self, actions: impl IntoIterator<Item = Action>) {
+        self.state.lock().unwrap().parts.extend(actions);
     }
 
     /// Every request so far.
@@ -150,17 +170,21 @@ async fn handle(conn: TcpStream, state: &Mutex<State>, api: &str, own_url: &str)
     };
     let action = {
         let mut s = state.lock().unwrap();
+        let part = method == "PUT" && (target.contains("partNumber=") || target.starts_with("/_blobs/parts/"));
         match kind {
+            Kind::Api if part => s.parts.pop_front(),
             Kind::Api => s.api.pop_front(),
             Kind::Storage => s.storage.pop_front(),
         }
         .unwrap_or(Action::Pass)
     };
-    let path = target.split('?').next().unwrap_or_default().to_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let (path, query) = (path.to_owned(), query.to_owned());
     let mut seen = Seen {
         kind,
         method: method.clone(),
         path,
+        query,
         headers: headers.clone(),
         status: 0,
         body_sent: 0,
@@ -184,7 +208,11 @@ async fn handle(conn: TcpStream, state: &Mutex<State>, api: &str, own_url: &str)
     }
 
     let mut up = TcpStream::connect(&upstream).await?;
-    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {upstream}\r\nConnection: close\r\n");
+    let host = match headers.iter().find(|(n, _)| n == "host") {
+        Some((_, h)) if state.lock().unwrap().keep_host => h.clone(),
+        _ => upstream.clone(),
+    };
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (n, v) in &headers {
         if n != "host" && n != "connection" {
             req.push_str(&format!("{n}: {v}\r\n"));
@@ -192,15 +220,29 @@ async fn handle(conn: TcpStream, state: &Mutex<State>, api: &str, own_url: &str)
     }
     req.push_str("\r\n");
     up.write_all(req.as_bytes()).await?;
-    up.write_all(&body).await?;
+    // A server may answer (a refusal) and close before it read the body: keep its answer.
+    let sent = up.write_all(&body).await;
     let mut raw = Vec::new();
-    up.read_to_end(&mut raw).await?;
+    let read = up.read_to_end(&mut raw).await;
+    if raw.is_empty() {
+        sent?;
+        read?;
+    }
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
     let (resp_head, resp_body) = raw.split_at(split);
     let resp_head = String::from_utf8_lossy(resp_head).into_owned();
     let mut lines = resp_head.split("\r\n").filter(|l| !l.is_empty());
     let status_line = lines.next().unwrap_or_default().to_owned();
     let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    if state.lock().unwrap().keep_host {
+        // In front of S3: the answer goes back as it came (chunked ones included).
+        seen.status = status;
+        seen.body_sent = resp_body.len();
+        state.lock().unwrap().log.push(seen);
+        conn.write_all(&raw).await?;
+        conn.flush().await?;
+        return conn.shutdown().await;
+    }
     let mut out = format!("{status_line}\r\n");
     for line in lines {
         let Some((n, v)) = line.split_once(':') else { continue };

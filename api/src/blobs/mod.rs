@@ -87,6 +87,17 @@ pub enum CopyCheck {
     Corrupt(String),
 }
 
+/// One part storage holds of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedPart {
+    /// Its number, from 1.
+    pub number: u32,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The store's tag of its bytes (S3's ETag; empty on the embedded store).
+    pub etag: String,
+}
+
 /// A place blobs live, in one region.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug {
@@ -114,6 +125,36 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
 
     /// Removes a staged object (absent is fine).
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError>;
+
+    /// Starts a multipart upload whose completion becomes the staged object `staging_key`;
+    /// returns the upload's id.
+    async fn start_parts(&self, staging_key: &str) -> Result<String, StoreError>;
+
+    /// A short-lived URL that accepts a `PUT` of part `number` (`size` bytes) of the upload.
+    async fn part_url(
+        &self,
+        staging_key: &str,
+        upload_id: &str,
+        number: u32,
+        size: u64,
+        ttl: Duration,
+    ) -> Result<String, StoreError>;
+
+    /// The parts storage holds, sorted by number; `None` when the upload is gone (completed
+    /// or aborted).
+    async fn list_parts(&self, staging_key: &str, upload_id: &str) -> Result<Option<Vec<ReceivedPart>>, StoreError>;
+
+    /// Joins `parts` (from [`BlobStore::list_parts`], in order) into the staged object
+    /// `staging_key`, without holding a part in memory. `false` when the upload is gone.
+    async fn complete_parts(
+        &self,
+        staging_key: &str,
+        upload_id: &str,
+        parts: &[ReceivedPart],
+    ) -> Result<bool, StoreError>;
+
+    /// Aborts the upload and removes its parts (an upload already gone is fine).
+    async fn abort_parts(&self, staging_key: &str, upload_id: &str) -> Result<(), StoreError>;
 
     /// Keys of the staged objects last written more than `age` ago (at most 1000), for the
     /// sweeper to find those no pending upload owns.
@@ -309,6 +350,21 @@ mod tests {
             Ok(CopyCheck::Intact)
         }
         async fn delete_staged(&self, _: &str) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn start_parts(&self, _: &str) -> Result<String, StoreError> {
+            Ok(String::new())
+        }
+        async fn part_url(&self, _: &str, _: &str, _: u32, _: u64, _: Duration) -> Result<String, StoreError> {
+            Ok(self.0.to_owned())
+        }
+        async fn list_parts(&self, _: &str, _: &str) -> Result<Option<Vec<ReceivedPart>>, StoreError> {
+            Ok(None)
+        }
+        async fn complete_parts(&self, _: &str, _: &str, _: &[ReceivedPart]) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn abort_parts(&self, _: &str, _: &str) -> Result<(), StoreError> {
             Ok(())
         }
         async fn staged_before(&self, _: Duration) -> Result<Vec<String>, StoreError> {

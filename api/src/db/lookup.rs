@@ -474,7 +474,13 @@ mod tests {
 
         let files = std::collections::BTreeMap::from([(
             FileName::parse("c.bin").unwrap(),
-            UploadFile { size: 3, digest: digest('c'), algorithm: Algorithm::Sha512, visibility: Visibility::Internal },
+            UploadFile {
+                size: 3,
+                digest: digest('c'),
+                algorithm: Algorithm::Sha512,
+                visibility: Visibility::Internal,
+                parts: false,
+            },
         )]);
         db.create_batch("me", "m", &files, "local", 0, 10).await.unwrap();
         let f = db.file(&digest('c')).await.unwrap().expect("create_batch dropped the cached miss");

@@ -37,7 +37,7 @@ pub use events::{EventRow, NewEvent, RelayLock};
 pub use files::{FileWrite, StoredFile};
 pub use import::{BatchHead, ImportedBatch};
 pub use lookup::LISTENER_APPLICATION_NAME;
-pub use pending::Pending;
+pub use pending::{Multipart, Pending};
 pub use replications::{Backlog, Claim, FailedCopy};
 pub use scrub::ScrubFilter;
 pub use search::SearchLimits;

@@ -18,9 +18,20 @@ pub struct Pending {
     pub staging_key: String,
     /// When the upload URL expires (unix seconds).
     pub expires: i64,
+    /// When sent in parts: the store's multipart upload and the size of its parts.
+    pub multipart: Option<Multipart>,
 }
 
-pub(super) const PENDING_COLUMNS: &str = "id, file_id, region, staging_key, expires";
+/// The multipart upload of a pending upload sent in parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Multipart {
+    /// The store's id of the upload.
+    pub upload_id: String,
+    /// The size of every part but the last.
+    pub part_size: u64,
+}
+
+pub(super) const PENDING_COLUMNS: &str = "id, file_id, region, staging_key, expires, upload_id, part_size";
 
 impl Db {
     /// Opens a pending upload of a file in `region`; returns its new staging key.
@@ -88,6 +99,45 @@ impl Db {
         Ok(row.is_some())
     }
 
+    /// Records that the pending upload `key` goes up in parts, as the store's multipart upload
+    /// `multipart`.
+    pub async fn set_multipart(&self, key: &str, multipart: &Multipart) -> Result<()> {
+        sqlx::query("UPDATE pending_uploads SET upload_id = $1, part_size = $2 WHERE staging_key = $3")
+            .bind(&multipart.upload_id)
+            .bind(multipart.part_size as i64)
+            .bind(key)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// The pending upload `key` no longer has a multipart upload (it was completed into its
+    /// staged object).
+    pub async fn clear_multipart(&self, key: &str) -> Result<()> {
+        sqlx::query("UPDATE pending_uploads SET upload_id = NULL, part_size = NULL WHERE staging_key = $1")
+            .bind(key)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the expiry of the pending upload `key` to `expires` (a resumed upload got new
+    /// URLs), never earlier.
+    pub async fn extend_pending(&self, key: &str, expires: i64) -> Result<()> {
+        sqlx::query("UPDATE pending_uploads SET expires = $1 WHERE staging_key = $2 AND expires < $1")
+            .bind(expires)
+            .bind(key)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets the pending upload `key` (one opened for a file that resumes another).
+    pub async fn delete_pending_key(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM pending_uploads WHERE staging_key = $1").bind(key).execute(&self.write).await?;
+        Ok(())
+    }
+
     /// Forgets one pending upload.
     pub async fn delete_pending(&self, id: i64) -> Result<()> {
         sqlx::query("DELETE FROM pending_uploads WHERE id = $1").bind(id).execute(&self.write).await?;
@@ -102,5 +152,12 @@ pub(super) fn pending_from_row(row: &AnyRow) -> Result<Pending> {
         region: row.try_get("region")?,
         staging_key: row.try_get("staging_key")?,
         expires: row.try_get("expires")?,
+        multipart: match row.try_get::<Option<String>, _>("upload_id")? {
+            Some(upload_id) => {
+                let part_size: Option<i64> = row.try_get("part_size")?;
+                Some(Multipart { upload_id, part_size: part_size.unwrap_or(0).max(0) as u64 })
+            }
+            None => None,
+        },
     })
 }

@@ -1,5 +1,6 @@
 //! The embedded store's own signed URLs: `GET`/`HEAD /_blobs/sha512/<digest>` serves a verified
-//! blob, `PUT /_blobs/staging/<key>` receives an upload. Both check the signature and expiry;
+//! blob, `PUT /_blobs/staging/<key>` receives an upload, `PUT /_blobs/parts/<key>/<n>` one part
+//! of an upload in parts. Both check the signature and expiry;
 //! neither is part of the public protocol, they are what its signed URLs point at.
 
 use actix_files::NamedFile;
@@ -86,9 +87,36 @@ pub async fn put(
             "This upload URL's upload is already verified or has expired; declare the file again for a new URL",
         ));
     }
-    match local.receive(&path, limit, body).await {
+    received(local.receive(&path, limit, body).await, "upload staged")
+}
+
+/// Receives one part of an upload in parts; answers exactly 200 on success.
+#[utoipa::path(put, path = "/_blobs/parts/{key}/{number}", tag = "storage", params(("key" = String, Path), ("number" = u32, Path), ("expires" = u64, Query), ("size" = u64, Query), ("signature" = String, Query)), request_body(content = Vec<u8>, content_type = "application/octet-stream"), responses((status = 200, description = "Stored")))]
+pub async fn put_part(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, u32)>,
+    query: web::Query<Signed>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let local = local_store(&state)?;
+    check(local, "PUT", &req, &query)?;
+    let (key, number) = path.into_inner();
+    let limit = query.size.ok_or_else(|| refused("no size"))?;
+    if !local.parts_open(&key) || !state.db.pending_key_exists(&key).await? {
+        return Err(ApiError::new(
+            ErrorCode::UploadClosed,
+            "This part URL's upload is already complete or has expired; ask for the parts again",
+        ));
+    }
+    received(local.receive_part(&key, number, limit, body).await, "part stored")
+}
+
+/// The answer to a PUT the embedded store received.
+fn received(result: Result<u64, ReceiveError>, what: &'static str) -> Result<HttpResponse, ApiError> {
+    match result {
         Ok(n) => {
-            tracing::info!(bytes = n, "upload staged");
+            tracing::info!(bytes = n, "{what}");
             Ok(HttpResponse::Ok().finish())
         }
         Err(ReceiveError::TooLarge(n)) => Err(ApiError::new(

@@ -110,7 +110,7 @@ pub async fn delete(
         let Some(store) = state.blobs.get(&p.region) else { continue };
         // The rows are gone, so nothing can verify these bytes; a failed delete leaves an
         // orphan the sweeper removes.
-        if let Err(e) = store.delete_staged(&p.staging_key).await {
+        if let Err(e) = crate::uploads::parts::discard(store.as_ref(), p).await {
             tracing::warn!(region = p.region, error = %e, "could not delete a staged upload of a removed declaration");
         }
     }

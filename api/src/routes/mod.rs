@@ -74,6 +74,7 @@ routes! {
     "/sha512/{digest}": get => download::download, head => download::download;
     "/upload": post => uploads::create, get => uploads::search;
     "/upload/complete/sha512/{digest}": get => uploads::complete, post => uploads::complete;
+    "/upload/parts/sha512/{digest}": post => uploads::parts;
     "/upload/{id}": get => uploads::get;
     "/file": get => files::search;
     "/file/sha512/{digest}": get => files::get, patch => files::patch, delete => files::delete;
@@ -89,6 +90,7 @@ routes! {
     "/openapi.json": get => ops::openapi;
     "/_blobs/sha512/{digest}": get => blobs::get, head => blobs::get;
     "/_blobs/staging/{key}": put => blobs::put;
+    "/_blobs/parts/{key}/{number}": put => blobs::put_part;
 }
 
 /// Registers every route and the error handlers of the extractors.

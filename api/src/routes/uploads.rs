@@ -1,4 +1,5 @@
-//! Upload batches: `POST /upload` (declare files, get upload URLs), `GET|POST
+//! Upload batches: `POST /upload` (declare files, get upload URLs or parts), `POST
+//! /upload/parts/sha512/<digest>` (URLs of the parts not yet sent), `GET|POST
 //! /upload/complete/sha512/<digest>` (verify and publish), and the batch history.
 
 use std::collections::{BTreeSet, HashMap};
@@ -9,6 +10,7 @@ use super::{RegionQuery, SearchQuery, read_json};
 use crate::auth::{Caller, Scope};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
+use crate::uploads::parts;
 use crate::uploads::verify::{self, Outcome};
 use tooltool_proto::{
     Algorithm, Batch, Digest, FileInfo, FileName, InvalidValue, PlainText, UploadFile, UploadRequest, Visibility,
@@ -19,8 +21,10 @@ use tooltool_proto::{
 const RETRY_AFTER_SECS: u64 = 2;
 
 /// Validates the batch, checks upload scopes, records it, and signs an upload URL for every
-/// file without a verified copy.
-#[utoipa::path(post, path = "/upload", tag = "upload", request_body = tooltool_proto::UploadRequest, params(("region" = Option<String>, Query, description = "region to stage the uploads in")), responses((status = 200, description = "The recorded batch; files without a verified copy carry a put_url", body = tooltool_proto::Wrapped<tooltool_proto::Batch>)), security(("bearer" = [])))]
+/// file without a verified copy, or for a file declared with `parts: true` at or above
+/// `TOOLTOOL_MULTIPART_THRESHOLD`, opens (or resumes) an upload in parts and hands out the
+/// URLs of the first parts not yet sent.
+#[utoipa::path(post, path = "/upload", tag = "upload", request_body = tooltool_proto::UploadRequest, params(("region" = Option<String>, Query, description = "region to stage the uploads in")), responses((status = 200, description = "The recorded batch; files without a verified copy carry a put_url, or parts when declared with parts: true at or above the multipart threshold", body = tooltool_proto::Wrapped<tooltool_proto::Batch>)), security(("bearer" = [])))]
 #[tracing::instrument(name = "upload", skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
@@ -48,6 +52,7 @@ pub async fn create(
     let visibilities = req.files.values().map(|f| f.visibility).collect::<BTreeSet<_>>();
     caller.require_naming(visibilities.into_iter().map(Scope::upload))?;
     check_consistent(&req, state.settings.max_file_size)?;
+    check_single_put(&req, state.settings.parts.max_single_put)?;
     let ttl = state.settings.upload_url_ttl;
     let store = state.blobs.for_upload(query.region.as_deref()).ok_or_else(|| {
         ApiError::new(
@@ -62,9 +67,22 @@ pub async fn create(
         .create_batch(author, &req.message, &req.files, store.region(), now, now + ttl.as_secs() as i64)
         .await?;
     let mut batch = Batch::from(&created.batch);
+    let in_parts: BTreeSet<&Digest> =
+        req.files.values().filter(|f| parts::wanted(&state.settings.parts, f)).map(|f| &f.digest).collect();
+    // A digest named twice in the batch has one pending upload, so one plan.
+    let mut plans: HashMap<Digest, tooltool_proto::PartsPlan> = HashMap::new();
     for file in batch.files.values_mut() {
-        if let Some(key) = created.uploads.get(&file.digest) {
+        let Some(key) = created.uploads.get(&file.digest) else { continue };
+        if !in_parts.contains(&file.digest) {
             file.put_url = Some(with_explicit_port(&store.upload_url(key, file.size, ttl).await?));
+        } else if let Some(plan) = plans.get(&file.digest) {
+            file.parts = Some(plan.clone());
+        } else {
+            let stored =
+                state.db.file(&file.digest).await?.ok_or_else(|| ApiError::internal("declared file vanished"))?;
+            let plan = parts::open(&state, store, &stored, key).await?;
+            plans.insert(file.digest.clone(), plan.clone());
+            file.parts = Some(plan);
         }
     }
     tracing::info!(batch = batch.id, author, files = batch.files.len(), "upload batch recorded");
@@ -142,6 +160,49 @@ fn check_consistent(req: &UploadRequest, max_size: u64) -> Result<(), ApiError> 
         }
     }
     Ok(())
+}
+
+/// A client that cannot send parts (it did not say `parts: true`) cannot upload a file larger
+/// than one `PUT` takes: refused before anything is recorded, naming the client that can.
+fn check_single_put(req: &UploadRequest, max: u64) -> Result<(), ApiError> {
+    match req.files.iter().find(|(_, f)| !f.parts && f.size > max) {
+        Some((name, f)) => Err(ApiError::new(
+            ErrorCode::FileTooLarge,
+            format!(
+                "{name}: {} bytes is more than one upload request can carry ({max} bytes); upload it with the \
+                 tooltool client of this project (`tooltool upload`), which sends large files in parts",
+                f.size
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The URLs of the parts of an open upload in parts that storage does not have yet (at most
+/// `TOOLTOOL_PART_URL_BATCH`, lowest numbers first), fresh, found from the store's own
+/// listing: to go on after a batch, after a crash, on another machine, or once URLs expired.
+#[utoipa::path(post, path = "/upload/parts/sha512/{digest}", tag = "upload", params(("digest" = String, Path, description = "sha512 digest: 128 lowercase hex characters"), ("region" = Option<String>, Query, description = "the region the upload was declared in")), responses((status = 200, description = "The parts plan; missing 0 once every part is stored (then complete the upload). 404 when no upload in parts of this file is open (declare it again)", body = tooltool_proto::PartsPlan)), security(("bearer" = [])))]
+#[tracing::instrument(name = "upload_parts", skip_all, fields(digest = %path))]
+pub async fn parts(
+    state: web::Data<AppState>,
+    caller: Result<Caller, ApiError>,
+    query: web::Query<RegionQuery>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let digest = Digest::parse(&path)?;
+    let caller = caller?;
+    let none_open =
+        || ApiError::not_found("No upload in parts of this file is open; declare it again with POST /upload");
+    let file = state.db.file(&digest).await?.ok_or_else(none_open)?;
+    caller.require(Scope::upload(file.visibility))?;
+    let store = state.blobs.for_upload(query.region.as_deref()).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownRegion,
+            format!("The region {:?} is not configured", query.region.as_deref().unwrap_or("")),
+        )
+    })?;
+    let plan = parts::reissue(&state, store, &file).await?.ok_or_else(none_open)?;
+    Ok(HttpResponse::Ok().json(plan))
 }
 
 /// Verifies the staged bytes of a declared file and publishes them.

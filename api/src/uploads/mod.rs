@@ -2,5 +2,6 @@
 //! staged bytes ([`verify`], behind `upload/complete`) and the sweeper that removes staged
 //! uploads never completed ([`sweep`]).
 
+pub mod parts;
 pub mod sweep;
 pub mod verify;

@@ -1,4 +1,5 @@
-//! The sweeper: staged uploads never completed are removed once their URL expired more than
+//! The sweeper: staged uploads never completed (with their open uploads in parts) are
+//! removed once their URL expired more than
 //! the grace period ago; then declarations that never got a verified copy and have no pending
 //! upload left (so a wrong declaration cannot pin a digest's size and visibility forever), with
 //! an audit line each; staged objects no pending upload owns (a PUT after verification), once
@@ -16,7 +17,7 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
     let expired = state.db.expired_pending(cutoff).await?;
     for p in &expired {
         if let Some(store) = state.blobs.get(&p.region) {
-            store.delete_staged(&p.staging_key).await?;
+            super::parts::discard(store.as_ref(), p).await?;
         }
         state.db.delete_pending(p.id).await?;
     }

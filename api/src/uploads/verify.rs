@@ -15,6 +15,7 @@ use crate::blobs::Verification;
 use crate::db::{NewEvent, StoredFile};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::uploads::parts;
 use tooltool_proto::{Digest, EventType};
 
 /// What `upload/complete` found.
@@ -93,12 +94,17 @@ async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Res
     let mut rejected = None;
     for pending in state.db.pending_uploads(file.id).await? {
         let Some(store) = state.blobs.get(&pending.region) else { continue };
+        if let Some(mp) = &pending.multipart
+            && parts::finish(state, store, &pending, mp, file.size).await? == parts::Finished::Incomplete
+        {
+            continue;
+        }
         match store.verify_and_publish(&pending.staging_key, &file.digest, file.size).await? {
             Verification::Published => {
                 let closed = state.db.mark_verified(file, store.region(), actor, crate::time::now()).await?;
                 for other in closed.iter().filter(|p| p.staging_key != pending.staging_key) {
                     if let Some(s) = state.blobs.get(&other.region)
-                        && let Err(e) = s.delete_staged(&other.staging_key).await
+                        && let Err(e) = parts::discard(s.as_ref(), other).await
                     {
                         tracing::warn!(error = %e, "could not remove a superseded staged upload");
                     }

@@ -17,6 +17,7 @@ mod hardening;
 mod hostile;
 mod movein;
 mod ops;
+mod parts;
 mod propagation;
 mod regions;
 mod replicas;

@@ -3,9 +3,10 @@
 //!
 //! Layout under the root: `sha512/<digest>` (verified), `incoming/` (PUTs in flight),
 //! `staging/<key>` (complete PUTs), `verifying/` (objects taken out of the PUT path while they
-//! are hashed). A staged file is renamed into `verifying/` before hashing, so a second PUT can
+//! are hashed), `parts/<key>/<n>` (the parts of an upload in parts, see [`parts`]). A staged file is renamed into `verifying/` before hashing, so a second PUT can
 //! only create a new staged file, never change the bytes being verified.
 
+mod parts;
 mod signer;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 pub use self::signer::UrlSigner;
-use super::{BlobStore, CheckDepth, CopyCheck, StoreError, Verification, copy_check, mismatch};
+use super::{BlobStore, CheckDepth, CopyCheck, ReceivedPart, StoreError, Verification, copy_check, mismatch};
 use crate::time::unix_now;
 use tooltool_proto::Digest;
 
@@ -63,7 +64,7 @@ impl LocalStore {
     pub fn new(root: impl Into<PathBuf>, region: &str, signer: UrlSigner, base_url: &str) -> std::io::Result<Self> {
         let root = root.into();
         crate::private::create_dir(&root)?;
-        for dir in ["sha512", "incoming", "staging", "verifying"] {
+        for dir in ["sha512", "incoming", "staging", "verifying", "parts"] {
             crate::private::create_dir(&root.join(dir))?;
         }
         let store = Self {
@@ -136,7 +137,16 @@ impl LocalStore {
     /// Writes a PUT body to `staging/<key>`: streamed into `incoming/`, refused past `limit`
     /// bytes, synced, then renamed into place whole. Refused before writing when `limit` bytes
     /// would leave less than the free-space reserve on the disk.
-    pub async fn receive<S, E>(&self, key: &str, limit: u64, mut body: S) -> Result<u64, ReceiveError>
+    pub async fn receive<S, E>(&self, key: &str, limit: u64, body: S) -> Result<u64, ReceiveError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.receive_to(key, &self.staged_path(key), limit, body).await
+    }
+
+    /// [`LocalStore::receive`] into `dest`.
+    async fn receive_to<S, E>(&self, key: &str, dest: &Path, limit: u64, mut body: S) -> Result<u64, ReceiveError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -166,7 +176,10 @@ impl LocalStore {
         .await;
         match result {
             Ok(n) => {
-                tokio::fs::rename(&tmp, self.staged_path(key)).await.map_err(|e| StoreError::msg("stage upload", e))?;
+                if let Err(e) = tokio::fs::rename(&tmp, dest).await {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(StoreError::msg("stage upload", e).into());
+                }
                 Ok(n)
             }
             Err(e) => {
@@ -334,6 +347,26 @@ impl BlobStore for LocalStore {
             return Ok(());
         }
         remove_if_present(&self.staged_path(staging_key)).await
+    }
+
+    async fn start_parts(&self, staging_key: &str) -> Result<String, StoreError> {
+        self.start_local_parts(staging_key)
+    }
+
+    async fn part_url(&self, key: &str, _: &str, n: u32, size: u64, ttl: Duration) -> Result<String, StoreError> {
+        Ok(self.local_part_url(key, n, size, ttl))
+    }
+
+    async fn list_parts(&self, key: &str, _: &str) -> Result<Option<Vec<ReceivedPart>>, StoreError> {
+        self.local_parts(key)
+    }
+
+    async fn complete_parts(&self, key: &str, _: &str, parts: &[ReceivedPart]) -> Result<bool, StoreError> {
+        self.complete_local_parts(key, parts).await
+    }
+
+    async fn abort_parts(&self, key: &str, _: &str) -> Result<(), StoreError> {
+        self.abort_local_parts(key).await
     }
 
     async fn staged_before(&self, age: Duration) -> Result<Vec<String>, StoreError> {

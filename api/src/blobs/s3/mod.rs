@@ -3,6 +3,7 @@
 //! (`x-amz-copy-source-if-match`): if a second PUT replaced the staged object while it was being
 //! hashed, the copy fails with 412 and nothing is published.
 
+mod multipart;
 mod presign;
 mod quarantine;
 mod replicate;
@@ -21,7 +22,9 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirecti
 
 use self::presign::Presigner;
 pub use self::replicate::{CopyMode, Replicated};
-use super::{BlobStore, CheckDepth, CopyCheck, Sha512Counter, StoreError, Verification, copy_check, mismatch};
+use super::{
+    BlobStore, CheckDepth, CopyCheck, ReceivedPart, Sha512Counter, StoreError, Verification, copy_check, mismatch,
+};
 use crate::settings::S3Settings;
 use tooltool_proto::Digest;
 
@@ -324,6 +327,26 @@ impl BlobStore for S3Store {
 
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError> {
         self.delete_key(&format!("staging/{staging_key}")).await
+    }
+
+    async fn start_parts(&self, staging_key: &str) -> Result<String, StoreError> {
+        self.start_multipart(staging_key).await
+    }
+
+    async fn part_url(&self, key: &str, upload_id: &str, n: u32, _: u64, ttl: Duration) -> Result<String, StoreError> {
+        self.presign_part(key, upload_id, n, ttl).await
+    }
+
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Option<Vec<ReceivedPart>>, StoreError> {
+        self.list_multipart(key, upload_id).await
+    }
+
+    async fn complete_parts(&self, key: &str, upload_id: &str, parts: &[ReceivedPart]) -> Result<bool, StoreError> {
+        self.complete_multipart(key, upload_id, parts).await
+    }
+
+    async fn abort_parts(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        self.abort_multipart(key, upload_id).await
     }
 
     async fn staged_before(&self, age: Duration) -> Result<Vec<String>, StoreError> {

@@ -60,7 +60,7 @@ fn amz_date(t: SystemTime) -> String {
 }
 
 /// RFC 3986 unreserved characters stay, everything else is `%XX` (SigV4's URI encoding).
-fn uri_encode(s: &str, out: &mut String) {
+pub(super) fn uri_encode(s: &str, out: &mut String) {
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
@@ -120,10 +120,32 @@ impl Presigner {
 
     /// A URL for `method` on `key` (URL-safe characters only), valid for `ttl`.
     pub(super) async fn presign(&self, method: &str, key: &str, ttl: Duration) -> Result<String, StoreError> {
-        self.presign_at(method, key, ttl, SystemTime::now()).await
+        self.presign_at(method, key, "", ttl, SystemTime::now()).await
     }
 
-    async fn presign_at(&self, method: &str, key: &str, ttl: Duration, now: SystemTime) -> Result<String, StoreError> {
+    /// [`Presigner::presign`] of a URL whose query also carries `extra` (`a=1&b=2`, names in
+    /// sorted order, all starting with a lowercase letter so that they sort after the
+    /// `X-Amz-*` ones, values already URI-encoded), such as an UploadPart's
+    /// `partNumber=…&uploadId=…`.
+    pub(super) async fn presign_query(
+        &self,
+        method: &str,
+        key: &str,
+        extra: &str,
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
+        debug_assert!(extra.split('&').all(|p| p.starts_with(|c: char| c.is_ascii_lowercase())));
+        self.presign_at(method, key, extra, ttl, SystemTime::now()).await
+    }
+
+    async fn presign_at(
+        &self,
+        method: &str,
+        key: &str,
+        extra: &str,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<String, StoreError> {
         let timestamp = amz_date(now);
         let date = &timestamp[..8];
         let signing = self.signing(now, date).await?;
@@ -144,6 +166,10 @@ impl Presigner {
             uri_encode(token, &mut url);
         }
         url.push_str("&X-Amz-SignedHeaders=host");
+        if !extra.is_empty() {
+            url.push('&');
+            url.push_str(extra);
+        }
         let mut canonical = Sha256::new();
         let query = &url[query_start..];
         for part in [method, "\n", &self.path, key, "\n", query, "\nhost:", &self.host, "\n\nhost\nUNSIGNED-PAYLOAD"] {
@@ -220,15 +246,21 @@ mod tests {
             let provider = SharedCredentialsProvider::new(creds.clone());
             let p = Presigner::new(prefix.into(), "eu-central-1".into(), Some(provider)).unwrap();
             for (method, key) in [("GET", "sha512/abc123"), ("PUT", "staging/0f1e2d")] {
-                let ours = p.presign_at(method, key, Duration::from_secs(60), now).await.unwrap();
+                let ours = p.presign_at(method, key, "", Duration::from_secs(60), now).await.unwrap();
                 let theirs = reference(prefix, &creds, method, key, Duration::from_secs(60), now);
                 assert_eq!(sorted_query(&ours), sorted_query(&theirs), "{method} {prefix}{key}");
             }
+            // An UploadPart URL: its own query names are signed too.
+            let extra = "partNumber=3&uploadId=a.b-c_d";
+            let ours = p.presign_at("PUT", "staging/0f1e2d", extra, Duration::from_secs(60), now).await.unwrap();
+            let theirs =
+                reference(prefix, &creds, "PUT", &format!("staging/0f1e2d?{extra}"), Duration::from_secs(60), now);
+            assert_eq!(sorted_query(&ours), sorted_query(&theirs), "UploadPart {prefix}");
             let first = p.signing.lock().unwrap().clone().unwrap();
-            p.presign_at("GET", "sha512/x", Duration::from_secs(5), now + Duration::from_secs(3600)).await.unwrap();
+            p.presign_at("GET", "sha512/x", "", Duration::from_secs(5), now + Duration::from_secs(3600)).await.unwrap();
             assert_eq!(p.signing.lock().unwrap().as_ref().unwrap().key, first.key, "same day, same key");
             let tomorrow = now + Duration::from_secs(86_400);
-            let ours = p.presign_at("GET", "sha512/abc123", Duration::from_secs(60), tomorrow).await.unwrap();
+            let ours = p.presign_at("GET", "sha512/abc123", "", Duration::from_secs(60), tomorrow).await.unwrap();
             assert_ne!(p.signing.lock().unwrap().as_ref().unwrap().key, first.key, "a new day, a new key");
             let theirs = reference(prefix, &creds, "GET", "sha512/abc123", Duration::from_secs(60), tomorrow);
             assert_eq!(sorted_query(&ours), sorted_query(&theirs));
