@@ -26,8 +26,10 @@ def random_file(path, size):
             left -= n
 
 
-def wrk(url, seconds, connections=64, headers=None, script=None, raw=False):
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+def wrk(url, seconds, connections=64, headers=None, script=None, raw=False, timeout=None):
+    """wrk's figures; `timeout` (s) replaces wrk's 2 s, past which a request counts as a socket error
+    and not in the latencies."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"] + ([f"--timeout={timeout}s"] if timeout else [])
     if script:
         cmd += ["-s", script]
     for k, v in (headers or {}).items():
@@ -843,11 +845,14 @@ def bench_search(work, a):
             queries = search_queries(n, kind)
             scripts[kind] = query_script(work, f"search-{kind}",
                                          [f"/file?q={urllib.parse.quote(q)}" for q in queries])
-            wrk(s.url, 2, connections=4, script=scripts[kind])
-            ours = median_of(a.runs, lambda: wrk(s.url, a.seconds, connections=4, script=scripts[kind]))
+            # wrk waits 10 s for an answer, past the search's own 5 s limit, so that the slowest
+            # searches are in the latencies instead of dropped as timeouts.
+            wrk(s.url, 2, connections=4, script=scripts[kind], timeout=10)
+            ours = median_of(a.runs, lambda: wrk(s.url, a.seconds, connections=4, script=scripts[kind], timeout=10,
+                                                 raw=True))
             base = unindexed_latencies(db, queries, budget_s=a.seconds * 2)
             out["kinds"][kind] = {"p50_ms": ours["p50_ms"], "p99_ms": ours["p99_ms"], "rps": ours["rps"],
-                                  "refused": ours["non_2xx_3xx"], "unindexed_p50_ms": percentile(base, 50),
+                                  "refused": ours["non_2xx_3xx"], "socket_errors": ours["socket_errors"], "unindexed_p50_ms": percentile(base, 50),
                                   "unindexed_p99_ms": percentile(base, 99), "unindexed_runs": len(base)}
             log(f"   {kind}: p50 {ours['p50_ms']:.2f} ms (unindexed {percentile(base, 50):.1f} ms)")
         mixed = query_script(work, "search-mixed", [line for kind in SEARCH_KINDS for line in
@@ -858,7 +863,7 @@ def bench_search(work, a):
         for _ in range(a.runs):
             alone = wrk(s.url, a.seconds, connections=8, script=downloads, raw=True)
             load = {}
-            t = threading.Thread(target=lambda: load.update(wrk(s.url, a.seconds + 2, connections=32, script=mixed)))
+            t = threading.Thread(target=lambda: load.update(wrk(s.url, a.seconds + 2, connections=32, script=mixed, timeout=10)))
             t.start()
             time.sleep(1)
             loaded = wrk(s.url, a.seconds, connections=8, script=downloads, raw=True)
@@ -1166,7 +1171,7 @@ def rows_hawk(raw):
 
 
 def rows_search(raw):
-    labels = {"letter": "one letter", "word": "a tool's name (1/20 of the names)", "rare": "one name's number",
+    labels = {"letter": "one letter a–z", "word": "a tool's name (1/20 of the names)", "rare": "one name's number",
               "none": "a text no name has", "digest": "a 6-digit digest prefix"}
     rows = []
     for kind, label in labels.items():
@@ -1174,9 +1179,10 @@ def rows_search(raw):
         rows.append(_row(f"search `GET /file?q=` at {raw['names']:,} names, {label} (wrk, 4 connections)",
                          f"the unindexed search of the release before, in sqlite3 itself: p50 {v['unindexed_p50_ms']:.1f} ms, "
                          f"p99 {v['unindexed_p99_ms']:.1f} ms",
-                         f"p50 {v['p50_ms']:.2f} ms, p99 {v['p99_ms']:.2f} ms, {_n(v['rps'])} searches/s; refused {v['refused']}",
+                         f"p50 {v['p50_ms']:.2f} ms, p99 {v['p99_ms']:.2f} ms, {_n(v['rps'])} searches/s; refused "
+                         f"{v['refused']}, unanswered {v['socket_errors']}",
                          f"**{v['p50_ms'] / v['unindexed_p50_ms']:.3f}×** (p50)", "p99 < 100 ms",
-                         _met(("", v["p99_ms"] < 100))))
+                         _met(("", v["p99_ms"] < 100 and v["refused"] + v["socket_errors"] == 0))))
     d = raw["downloads"]
     ratios = ", ".join(f"{r:.2f}" for r in d["ratios"])
     rows.append(_row(f"public downloads (8 connections) while 32 connections search, {raw['names']:,} names",
@@ -1290,7 +1296,8 @@ LIMITS = {
     ],
     "search": [
         "Three characters and more: FTS5 trigram lookups, then the exact LIKE on what they found; a common word "
-        "gathers every match before the limit of 500. Shorter texts walk the files in id order and stop at the limit.",
+        "gathers every match before the limit of 500. Shorter texts walk the files in id order and stop at the "
+        "limit: milliseconds for a letter names have, a whole scan (seconds) for one they lack (`q` here).",
         "Searches run 4 at once per replica and 5 s at most; beyond, 503 `search-busy` at once, so downloads never "
         "wait behind them; the two cores are shared with wrk, which is what the downloads lose.",
     ],
