@@ -8,10 +8,13 @@
 //! corrupt one stops being one, with `file.copy_lost`, so downloads stop using it at once.
 //! `import-legacy` checks each imported instance with it before downloads may use it,
 //! `verify-instances` re-hashes existing copies with it, and a scrubber shares it.
+//! `backfill-sha256` reads one copy of each file that has no sha256 yet through the same
+//! check ([`BlobStore::hash_copy`], both digests in one pass) and records the sha256 of an
+//! intact one.
 
 use std::time::{Duration, Instant};
 
-use crate::blobs::{BlobStore, BlobStores, StoreError};
+use crate::blobs::{BlobStore, BlobStores, StoreError, copy_check};
 pub use crate::blobs::{CheckDepth, CopyCheck};
 use crate::db::{Db, DbError, FileWrite, StoredFile};
 use tooltool_proto::Digest;
@@ -126,6 +129,74 @@ pub async fn verify_instances(
                 }
                 progress(file.size);
                 pace.read(file.size).await;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// What `backfill-sha256` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BackfillReport {
+    /// Files whose sha256 is now recorded.
+    pub filled: u64,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Copies found missing or corrupt on the way, and no longer instances: `(digest, region, why)`.
+    pub lost: Vec<(Digest, String, String)>,
+    /// Copies that could not be read (store errors), left as they were: `(digest, region, error)`.
+    pub failed: Vec<(Digest, String, String)>,
+}
+
+/// Records the sha256 of every file with a copy and none yet: reads one copy of each (the
+/// next only when that one is missing, corrupt or unreadable; a bad one is recorded as
+/// [`verify_instances`] would), paced to `rate` bytes per second. A second run reads nothing
+/// that the first filled in.
+pub async fn backfill_sha256(
+    db: &Db,
+    blobs: &BlobStores,
+    pace: &mut Pace,
+    actor: &str,
+    progress: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<BackfillReport> {
+    let mut report = BackfillReport::default();
+    let mut after = 0;
+    loop {
+        let files = db.files_without_sha256(after, PAGE).await?;
+        let Some(last) = files.last() else { break };
+        after = last.id;
+        for file in &files {
+            for r in &file.instances {
+                let Some(store) = blobs.get(r) else { continue };
+                let hashed = match store.hash_copy(&file.digest, file.size).await {
+                    Ok(hashed) => hashed,
+                    Err(e) => {
+                        report.failed.push((file.digest.clone(), r.clone(), e.to_string()));
+                        continue;
+                    }
+                };
+                let read = hashed.as_ref().map_or(0, |h| h.len);
+                report.bytes += read;
+                let found = match &hashed {
+                    Some(h) => copy_check(&file.digest, file.size, Some(&h.sha512), h.len),
+                    None => CopyCheck::Missing,
+                };
+                let mut w = db.write_files().await?;
+                match (&found, hashed) {
+                    (CopyCheck::Intact, Some(h)) => w.set_sha256(file, &h.sha256).await?,
+                    (CopyCheck::Corrupt(why), _) => report.lost.push((file.digest.clone(), r.clone(), why.clone())),
+                    _ => report.lost.push((file.digest.clone(), r.clone(), "missing".into())),
+                }
+                if found != CopyCheck::Intact {
+                    record(&mut w, file, r, &found, actor, crate::time::now()).await?;
+                }
+                w.commit().await?;
+                progress(read);
+                pace.read(read).await;
+                if found == CopyCheck::Intact {
+                    report.filled += 1;
+                    break;
+                }
             }
         }
     }

@@ -81,6 +81,13 @@ enum Command {
         #[arg(long)]
         rate: Option<f64>,
     },
+    /// Record the sha256 of every stored file that has none yet (verified before sha256 was
+    /// hashed), reading one copy of each.
+    BackfillSha256 {
+        /// Read at most this many megabytes (10^6 bytes) per second on average.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
     /// The events feed (every event, whatever its audience).
     #[command(subcommand)]
     Events(EventsCommand),
@@ -185,6 +192,7 @@ fn main() -> anyhow::Result<()> {
                 import_legacy(&settings, &opts).await
             }
             Command::VerifyInstances { region, rate } => verify_instances(&settings, region.as_deref(), rate).await,
+            Command::BackfillSha256 { rate } => backfill_sha256(&settings, rate).await,
             Command::Events(EventsCommand::Tail { after, follow }) => tail_events(&settings, after, follow).await,
             Command::Audit { action, actor, target, limit } => {
                 let filter = AuditFilter { action, actor, target, ..Default::default() };
@@ -245,6 +253,24 @@ async fn verify_instances(settings: &Settings, region: Option<&str>, rate: Optio
     let report =
         copies::verify_instances(&db, &blobs, region, &mut pace, &cli_actor(), &|_| bar(Progress::Advance(1))).await?;
     println!("copies checked: {} ({} bytes read)", report.checked, report.bytes);
+    println!("copies lost (no longer served from their region): {}", report.lost.len());
+    for (d, r, why) in &report.lost {
+        println!("  {d} in {r}: {why}");
+    }
+    for (d, r, e) in &report.failed {
+        println!("  {d} in {r}: could not be read: {e}");
+    }
+    anyhow::ensure!(report.lost.is_empty() && report.failed.is_empty(), "some copies are lost or could not be read");
+    Ok(())
+}
+
+async fn backfill_sha256(settings: &Settings, rate: Option<f64>) -> anyhow::Result<()> {
+    let (db, blobs) = open_stores(settings).await?;
+    let mut pace = Pace::new(rate.map(|mb| mb * 1e6));
+    let bar = progress_bar();
+    bar(Progress::Stage("hashing copies", 0));
+    let report = copies::backfill_sha256(&db, &blobs, &mut pace, &cli_actor(), &|_| bar(Progress::Advance(1))).await?;
+    println!("sha256 recorded: {} files ({} bytes read)", report.filled, report.bytes);
     println!("copies lost (no longer served from their region): {}", report.lost.len());
     for (d, r, why) in &report.lost {
         println!("  {d} in {r}: {why}");

@@ -20,6 +20,7 @@ mod ops;
 mod propagation;
 mod regions;
 mod replicas;
+mod sha256;
 mod staging;
 mod taskcluster;
 mod ui;

@@ -20,7 +20,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirecti
 
 use self::presign::Presigner;
 pub use self::replicate::{CopyMode, Replicated};
-use super::{BlobStore, CheckDepth, CopyCheck, Sha512Counter, StoreError, Verification, copy_check, mismatch};
+use super::{BlobStore, CheckDepth, ContentHasher, CopyCheck, Hashes, StoreError, Verification, copy_check, mismatch};
 use crate::settings::S3Settings;
 use tooltool_proto::Digest;
 
@@ -272,8 +272,8 @@ impl BlobStore for S3Store {
         let key = format!("staging/{staging_key}");
         let Some(obj) = self.get(&key, "read staged object").await? else { return Ok(Verification::NotStaged) };
         let etag = obj.e_tag().map(str::to_owned).ok_or_else(|| StoreError::msg("read staged object", "no ETag"))?;
-        let (got, got_size) = hash_body(obj.body, size, "stream staged object").await?;
-        if let Some(why) = mismatch(digest, size, &got, got_size) {
+        let got = hash_body(obj.body, size, "stream staged object").await?;
+        if let Some(why) = mismatch(digest, size, &got.sha512, got.len) {
             self.delete_key(&key).await?;
             return Ok(Verification::Mismatch(why));
         }
@@ -283,7 +283,7 @@ impl BlobStore for S3Store {
         if let Err(e) = self.delete_key(&key).await {
             tracing::warn!(error = %e, "could not remove a verified staged object; the sweeper will retry");
         }
-        Ok(Verification::Published)
+        Ok(Verification::Published { sha256: got.sha256 })
     }
 
     async fn check_copy(&self, digest: &Digest, size: u64, depth: CheckDepth) -> Result<CopyCheck, StoreError> {
@@ -295,9 +295,15 @@ impl BlobStore for S3Store {
                 Err(e) => Err(sdk_err("head a stored copy", e)),
             };
         }
-        let Some(obj) = self.get(&key, "read a stored copy").await? else { return Ok(CopyCheck::Missing) };
-        let (got, got_size) = hash_body(obj.body, size, "stream a stored copy").await?;
-        Ok(copy_check(digest, size, Some(&got), got_size))
+        Ok(match self.hash_copy(digest, size).await? {
+            Some(got) => copy_check(digest, size, Some(&got.sha512), got.len),
+            None => CopyCheck::Missing,
+        })
+    }
+
+    async fn hash_copy(&self, digest: &Digest, size: u64) -> Result<Option<Hashes>, StoreError> {
+        let Some(obj) = self.get(&format!("sha512/{digest}"), "read a stored copy").await? else { return Ok(None) };
+        hash_body(obj.body, size, "stream a stored copy").await.map(Some)
     }
 
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError> {
@@ -339,16 +345,17 @@ impl BlobStore for S3Store {
     }
 }
 
-/// Streams a body through sha512, stopping once it is past `size` bytes (a mismatch already).
-async fn hash_body(mut body: ByteStream, size: u64, what: &str) -> Result<(Digest, u64), StoreError> {
-    let mut counter = Sha512Counter::default();
+/// Streams a body through both digests, stopping once it is past `size` bytes (a mismatch
+/// already).
+async fn hash_body(mut body: ByteStream, size: u64, what: &str) -> Result<Hashes, StoreError> {
+    let mut hasher = ContentHasher::new();
     while let Some(chunk) = next_chunk(&mut body, what).await? {
-        counter.update(&chunk);
-        if counter.len() > size {
+        hasher.update(chunk);
+        if hasher.len() > size {
             break;
         }
     }
-    Ok(counter.finish())
+    Ok(hasher.finish())
 }
 
 /// The next chunk of a streaming body, failing if it stalls longer than [`STREAM_STALL`].

@@ -97,8 +97,8 @@ impl S3Store {
         if self.same_endpoint(source) {
             let etag =
                 obj.e_tag().map(str::to_owned).ok_or_else(|| StoreError::msg("read the source blob", "no ETag"))?;
-            let (got, got_size) = hash_body(obj.body, size, "stream the source blob").await?;
-            if let Some(why) = mismatch(digest, size, &got, got_size) {
+            let got = hash_body(obj.body, size, "stream the source blob").await?;
+            if let Some(why) = mismatch(digest, size, &got.sha512, got.len) {
                 return Ok(Replicated::Mismatch(why));
             }
             if !self.copy_if_match(&source.bucket, &key, &key, &etag, size).await? {
