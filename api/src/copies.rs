@@ -140,12 +140,8 @@ pub async fn verify_instances(
 pub struct BackfillReport {
     /// Files whose sha256 is now recorded.
     pub filled: u64,
-    /// Bytes read.
-    pub bytes: u64,
-    /// Copies found missing or corrupt on the way, and no longer instances: `(digest, region, why)`.
-    pub lost: Vec<(Digest, String, String)>,
-    /// Copies that could not be read (store errors), left as they were: `(digest, region, error)`.
-    pub failed: Vec<(Digest, String, String)>,
+    /// The copies read, as `verify-instances` reports them.
+    pub read: VerifyReport,
 }
 
 /// Records the sha256 of every file with a copy and none yet: reads one copy of each (the
@@ -159,7 +155,8 @@ pub async fn backfill_sha256(
     actor: &str,
     progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<BackfillReport> {
-    let mut report = BackfillReport::default();
+    let mut filled = 0;
+    let mut report = VerifyReport::default();
     let mut after = 0;
     loop {
         let files = db.files_without_sha256(after, PAGE).await?;
@@ -176,6 +173,7 @@ pub async fn backfill_sha256(
                     }
                 };
                 let read = hashed.as_ref().map_or(0, |h| h.len);
+                report.checked += 1;
                 report.bytes += read;
                 let found = match &hashed {
                     Some(h) => copy_check(&file.digest, file.size, Some(&h.sha512), h.len),
@@ -194,11 +192,11 @@ pub async fn backfill_sha256(
                 progress(read);
                 pace.read(read).await;
                 if found == CopyCheck::Intact {
-                    report.filled += 1;
+                    filled += 1;
                     break;
                 }
             }
         }
     }
-    Ok(report)
+    Ok(BackfillReport { filled, read: report })
 }

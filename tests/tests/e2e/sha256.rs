@@ -80,10 +80,11 @@ async fn backfill_records_each_missing_sha256_once_and_a_corrupt_copy_is_no_long
     let mut pace = Pace::new(None);
     let report = copies::backfill_sha256(db, blobs, &mut pace, "admin-cli:test", &|_| {}).await.unwrap();
     assert_eq!(report.filled, 2, "{report:?}");
-    assert_eq!(report.bytes, (a.len() + b.len() + c.len()) as u64, "each copy read once");
-    assert_eq!(report.lost.len(), 1, "{report:?}");
-    assert_eq!((&report.lost[0].0, report.lost[0].2.contains("sha512")), (&dc, true), "{report:?}");
-    assert!(report.failed.is_empty(), "{report:?}");
+    let read = &report.read;
+    assert_eq!((read.checked, read.bytes), (3, (a.len() + b.len() + c.len()) as u64), "each copy read once");
+    assert_eq!(read.lost.len(), 1, "{report:?}");
+    assert_eq!((&read.lost[0].0, read.lost[0].2.contains("sha512")), (&dc, true), "{report:?}");
+    assert!(read.failed.is_empty(), "{report:?}");
     assert_eq!(db.sha256_of(&da).await.unwrap(), Some(sha256sum(&a)));
     assert_eq!(db.sha256_of(&db_).await.unwrap(), Some(sha256sum(&b)));
     assert_eq!(db.sha256_of(&dc).await.unwrap(), None, "no sha256 is recorded for bytes that are not the file's");
