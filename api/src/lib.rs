@@ -23,6 +23,7 @@ pub mod settings;
 pub mod state;
 pub mod telemetry;
 pub mod time;
+pub mod tuf;
 pub mod uploads;
 pub mod wire;
 

@@ -23,5 +23,6 @@ mod replicas;
 mod sha256;
 mod staging;
 mod taskcluster;
+mod tuf;
 mod ui;
 mod upload;
