@@ -4,7 +4,8 @@ written by the server's TUF primitives into a directory (tests/tests/e2e/tuf.rs)
 Reads a JSON spec on stdin: {"dir": repository folder with metadata/ and targets/,
 "client": an empty folder, "target": the target name}. Refreshes from metadata/1.root.json,
 downloads and verifies the target, and prints {"ok": true, "sha256": ..., "canonical_root": ...}
-or {"ok": false, "error": "<exception class>", "message": ...}.
+or {"ok": false, "error": "<exception class>", "message": ...}, with "fetched": every path asked
+for, in order.
 """
 
 import hashlib
@@ -25,8 +26,10 @@ class DirFetcher(FetcherInterface):
 
     def __init__(self, root):
         self.root = root
+        self.fetched = []
 
     def _fetch(self, url):
+        self.fetched.append(url.removeprefix(BASE))
         path = os.path.join(self.root, url.removeprefix(BASE))
         try:
             with open(path, "rb") as f:
@@ -42,13 +45,14 @@ def main():
         root = f.read()
     canonical = CanonicalJSONSerializer().serialize(Metadata.from_bytes(root).signed)
     out = {"canonical_root": hashlib.sha256(canonical).hexdigest()}
+    fetcher = DirFetcher(spec["dir"])
     try:
         updater = Updater(
             metadata_dir=spec["client"],
             metadata_base_url=BASE + "metadata/",
             target_dir=spec["client"],
             target_base_url=BASE + "targets/",
-            fetcher=DirFetcher(spec["dir"]),
+            fetcher=fetcher,
             bootstrap=root,
         )
         updater.refresh()
@@ -61,6 +65,7 @@ def main():
                 out.update(ok=True, sha256=hashlib.sha256(f.read()).hexdigest())
     except Exception as e:  # noqa: BLE001 - the class name is the answer
         out.update(ok=False, error=type(e).__name__, message=str(e))
+    out["fetched"] = fetcher.fetched
     json.dump(out, sys.stdout)
 
 

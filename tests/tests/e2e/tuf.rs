@@ -1,8 +1,9 @@
 //! The TUF primitives (`tooltool_api::tuf`: canonical JSON, Ed25519 PKCS#8 keys, signatures)
 //! checked by a TUF client no one here wrote: python-tuf 7.0.1's ngclient, from the venv
 //! `scripts/test.sh` makes (a missing venv fails), refreshes a small repository written with
-//! them (root, timestamp, snapshot, targets; consistent snapshots; a target named by its sha512
-//! with length, sha256 and sha512), downloads the target and verifies it, and refuses a
+//! the server's role builders (root, timestamp, snapshot, targets delegating to 256 hashed bins;
+//! consistent snapshots; targets named by their sha512 with length, sha256 and sha512), fetching
+//! only the one bin on a target's path, downloads the target and verifies it, and refuses a
 //! tampered target or signature. No server is involved yet, so there is no backend to vary.
 
 use std::path::Path;
@@ -10,8 +11,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tooltool_api::tuf::canonical;
 use tooltool_api::tuf::keys::{SigningKey, envelope};
-
-const EXPIRES: &str = "2099-01-01T00:00:00Z";
+use tooltool_api::tuf::roles;
 
 /// Runs `tuf_client.py` on the repository in `dir` for `target`.
 async fn ngclient(dir: &Path, target: &str) -> Value {
@@ -20,58 +20,61 @@ async fn ngclient(dir: &Path, target: &str) -> Value {
     tooltool_e2e::run_py_script("tuf_client.py", &spec).await
 }
 
-/// `{"length", "hashes": {"sha256"}, "version"}` of a metadata file's bytes.
-fn meta(bytes: &[u8], version: u64) -> Value {
-    let h = tooltool_sha512::hash_reader_both(&mut &bytes[..]).unwrap();
-    json!({"version": version, "length": bytes.len(), "hashes": {"sha256": h.sha256}})
-}
-
-/// Writes a repository holding `data` as its one target, signed by `key`; returns the target
-/// name (the sha512) and its sha256.
-fn write_repository(dir: &Path, key: &SigningKey, data: &[u8]) -> (String, String) {
-    let role = |name: &str| json!({"_type": name, "spec_version": "1.0.31", "version": 1, "expires": EXPIRES});
-    let h = tooltool_sha512::hash_reader_both(&mut &data[..]).unwrap();
-    let name = h.sha512.as_str().to_owned();
+/// Writes a repository holding `files` as its targets, in 256 hashed bins, with the server's
+/// role builders, signed by `key`; returns each target's name (the sha512) and sha256.
+fn write_repository(dir: &Path, key: &SigningKey, files: &[&[u8]]) -> Vec<(String, String)> {
+    let expires = 4_070_908_800; // 2099-01-01
     std::fs::create_dir_all(dir.join("metadata")).unwrap();
     std::fs::create_dir_all(dir.join("targets")).unwrap();
-    // The first hash in the sorted `hashes` is the sha256: ngclient asks for <sha256>.<name>.
-    std::fs::write(dir.join("targets").join(format!("{}.{name}", h.sha256)), data).unwrap();
-
-    let mut root = role("root");
-    let one = json!({"keyids": [key.keyid()], "threshold": 1});
-    root["keys"] = json!({key.keyid(): key.public()});
-    root["roles"] = json!({"root": one, "targets": one, "snapshot": one, "timestamp": one});
-    root["consistent_snapshot"] = json!(true);
-    let mut targets = role("targets");
-    targets["targets"] = json!({&name: {"length": data.len(), "hashes": {"sha256": h.sha256, "sha512": name}}});
-    let targets = serde_json::to_vec(&envelope(targets, &[key]).unwrap()).unwrap();
-    let mut snapshot = role("snapshot");
-    snapshot["meta"] = json!({"targets.json": meta(&targets, 1)});
-    let snapshot = serde_json::to_vec(&envelope(snapshot, &[key]).unwrap()).unwrap();
-    let mut timestamp = role("timestamp");
-    timestamp["meta"] = json!({"snapshot.json": meta(&snapshot, 1)});
-    let timestamp = serde_json::to_vec(&envelope(timestamp, &[key]).unwrap()).unwrap();
-    let root = serde_json::to_vec_pretty(&envelope(root, &[key]).unwrap()).unwrap();
-    for (file, bytes) in [
-        ("1.root.json", &root),
-        ("1.targets.json", &targets),
-        ("1.snapshot.json", &snapshot),
-        ("timestamp.json", &timestamp),
-    ] {
-        std::fs::write(dir.join("metadata").join(file), bytes).unwrap();
+    let mut bins: Vec<Vec<roles::Target>> = vec![Vec::new(); roles::BINS];
+    let mut names = Vec::new();
+    for data in files {
+        let h = tooltool_sha512::hash_reader_both(&mut &data[..]).unwrap();
+        let name = h.sha512.as_str().to_owned();
+        // The first hash in the sorted `hashes` is the sha256: ngclient asks for <sha256>.<name>.
+        std::fs::write(dir.join("targets").join(format!("{}.{name}", h.sha256)), data).unwrap();
+        let target = roles::Target { sha512: name.clone(), length: h.len, sha256: h.sha256.clone() };
+        bins[roles::bin_of(&name) as usize].push(target);
+        names.push((name, h.sha256));
     }
-    (name, h.sha256)
+    let online = [key.public()];
+    let write = |file: &str, bytes: &[u8]| std::fs::write(dir.join("metadata").join(file), bytes).unwrap();
+    let mut meta = Vec::new();
+    let targets = roles::file(roles::targets(1, expires, &online), &[key]).unwrap();
+    write("1.targets.json", &targets);
+    meta.push(("targets.json".to_owned(), roles::MetaFile::of(&targets, 1)));
+    for (b, listed) in bins.iter().enumerate() {
+        let name = roles::bin_name(b as u8);
+        let bytes = roles::file(roles::bin(1, expires, listed), &[key]).unwrap();
+        write(&format!("1.{name}.json"), &bytes);
+        meta.push((format!("{name}.json"), roles::MetaFile::of(&bytes, 1)));
+    }
+    let snapshot = roles::file(roles::snapshot(1, expires, &meta), &[key]).unwrap();
+    write("1.snapshot.json", &snapshot);
+    let timestamp = roles::timestamp(1, expires, &roles::MetaFile::of(&snapshot, 1));
+    write("timestamp.json", &roles::file(timestamp, &[key]).unwrap());
+    let root = roles::root(1, expires, &[key.public()], 1, &online);
+    write("1.root.json", &roles::file(root, &[key]).unwrap());
+    names
 }
 
 #[tokio::test]
 async fn ngclient_verifies_a_repository_signed_with_our_keys_and_canonical_json() {
     let dir = tempfile::tempdir().unwrap();
     let (key, _) = SigningKey::generate();
-    let data = b"a file the repository lists".to_vec();
-    let (name, sha256) = write_repository(dir.path(), &key, &data);
-    let got = ngclient(dir.path(), &name).await;
+    let files: Vec<Vec<u8>> = (0..40u32).map(|i| format!("file number {i}").into_bytes()).collect();
+    let names = write_repository(dir.path(), &key, &files.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    let (name, sha256) = &names[17];
+    let got = ngclient(dir.path(), name).await;
     assert_eq!(got["ok"], true, "{got}");
     assert_eq!(got["sha256"], sha256.as_str());
+    // Lazily: the one bin on the target's path, not all 256.
+    let bin = format!("metadata/1.{}.json", roles::bin_name(roles::bin_of(name)));
+    let fetched: Vec<&str> = got["fetched"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let expected =
+        ["metadata/2.root.json", "metadata/timestamp.json", "metadata/1.snapshot.json", "metadata/1.targets.json"];
+    assert_eq!(fetched[..4], expected, "{got}");
+    assert_eq!(fetched[4..], [bin.as_str(), &format!("targets/{sha256}.{name}")], "{got}");
     // python-tuf's canonical bytes of the root are the ones signed here.
     let root: Value = serde_json::from_slice(&std::fs::read(dir.path().join("metadata/1.root.json")).unwrap()).unwrap();
     let ours = tooltool_sha512::hash_reader_both(&mut &canonical::to_vec(&root["signed"]).unwrap()[..]).unwrap();
@@ -84,7 +87,8 @@ async fn ngclient_verifies_a_repository_signed_with_our_keys_and_canonical_json(
 async fn ngclient_refuses_an_altered_target_and_metadata_signed_by_another_key() {
     let dir = tempfile::tempdir().unwrap();
     let (key, _) = SigningKey::generate();
-    let (name, sha256) = write_repository(dir.path(), &key, b"original bytes");
+    let names = write_repository(dir.path(), &key, &[b"original bytes"]);
+    let (name, sha256) = names[0].clone();
     std::fs::write(dir.path().join("targets").join(format!("{sha256}.{name}")), b"altered bytes!").unwrap();
     let got = ngclient(dir.path(), &name).await;
     assert_eq!(got["error"], "LengthOrHashMismatchError", "{got}");
