@@ -58,12 +58,19 @@ fn write_repository(dir: &Path, key: &SigningKey, files: &[&[u8]]) -> Vec<(Strin
     names
 }
 
-#[tokio::test]
-async fn ngclient_verifies_a_repository_signed_with_our_keys_and_canonical_json() {
+/// A repository of `n` files (`file number <i>`) signed by a new key: its folder, the files,
+/// and their names and sha256s.
+fn numbered_repository(n: u32) -> (tempfile::TempDir, Vec<Vec<u8>>, Vec<(String, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let (key, _) = SigningKey::generate();
-    let files: Vec<Vec<u8>> = (0..40u32).map(|i| format!("file number {i}").into_bytes()).collect();
+    let files: Vec<Vec<u8>> = (0..n).map(|i| format!("file number {i}").into_bytes()).collect();
     let names = write_repository(dir.path(), &key, &files.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    (dir, files, names)
+}
+
+#[tokio::test]
+async fn ngclient_verifies_a_repository_signed_with_our_keys_and_canonical_json() {
+    let (dir, _, names) = numbered_repository(40);
     let (name, sha256) = &names[17];
     let got = ngclient(dir.path(), name).await;
     assert_eq!(got["ok"], true, "{got}");
@@ -81,6 +88,26 @@ async fn ngclient_verifies_a_repository_signed_with_our_keys_and_canonical_json(
     assert_eq!(got["canonical_root"], ours.sha256.as_str());
     let missing = ngclient(dir.path(), &"0".repeat(128)).await;
     assert_eq!((&missing["ok"], &missing["error"]), (&json!(false), &json!("NotFound")), "{missing}");
+}
+
+/// tough 0.24 loads the same repository (all 256 bins, as it does at load) from the folder and
+/// reads a target, checking its length and sha256 (it needs the sha256: it ignores sha512).
+#[tokio::test]
+async fn tough_loads_the_same_repository_and_reads_a_target() {
+    use tough::IntoVec as _;
+    let (dir, files, names) = numbered_repository(10);
+    let root = std::fs::read(dir.path().join("metadata/1.root.json")).unwrap();
+    let url = |sub: &str| url::Url::from_directory_path(dir.path().join(sub)).unwrap();
+    let repo = tough::RepositoryLoader::new(&root, url("metadata"), url("targets")).load().await.expect("tough loads");
+    let name = tough::TargetName::new(names[3].0.clone()).unwrap();
+    let stream = repo.read_target(&name).await.unwrap().expect("the target is listed");
+    assert_eq!(stream.into_vec().await.unwrap(), files[3]);
+    assert!(repo.read_target(&tough::TargetName::new("0".repeat(128)).unwrap()).await.unwrap().is_none());
+
+    std::fs::write(dir.path().join("targets").join(format!("{}.{}", names[4].1, names[4].0)), b"file number X")
+        .unwrap();
+    let altered = repo.read_target(&tough::TargetName::new(names[4].0.clone()).unwrap()).await.unwrap().unwrap();
+    assert!(altered.into_vec().await.is_err(), "tough refuses bytes whose sha256 differs");
 }
 
 #[tokio::test]
