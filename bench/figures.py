@@ -885,6 +885,8 @@ def bench_search(work, a):
         return out
     finally:
         s.stop()
+
+
 def _parts_upload(work, server, path, name, jobs, kill_at=None):
     """`tooltool upload` of `path` to `server` (its wall time and the client's peak RSS); with
     `kill_at` (a fraction), SIGKILLed once the server holds that share of the parts."""
@@ -982,7 +984,6 @@ BENCHES = {"redirect": bench_redirect, "instructions": bench_instructions, "redi
            "soak": bench_soak, "verify": bench_verify, "fetch": bench_fetch, "sha512": bench_sha512,
            "memory": bench_memory, "growth": bench_growth, "replication": bench_replication,
            "hawk": bench_hawk, "cdn": bench_cdn, "search": bench_search, "parts": bench_parts}
-
 
 
 # --- How each figure's raw numbers read in BENCHMARKS.md -------------------------------------

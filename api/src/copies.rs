@@ -8,10 +8,13 @@
 //! corrupt one stops being one, with `file.copy_lost`, so downloads stop using it at once.
 //! `import-legacy` checks each imported instance with it before downloads may use it,
 //! `verify-instances` re-hashes existing copies with it, and a scrubber shares it.
+//! `backfill-sha256` reads one copy of each file that has no sha256 yet through the same
+//! check ([`BlobStore::hash_copy`], both digests in one pass) and records the sha256 of an
+//! intact one.
 
 use std::time::{Duration, Instant};
 
-use crate::blobs::{BlobStore, BlobStores, StoreError};
+use crate::blobs::{BlobStore, BlobStores, StoreError, copy_check};
 pub use crate::blobs::{CheckDepth, CopyCheck};
 use crate::db::{Db, DbError, FileWrite, StoredFile};
 use tooltool_proto::Digest;
@@ -106,6 +109,18 @@ pub async fn examine(
         Err(e) => return Ok(Err(e)),
     };
     let Some(loss) = Loss::found(&found) else { return Ok(Ok(Examined::Intact)) };
+    set_aside(db, store, file, loss, actor).await
+}
+
+/// Takes a bad copy out of routing ([`lose`]), its bytes first moved aside under `quarantine/`
+/// when it is corrupt (never deleted). A store that cannot be read is the inner error.
+async fn set_aside(
+    db: &Db,
+    store: &dyn BlobStore,
+    file: &StoredFile,
+    loss: Loss,
+    actor: &str,
+) -> Result<Result<Examined, StoreError>, DbError> {
     // Set aside before it leaves routing: a download in between finds no object, never the
     // wrong bytes; and nothing can publish good bytes under the key while it is an instance.
     let quarantined = match loss.reason {
@@ -165,6 +180,27 @@ impl VerifyReport {
     pub fn found_anything(&self) -> bool {
         !self.lost.is_empty() || !self.failed.is_empty()
     }
+
+    /// An error listing every copy lost or that could not be read, when there is any (the
+    /// commands that read copies exit non-zero with it).
+    pub fn ensure_clean(&self) -> anyhow::Result<()> {
+        if !self.found_anything() {
+            return Ok(());
+        }
+        let mut summary = format!(
+            "{} of {} copies lost (no longer served from their region), {} could not be read:",
+            self.lost.len(),
+            self.checked,
+            self.failed.len()
+        );
+        for (d, r, why) in &self.lost {
+            summary.push_str(&format!("\n  {d} in {r}: {why}"));
+        }
+        for (d, r, e) in &self.failed {
+            summary.push_str(&format!("\n  {d} in {r}: could not be read: {e}"));
+        }
+        anyhow::bail!(summary)
+    }
 }
 
 /// Re-hashes every recorded copy (in `region` only, when given), paced to `rate` bytes per
@@ -182,5 +218,80 @@ pub async fn verify_instances(
     crate::scrub::Scrubber::new(db.clone(), blobs.clone(), LEASE).pass(&filter, None, pace, actor, progress).await
 }
 
+/// Files read per page.
+const PAGE: i64 = 500;
+
 /// How long a command's claim on one copy lasts without being renewed.
 const LEASE: Duration = Duration::from_secs(60);
+
+/// What `backfill-sha256` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BackfillReport {
+    /// Files whose sha256 is now recorded.
+    pub filled: u64,
+    /// The copies read, as `verify-instances` reports them.
+    pub read: VerifyReport,
+}
+
+/// Records the sha256 of every file with a copy and none yet: reads one copy of each (the
+/// next only when that one is missing, corrupt or unreadable; a bad one is recorded as
+/// [`verify_instances`] would), paced to `rate` bytes per second. A second run reads nothing
+/// that the first filled in.
+pub async fn backfill_sha256(
+    db: &Db,
+    blobs: &BlobStores,
+    pace: &mut Pace,
+    actor: &str,
+    progress: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<BackfillReport> {
+    let mut filled = 0;
+    let mut report = VerifyReport::default();
+    let mut after = 0;
+    loop {
+        let files = db.files_without_sha256(after, PAGE).await?;
+        let Some(last) = files.last() else { break };
+        after = last.id;
+        for file in &files {
+            for r in &file.instances {
+                let Some(store) = blobs.get(r) else { continue };
+                let hashed = match store.hash_copy(&file.digest, file.size).await {
+                    Ok(hashed) => hashed,
+                    Err(e) => {
+                        report.failed.push((file.digest.clone(), r.clone(), e.to_string()));
+                        continue;
+                    }
+                };
+                let read = hashed.as_ref().map_or(0, |h| h.len);
+                report.checked += 1;
+                report.bytes += read;
+                let found = match &hashed {
+                    Some(h) => copy_check(&file.digest, file.size, Some(&h.sha512), h.len),
+                    None => CopyCheck::Missing,
+                };
+                progress(read);
+                pace.read(read).await;
+                match (Loss::found(&found), hashed) {
+                    (None, Some(h)) => {
+                        let mut w = db.write_files().await?;
+                        w.set_sha256(file, &h.sha256).await?;
+                        w.commit().await?;
+                        filled += 1;
+                        break;
+                    }
+                    // A bad copy is set aside and leaves routing as the scrubber's does.
+                    (loss, _) => {
+                        let loss = loss.unwrap_or_else(|| Loss::of(&CopyCheck::Missing));
+                        match set_aside(db, store.as_ref(), file, loss, actor).await? {
+                            Ok(Examined::Lost(loss, _)) => {
+                                report.lost.push((file.digest.clone(), r.clone(), loss.detail))
+                            }
+                            Ok(Examined::Intact) => {}
+                            Err(e) => report.failed.push((file.digest.clone(), r.clone(), e.to_string())),
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(BackfillReport { filled, read: report })
+}

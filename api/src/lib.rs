@@ -24,6 +24,7 @@ pub mod settings;
 pub mod state;
 pub mod telemetry;
 pub mod time;
+pub mod tuf;
 pub mod uploads;
 pub mod wire;
 
@@ -233,22 +234,8 @@ pub async fn scrub_once(
     let mut pace = copies::Pace::new(rate.map(|mb| mb * 1e6));
     let scrubber = scrub::Scrubber::new(db, blobs, settings.replication_lease);
     let report = scrubber.pass(filter, None, &mut pace, actor, progress).await?;
-    if !report.found_anything() {
-        return Ok(report);
-    }
-    let mut summary = format!(
-        "{} of {} copies lost (no longer served from their region), {} could not be read:",
-        report.lost.len(),
-        report.checked,
-        report.failed.len()
-    );
-    for (d, r, why) in &report.lost {
-        summary.push_str(&format!("\n  {d} in {r}: {why}"));
-    }
-    for (d, r, e) in &report.failed {
-        summary.push_str(&format!("\n  {d} in {r}: could not be read: {e}"));
-    }
-    bail!(summary)
+    report.ensure_clean()?;
+    Ok(report)
 }
 
 /// The database (migrated as for `serve`) and the blob stores of `settings`, for the commands

@@ -98,6 +98,13 @@ enum Command {
         #[arg(long)]
         rate: Option<f64>,
     },
+    /// Record the sha256 of every stored file that has none yet (verified before sha256 was
+    /// hashed), reading one copy of each.
+    BackfillSha256 {
+        /// Read at most this many megabytes (10^6 bytes) per second on average.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
     /// The events feed (every event, whatever its audience).
     #[command(subcommand)]
     Events(EventsCommand),
@@ -210,6 +217,7 @@ fn main() -> anyhow::Result<()> {
                 let filter = ScrubFilter { region, digest: digest.transpose()? };
                 scrub(&settings, filter, Some(rate.unwrap_or(settings.scrub_rate))).await
             }
+            Command::BackfillSha256 { rate } => backfill_sha256(&settings, rate).await,
             Command::Events(EventsCommand::Tail { after, follow }) => tail_events(&settings, after, follow).await,
             Command::Audit { action, actor, target, limit } => {
                 let filter = AuditFilter { action, actor, target, ..Default::default() };
@@ -269,6 +277,21 @@ async fn scrub(settings: &Settings, filter: ScrubFilter, rate: Option<f64>) -> a
     let report = scrub_once(settings, &filter, rate, &cli_actor(), &|_| bar(Progress::Advance(1))).await?;
     println!("copies checked: {} ({} bytes read), none lost", report.checked, report.bytes);
     Ok(())
+}
+
+async fn backfill_sha256(settings: &Settings, rate: Option<f64>) -> anyhow::Result<()> {
+    let (db, blobs) = open_stores(settings).await?;
+    let mut pace = tooltool_api::copies::Pace::new(rate.map(|mb| mb * 1e6));
+    let bar = progress_bar();
+    bar(Progress::Stage("hashing copies", 0));
+    let report =
+        tooltool_api::copies::backfill_sha256(&db, &blobs, &mut pace, &cli_actor(), &|_| bar(Progress::Advance(1)))
+            .await?;
+    println!(
+        "sha256 recorded: {} files ({} copies read, {} bytes)",
+        report.filled, report.read.checked, report.read.bytes
+    );
+    report.read.ensure_clean()
 }
 
 /// Prints events after `after`; with `follow`, forever.

@@ -419,6 +419,8 @@ impl Settings {
             s.scrub_rate = parse_var("TOOLTOOL_SCRUB_RATE", &v)?;
             if !(s.scrub_rate.is_finite() && s.scrub_rate > 0.0) {
                 bail!("TOOLTOOL_SCRUB_RATE must be a positive number of megabytes per second, not {v:?}");
+            }
+        }
         if let Some(v) = get("TOOLTOOL_MULTIPART_THRESHOLD") {
             s.parts.threshold = parse_var("TOOLTOOL_MULTIPART_THRESHOLD", &v)?;
         }

@@ -1,6 +1,7 @@
 //! tooltool-sha512: SHA-512, the one implementation both ends use: of a byte stream as it passes
 //! ([`Sha512Counter`]) and of everything a reader yields ([`hash_reader`], the only whole-file
-//! hash loop of the project).
+//! hash loop of the project), and of SHA-512 with SHA-256 in one pass ([`ContentHasher`], what
+//! the server records of each blob).
 //!
 //! On x86_64 CPUs with AVX2 and BMI2 the blocks go through OpenSSL's AVX2 block function
 //! ([`avx2`], as fast as `openssl speed` on the bench machine); elsewhere the digest comes from
@@ -12,6 +13,9 @@
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod avx2;
+mod both;
+
+pub use both::{ContentHasher, Hashes, PARALLEL_FROM, hash_reader_both};
 
 use std::io::{self, Read, Write};
 

@@ -81,3 +81,35 @@ pub fn manifest_entry(name: &str, data: &[u8]) -> proto::ManifestEntry {
         visibility: None,
     }
 }
+
+/// The Python of the venv `scripts/test.sh` makes (taskcluster, mohawk, tuf): the other side's
+/// own libraries. Unset, the test fails: it never skips.
+pub fn test_python() -> String {
+    std::env::var("TOOLTOOL_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "TOOLTOOL_TEST_PYTHON is not set: this test needs the venv (taskcluster, mohawk, tuf) scripts/test.sh makes"
+        )
+    })
+}
+
+/// The path of `tests/py/<name>`.
+pub fn py_script(name: &str) -> String {
+    format!("{}/py/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `tests/py/<name>` with `spec` as JSON on its standard input; its standard output as
+/// JSON. A failing script fails the test with its standard error.
+pub async fn run_py_script(name: &str, spec: &serde_json::Value) -> serde_json::Value {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(test_python())
+        .arg(py_script(name))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{name} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name} printed no JSON: {e}"))
+}

@@ -57,8 +57,12 @@ impl std::error::Error for StoreError {}
 /// What verifying one staged upload found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
-    /// The bytes matched and are now published under `sha512/<digest>`.
-    Published,
+    /// The bytes matched and are now published under `sha512/<digest>`; their sha256 (hashed
+    /// in the same pass).
+    Published {
+        /// 64 lowercase hex characters.
+        sha256: String,
+    },
     /// No staged object yet (not uploaded, or another verification took it).
     NotStaged,
     /// The staged object changed while it was verified; nothing was published.
@@ -122,6 +126,11 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Checks the stored copy `sha512/<digest>` against its recorded `size` (and with
     /// [`CheckDepth::Full`] its digest, streaming every byte; nothing is held in memory).
     async fn check_copy(&self, digest: &Digest, size: u64, depth: CheckDepth) -> Result<CopyCheck, StoreError>;
+
+    /// Streams the stored copy `sha512/<digest>` through both digests ([`Hashes`]), reading at
+    /// most one byte past `size`; `None` when there is no such object. What a
+    /// [`CheckDepth::Full`] check compares, and what fills in a file's sha256.
+    async fn hash_copy(&self, digest: &Digest, size: u64) -> Result<Option<Hashes>, StoreError>;
 
     /// Removes a staged object (absent is fine).
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError>;
@@ -282,7 +291,7 @@ impl BlobStores {
     }
 }
 
-pub use tooltool_sha512::Sha512Counter;
+pub use tooltool_sha512::{ContentHasher, Hashes, Sha512Counter};
 
 /// The key a stored copy of `digest` is moved aside to (see [`BlobStore::quarantine`]). No
 /// timestamp in it: S3-compatible stores that keep keys in file names (s3s-fs encodes them in
@@ -292,7 +301,7 @@ pub fn quarantine_key(digest: &Digest) -> String {
 }
 
 /// The outcome of a check whose bytes were hashed (`got`, `got_size`) or only sized.
-fn copy_check(expected: &Digest, size: u64, got: Option<&Digest>, got_size: u64) -> CopyCheck {
+pub(crate) fn copy_check(expected: &Digest, size: u64, got: Option<&Digest>, got_size: u64) -> CopyCheck {
     let why = match got {
         Some(got) => mismatch(expected, size, got, got_size),
         None if got_size != size => Some(format!("stored size {got_size} differs from the recorded {size} bytes")),
@@ -348,6 +357,9 @@ mod tests {
         }
         async fn check_copy(&self, _: &Digest, _: u64, _: CheckDepth) -> Result<CopyCheck, StoreError> {
             Ok(CopyCheck::Intact)
+        }
+        async fn hash_copy(&self, _: &Digest, _: u64) -> Result<Option<Hashes>, StoreError> {
+            Ok(None)
         }
         async fn delete_staged(&self, _: &str) -> Result<(), StoreError> {
             Ok(())

@@ -38,6 +38,23 @@ pub struct AuditRow {
     pub details: serde_json::Value,
 }
 
+/// The one INSERT of an audit entry, in a transaction ([`FileWrite::audit`]) or on its own
+/// ([`Db::audit`]).
+fn insert<'q>(
+    actor: &'q str,
+    action: &'q str,
+    target: &'q str,
+    details: &serde_json::Value,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    sqlx::query("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)")
+        .bind(now)
+        .bind(actor)
+        .bind(action)
+        .bind(target)
+        .bind(details.to_string())
+}
+
 impl FileWrite {
     /// Appends to the audit trail in this transaction: the entry exists exactly when the
     /// change it describes does.
@@ -49,14 +66,7 @@ impl FileWrite {
         details: serde_json::Value,
         now: i64,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)")
-            .bind(now)
-            .bind(actor)
-            .bind(action)
-            .bind(target)
-            .bind(details.to_string())
-            .execute(&mut *self.tx())
-            .await?;
+        insert(actor, action, target, &details, now).execute(&mut *self.tx()).await?;
         Ok(())
     }
 }
@@ -71,14 +81,7 @@ impl Db {
         details: serde_json::Value,
         now: i64,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)")
-            .bind(now)
-            .bind(actor)
-            .bind(action)
-            .bind(target)
-            .bind(details.to_string())
-            .execute(&self.write)
-            .await?;
+        insert(actor, action, target, &details, now).execute(&self.write).await?;
         Ok(())
     }
 

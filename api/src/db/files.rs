@@ -143,6 +143,32 @@ impl Db {
         many_files_from_rows(&rows)
     }
 
+    /// Up to `limit` files with a copy and no sha256 yet, with row ids above `after`, by id;
+    /// each with its instances. What `backfill-sha256` pages through.
+    pub async fn files_without_sha256(&self, after: i64, limit: i64) -> Result<Vec<StoredFile>> {
+        let rows = sqlx::query(
+            "SELECT f.id, f.digest, f.size, f.visibility, i.region FROM files f \
+             JOIN file_instances i ON i.file_id = f.id \
+             WHERE f.id IN (SELECT f2.id FROM files f2 WHERE f2.sha256 IS NULL AND f2.id > $1 \
+                 AND EXISTS (SELECT 1 FROM file_instances i2 WHERE i2.file_id = f2.id) ORDER BY f2.id LIMIT $2) \
+             ORDER BY f.id, i.region",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        many_files_from_rows(&rows)
+    }
+
+    /// The recorded sha256 of a file (`None` until it is verified or backfilled).
+    pub async fn sha256_of(&self, digest: &Digest) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT sha256 FROM files WHERE digest = $1")
+            .bind(digest.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| r.try_get::<Option<String>, _>("sha256")).transpose()?.flatten())
+    }
+
     /// Changes a file's visibility; `actor` is recorded in its `file.visibility_changed` event
     /// (none when the visibility was already `v`).
     pub async fn set_visibility(&self, digest: &Digest, v: Visibility, actor: &str) -> Result<()> {
@@ -308,6 +334,17 @@ impl FileWrite {
     /// the copy was already recorded (by a concurrent verification on another replica).
     pub async fn add_instance(&mut self, file: &StoredFile, region: &str, actor: &str, now: i64) -> Result<()> {
         self.insert_instance(file, region, EventType::FileVerified, actor, now).await
+    }
+
+    /// Records the sha256 of a file's bytes, hashed beside its sha512 (a value already there
+    /// stays: the same bytes have one sha256).
+    pub async fn set_sha256(&mut self, file: &StoredFile, sha256: &str) -> Result<()> {
+        sqlx::query("UPDATE files SET sha256 = $1 WHERE id = $2 AND sha256 IS NULL")
+            .bind(sha256)
+            .bind(file.id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
     }
 
     /// Records a copy of a file in `region`, and the event `kind` about it (`file.verified`,

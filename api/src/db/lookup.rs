@@ -490,7 +490,7 @@ mod tests {
         assert_eq!(db.file(&digest('c')).await.unwrap().unwrap().visibility, Visibility::Internal, "served cached");
 
         db.set_visibility(&digest('c'), Visibility::Internal, "t").await.unwrap();
-        db.mark_verified(&f, "local", "t", 1).await.unwrap();
+        db.mark_verified(&f, "local", &"0".repeat(64), "t", 1).await.unwrap();
         assert_eq!(db.file(&digest('c')).await.unwrap().unwrap().instances, ["local"]);
         db.set_visibility(&digest('c'), Visibility::Public, "t").await.unwrap();
         assert_eq!(db.file(&digest('c')).await.unwrap().unwrap().visibility, Visibility::Public);

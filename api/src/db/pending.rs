@@ -67,10 +67,18 @@ impl Db {
     /// the file, in one transaction; returns the closed ones so their staged objects can be
     /// removed.
     /// `actor` is recorded in the `file.verified` event.
-    pub async fn mark_verified(&self, file: &StoredFile, region: &str, actor: &str, now: i64) -> Result<Vec<Pending>> {
+    pub async fn mark_verified(
+        &self,
+        file: &StoredFile,
+        region: &str,
+        sha256: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Vec<Pending>> {
         let file_id = file.id;
         let mut w = self.write_files().await?;
         w.add_instance(file, region, actor, now).await?;
+        w.set_sha256(file, sha256).await?;
         let rows = sqlx::query(&format!("DELETE FROM pending_uploads WHERE file_id = $1 RETURNING {PENDING_COLUMNS}"))
             .bind(file_id)
             .fetch_all(&mut *w.tx())

@@ -217,4 +217,37 @@ mod tests {
         assert_eq!(part_size(&s, 50), 10);
         assert_eq!(part_size(&s, 200_001), 21, "at most 10,000 parts");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 4096, ..Default::default() })]
+
+        /// Issue 25's property tests, for part numbers now that parts exist: for any file up to
+        /// S3's 5 TiB and any allowed part size, the plan has at most 10,000 parts that cover
+        /// the file exactly, every part but the last of the part size; with every part received
+        /// none is missing, and with one taken away (or of another size) exactly that one is.
+        #[test]
+        fn a_plan_of_parts_covers_the_file_exactly(
+            size in 1u64..=5 << 40,
+            configured in (5u64 << 20)..=(5 << 30),
+            gone in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let s = PartSettings { threshold: 0, part_size: configured, max_single_put: 0, url_batch: 1 };
+            let ps = part_size(&s, size);
+            let n = count(size, ps);
+            proptest::prop_assert!(n >= 1 && u64::from(n) <= MAX_PARTS);
+            proptest::prop_assert!(ps >= configured);
+            let sizes: Vec<u64> = (1..=n).map(|k| size_of_part(size, ps, k)).collect();
+            proptest::prop_assert_eq!(sizes.iter().sum::<u64>(), size);
+            proptest::prop_assert!(sizes[..sizes.len() - 1].iter().all(|&p| p == ps));
+            proptest::prop_assert!((1..=ps).contains(sizes.last().unwrap()));
+            let mut all: Vec<ReceivedPart> = sizes.iter().zip(1..).map(|(&sz, k)| part(k, sz)).collect();
+            proptest::prop_assert!(missing(size, ps, &all).is_empty());
+            let k = gone.index(all.len());
+            let number = all[k].number;
+            all[k].size += 1;
+            proptest::prop_assert_eq!(missing(size, ps, &all), vec![number]);
+            all.remove(k);
+            proptest::prop_assert_eq!(missing(size, ps, &all), vec![number]);
+        }
+    }
 }

@@ -100,8 +100,9 @@ async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Res
             continue;
         }
         match store.verify_and_publish(&pending.staging_key, &file.digest, file.size).await? {
-            Verification::Published => {
-                let closed = state.db.mark_verified(file, store.region(), actor, crate::time::now()).await?;
+            Verification::Published { sha256 } => {
+                let now = crate::time::now();
+                let closed = state.db.mark_verified(file, store.region(), &sha256, actor, now).await?;
                 for other in closed.iter().filter(|p| p.staging_key != pending.staging_key) {
                     if let Some(s) = state.blobs.get(&other.region)
                         && let Err(e) = parts::discard(s.as_ref(), other).await

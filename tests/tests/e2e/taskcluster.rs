@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tooltool_e2e::proto::{PatchOp, Visibility};
 use tooltool_e2e::proxy::{Action, Proxy};
 use tooltool_e2e::services::until;
@@ -37,15 +37,7 @@ backend_tests!(
 const INTERNAL: &str = "download/internal";
 
 /// Taskcluster's Python client and mohawk, from the venv `scripts/test.sh` makes.
-fn python() -> String {
-    std::env::var("TOOLTOOL_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("TOOLTOOL_TEST_PYTHON is not set: the Taskcluster tests need the venv scripts/test.sh makes")
-    })
-}
-
-fn script(name: &str) -> String {
-    format!("{}/py/{name}", env!("CARGO_MANIFEST_DIR"))
-}
+use tooltool_e2e::{py_script as script, test_python as python};
 
 /// What `tc_hawk.py` made: the header and the credentials it was signed with.
 struct Signed {
@@ -57,17 +49,7 @@ struct Signed {
 
 /// Runs `tc_hawk.py` with `spec` (see the script for its members).
 async fn sign(spec: Value) -> Signed {
-    let mut child = tokio::process::Command::new(python())
-        .arg(script("tc_hawk.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tc_hawk.py");
-    child.stdin.take().unwrap().write_all(spec.to_string().as_bytes()).await.unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "tc_hawk.py failed: {}", String::from_utf8_lossy(&out.stderr));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = tooltool_e2e::run_py_script("tc_hawk.py", &spec).await;
     Signed {
         authorization: v["authorization"].as_str().unwrap().to_owned(),
         client_id: v["clientId"].as_str().unwrap().to_owned(),

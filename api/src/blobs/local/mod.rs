@@ -18,7 +18,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 pub use self::signer::UrlSigner;
-use super::{BlobStore, CheckDepth, CopyCheck, ReceivedPart, StoreError, Verification, copy_check, mismatch};
+use super::{BlobStore, CheckDepth, CopyCheck, Hashes, ReceivedPart, StoreError, Verification, copy_check, mismatch};
 use crate::time::unix_now;
 use tooltool_proto::Digest;
 
@@ -255,9 +255,9 @@ impl Drop for Restore {
     }
 }
 
-/// The digest and size of a file, through the one hash loop of the project.
-fn hash_file(path: &Path) -> std::io::Result<(Digest, u64)> {
-    tooltool_sha512::hash_reader(&mut std::fs::File::open(path)?)
+/// Both digests and the size of a file, through the server's one hasher.
+fn hash_file(path: &Path) -> std::io::Result<Hashes> {
+    tooltool_sha512::hash_reader_both(&mut std::fs::File::open(path)?)
 }
 
 async fn remove_if_present(path: &Path) -> Result<(), StoreError> {
@@ -306,12 +306,12 @@ impl BlobStore for LocalStore {
             }
         }
         let hashed = work.clone();
-        let (got, got_size) = tokio::task::spawn_blocking(move || hash_file(&hashed))
+        let got = tokio::task::spawn_blocking(move || hash_file(&hashed))
             .await
             .map_err(|e| StoreError::msg("hash task", e))?
             .map_err(|e| StoreError::msg("hash staged file", e))?;
         restore.armed = false;
-        if let Some(why) = mismatch(digest, size, &got, got_size) {
+        if let Some(why) = mismatch(digest, size, &got.sha512, got.len) {
             remove_if_present(&work).await?;
             return Ok(Verification::Mismatch(why));
         }
@@ -322,7 +322,7 @@ impl BlobStore for LocalStore {
         } else {
             tokio::fs::rename(&work, &dest).await.map_err(|e| StoreError::msg("publish blob", e))?;
         }
-        Ok(Verification::Published)
+        Ok(Verification::Published { sha256: got.sha256 })
     }
 
     async fn check_copy(&self, digest: &Digest, size: u64, depth: CheckDepth) -> Result<CopyCheck, StoreError> {
@@ -335,11 +335,22 @@ impl BlobStore for LocalStore {
         if depth == CheckDepth::Size {
             return Ok(copy_check(digest, size, None, len));
         }
-        let (got, got_size) = tokio::task::spawn_blocking(move || hash_file(&path))
+        Ok(match self.hash_copy(digest, size).await? {
+            Some(got) => copy_check(digest, size, Some(&got.sha512), got.len),
+            None => CopyCheck::Missing,
+        })
+    }
+
+    async fn hash_copy(&self, digest: &Digest, _size: u64) -> Result<Option<Hashes>, StoreError> {
+        let path = self.blob_path(digest);
+        match tokio::task::spawn_blocking(move || hash_file(&path))
             .await
             .map_err(|e| StoreError::msg("hash task", e))?
-            .map_err(|e| StoreError::msg("hash a stored copy", e))?;
-        Ok(copy_check(digest, size, Some(&got), got_size))
+        {
+            Ok(got) => Ok(Some(got)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::msg("hash a stored copy", e)),
+        }
     }
 
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError> {
@@ -432,8 +443,16 @@ mod tests {
         let d = digest_of(b"hello");
         let key = format!("{d}.01");
         put(&s, &key, b"hello").await.unwrap();
-        assert_eq!(s.verify_and_publish(&key, &d, 5).await.unwrap(), Verification::Published);
+        // sha256("hello"), hashed in the same pass as the sha512.
+        let sha256 = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".to_owned();
+        assert_eq!(
+            s.verify_and_publish(&key, &d, 5).await.unwrap(),
+            Verification::Published { sha256: sha256.clone() }
+        );
         assert_eq!(std::fs::read(s.blob_path(&d)).unwrap(), b"hello");
+        let read_back = s.hash_copy(&d, 5).await.unwrap().unwrap();
+        assert_eq!((read_back.sha512, read_back.sha256, read_back.len), (d.clone(), sha256, 5));
+        assert_eq!(s.hash_copy(&digest_of(b"absent"), 6).await.unwrap(), None);
         assert_eq!(s.verify_and_publish(&key, &d, 5).await.unwrap(), Verification::NotStaged);
     }
 
@@ -474,7 +493,10 @@ mod tests {
         assert!(tokio::time::timeout(std::time::Duration::from_millis(5), fut).await.is_err());
         assert!(s.staged_path(key).exists(), "the staged upload is back");
         assert_eq!(std::fs::read_dir(dir.path().join("verifying")).unwrap().count(), 0);
-        assert_eq!(s.verify_and_publish(key, &d, big.len() as u64).await.unwrap(), Verification::Published);
+        assert!(matches!(
+            s.verify_and_publish(key, &d, big.len() as u64).await.unwrap(),
+            Verification::Published { .. }
+        ));
     }
 
     /// A process killed mid-verification leaves the file in verifying/; the next start puts it
@@ -492,7 +514,7 @@ mod tests {
         let s = store(dir.path());
         assert!(s.staged_path(key).exists());
         assert_eq!(std::fs::read_dir(dir.path().join("verifying")).unwrap().count(), 0);
-        assert_eq!(s.verify_and_publish(key, &d, 6).await.unwrap(), Verification::Published);
+        assert!(matches!(s.verify_and_publish(key, &d, 6).await.unwrap(), Verification::Published { .. }));
     }
 
     #[test]

@@ -23,7 +23,8 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirecti
 use self::presign::Presigner;
 pub use self::replicate::{CopyMode, Replicated};
 use super::{
-    BlobStore, CheckDepth, CopyCheck, ReceivedPart, Sha512Counter, StoreError, Verification, copy_check, mismatch,
+    BlobStore, CheckDepth, ContentHasher, CopyCheck, Hashes, ReceivedPart, StoreError, Verification, copy_check,
+    mismatch,
 };
 use crate::settings::S3Settings;
 use tooltool_proto::Digest;
@@ -297,8 +298,8 @@ impl BlobStore for S3Store {
         let key = format!("staging/{staging_key}");
         let Some(obj) = self.get(&key, "read staged object").await? else { return Ok(Verification::NotStaged) };
         let etag = obj.e_tag().map(str::to_owned).ok_or_else(|| StoreError::msg("read staged object", "no ETag"))?;
-        let (got, got_size) = hash_body(obj.body, size, "stream staged object").await?;
-        if let Some(why) = mismatch(digest, size, &got, got_size) {
+        let got = hash_body(obj.body, size, "stream staged object").await?;
+        if let Some(why) = mismatch(digest, size, &got.sha512, got.len) {
             self.delete_key(&key).await?;
             return Ok(Verification::Mismatch(why));
         }
@@ -308,7 +309,7 @@ impl BlobStore for S3Store {
         if let Err(e) = self.delete_key(&key).await {
             tracing::warn!(error = %e, "could not remove a verified staged object; the sweeper will retry");
         }
-        Ok(Verification::Published)
+        Ok(Verification::Published { sha256: got.sha256 })
     }
 
     async fn check_copy(&self, digest: &Digest, size: u64, depth: CheckDepth) -> Result<CopyCheck, StoreError> {
@@ -320,9 +321,15 @@ impl BlobStore for S3Store {
                 Err(e) => Err(sdk_err("head a stored copy", e)),
             };
         }
-        let Some(obj) = self.get(&key, "read a stored copy").await? else { return Ok(CopyCheck::Missing) };
-        let (got, got_size) = hash_body(obj.body, size, "stream a stored copy").await?;
-        Ok(copy_check(digest, size, Some(&got), got_size))
+        Ok(match self.hash_copy(digest, size).await? {
+            Some(got) => copy_check(digest, size, Some(&got.sha512), got.len),
+            None => CopyCheck::Missing,
+        })
+    }
+
+    async fn hash_copy(&self, digest: &Digest, size: u64) -> Result<Option<Hashes>, StoreError> {
+        let Some(obj) = self.get(&format!("sha512/{digest}"), "read a stored copy").await? else { return Ok(None) };
+        hash_body(obj.body, size, "stream a stored copy").await.map(Some)
     }
 
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError> {
@@ -388,12 +395,12 @@ impl BlobStore for S3Store {
     }
 }
 
-/// A body hashed as it streams: the one reader through which this store reads stored or
+/// A body hashed as it streams, through both digests ([`ContentHasher`]): the one reader through which this store reads stored or
 /// staged bytes (upload verification, checking and scrubbing a copy, replication), in
 /// constant memory.
 pub(super) struct HashedBody {
     body: ByteStream,
-    counter: Sha512Counter,
+    hasher: ContentHasher,
     size: u64,
     what: &'static str,
 }
@@ -401,7 +408,7 @@ pub(super) struct HashedBody {
 impl HashedBody {
     /// Reads `body`, expected to be `size` bytes; `what` names it in errors.
     pub(super) fn new(body: ByteStream, size: u64, what: &'static str) -> Self {
-        Self { body, counter: Sha512Counter::default(), size, what }
+        Self { body, hasher: ContentHasher::new(), size, what }
     }
 
     /// The next chunk, once hashed; `None` at the end, and once the body is past `size`
@@ -412,24 +419,24 @@ impl HashedBody {
         }
         let chunk = next_chunk(&mut self.body, self.what).await?;
         if let Some(chunk) = &chunk {
-            self.counter.update(chunk);
+            self.hasher.update(chunk.clone());
         }
         Ok(chunk.filter(|_| !self.past_size()))
     }
 
     /// Whether more than `size` bytes came.
     pub(super) fn past_size(&self) -> bool {
-        self.counter.len() > self.size
+        self.hasher.len() > self.size
     }
 
-    /// The digest and length of what was read.
-    pub(super) fn finish(self) -> (Digest, u64) {
-        self.counter.finish()
+    /// Both digests and the length of what was read.
+    pub(super) fn finish(self) -> Hashes {
+        self.hasher.finish()
     }
 }
 
-/// Streams a body through sha512 to its end (or past `size` bytes, a mismatch already).
-async fn hash_body(body: ByteStream, size: u64, what: &'static str) -> Result<(Digest, u64), StoreError> {
+/// Streams a body through both digests to its end (or past `size` bytes, a mismatch already).
+async fn hash_body(body: ByteStream, size: u64, what: &'static str) -> Result<Hashes, StoreError> {
     let mut reader = HashedBody::new(body, size, what);
     while reader.next().await?.is_some() {}
     Ok(reader.finish())

@@ -98,8 +98,8 @@ impl S3Store {
         if self.same_endpoint(source) {
             let etag =
                 obj.e_tag().map(str::to_owned).ok_or_else(|| StoreError::msg("read the source blob", "no ETag"))?;
-            let (got, got_size) = hash_body(obj.body, size, "stream the source blob").await?;
-            if let Some(why) = mismatch(digest, size, &got, got_size) {
+            let got = hash_body(obj.body, size, "stream the source blob").await?;
+            if let Some(why) = mismatch(digest, size, &got.sha512, got.len) {
                 return Ok(Replicated::Mismatch(why));
             }
             if !self.copy_if_match(&source.bucket, &key, &key, &etag, size).await? {
@@ -146,8 +146,8 @@ impl S3Store {
         while let Some(chunk) = reader.next().await? {
             buf.extend_from_slice(&chunk);
         }
-        let (got, got_size) = reader.finish();
-        if let Some(why) = mismatch(digest, size, &got, got_size) {
+        let got = reader.finish();
+        if let Some(why) = mismatch(digest, size, &got.sha512, got.len) {
             return Ok(Replicated::Mismatch(why));
         }
         self.client
@@ -230,9 +230,9 @@ impl S3Store {
             prev.abort();
         }
         let parts_sent = parts.len() as u32;
-        let (got, got_size) = reader.finish();
+        let got = reader.finish();
         let verdict = match streamed {
-            Ok(()) => mismatch(digest, size, &got, got_size).map(Replicated::Mismatch),
+            Ok(()) => mismatch(digest, size, &got.sha512, got.len).map(Replicated::Mismatch),
             Err(e) => {
                 self.abort_upload(key, &upload_id).await;
                 return Err(e);
