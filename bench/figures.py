@@ -910,7 +910,8 @@ def _parts_upload(work, server, path, name, jobs, kill_at=None):
            "--authentication-file", "token", "-m", "manifest.tt", "--message", "bench", "-j", str(jobs), "upload"]
     subprocess.run(["sync"])
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=dest, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    errors = open(os.path.join(work, f"upload-{name}.err"), "w+")
+    proc = subprocess.Popen(cmd, cwd=dest, stdout=subprocess.PIPE, stderr=errors, text=True,
                             start_new_session=True)
     killed = None
     if kill_at is not None:
@@ -933,7 +934,8 @@ def _parts_upload(work, server, path, name, jobs, kill_at=None):
     if killed is not None:
         return killed
     rss, code = out.split()
-    assert code == "0", f"tooltool upload failed ({code})"
+    errors.seek(0)
+    assert code == "0", f"tooltool upload failed ({code}): {errors.read()[-2000:]}"
     return {"seconds": took, "client_peak_rss_mib": int(rss) / 1024}
 
 
