@@ -1350,7 +1350,7 @@ LIMITS = {
         "Embedded store, loopback, 2 shared cores: nothing limits one connection here, so four parallel parts add no "
         "bandwidth; each part is written to disk, then joined into the staged file (a second full write), then hashed.",
         "The bytes sent twice after a kill are what was in flight (at most `-j` parts, partly sent); the next run "
-        "asks the server's listing and sends only the missing parts. Peak RSS is the 2 GiB run's, not 10 GiB's.",
+        "asks the server's listing and sends only the missing parts. Peak RSS at 10 GiB: the next figure.",
     ],
 }
 assert sorted(LIMITS) == sorted(BENCHES) and sorted(TITLES) == sorted(BENCHES)
