@@ -15,6 +15,7 @@ pub mod import;
 pub mod metrics;
 pub mod openapi;
 pub mod panics;
+pub mod pem;
 pub mod private;
 pub mod relay;
 pub mod replication;

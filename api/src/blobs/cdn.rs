@@ -58,7 +58,7 @@ impl CdnSigner {
         if key_id.is_empty() {
             bail!("TOOLTOOL_CDN_KEY_ID is empty");
         }
-        let (label, der) = pem_block(pem).context("TOOLTOOL_CDN_PRIVATE_KEY")?;
+        let (label, der) = crate::pem::block(pem).context("TOOLTOOL_CDN_PRIVATE_KEY")?;
         let key = match label.as_str() {
             "RSA PRIVATE KEY" => CdnKey::Rsa(RsaKeyPair::from_der(&der).map_err(|e| reject("a PKCS#1 RSA key", e))?),
             "EC PRIVATE KEY" => CdnKey::Ecdsa(
@@ -134,28 +134,6 @@ pub fn cloudfront_base64(bytes: &[u8]) -> String {
             c => c,
         })
         .collect()
-}
-
-/// The label and DER bytes of the first PEM block of `pem`.
-fn pem_block(pem: &str) -> anyhow::Result<(String, Vec<u8>)> {
-    let mut lines = pem.lines().map(str::trim);
-    let label = lines
-        .find_map(|l| l.strip_prefix("-----BEGIN ").and_then(|l| l.strip_suffix("-----")))
-        .context("no PEM block (-----BEGIN …-----)")?
-        .to_owned();
-    let end = format!("-----END {label}-----");
-    let mut body = String::new();
-    for line in lines {
-        if line == end {
-            let der = base64::engine::general_purpose::STANDARD.decode(&body).context("the PEM body is not base64")?;
-            return Ok((label, der));
-        }
-        if line.contains(':') {
-            bail!("an encrypted PEM key (with headers) is not supported: store it unencrypted");
-        }
-        body.push_str(line);
-    }
-    bail!("the PEM block {label:?} has no END line")
 }
 
 #[cfg(test)]

@@ -111,11 +111,10 @@ fn pem_encode(der: &[u8]) -> String {
 }
 
 fn pem_decode(pem: &str) -> Result<Vec<u8>, KeyError> {
-    let begin = format!("-----BEGIN {PEM_LABEL}-----");
-    let end = format!("-----END {PEM_LABEL}-----");
-    let body = pem.split_once(&begin).and_then(|(_, rest)| rest.split_once(&end)).ok_or(KeyError::NotPem)?.0;
-    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| KeyError::NotPem)
+    match crate::pem::block(pem) {
+        Ok((label, der)) if label == PEM_LABEL => Ok(der),
+        _ => Err(KeyError::NotPem),
+    }
 }
 
 #[cfg(test)]
