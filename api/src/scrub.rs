@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::blobs::BlobStores;
 use crate::copies::{self, Examined, Pace, VerifyReport};
 use crate::db::{Db, ScrubFilter};
-use crate::time::now_ms;
+use crate::time::{now_ms, while_renewing};
 
 /// Copies looked at per query.
 const BATCH: i64 = 64;
@@ -102,18 +102,13 @@ impl Scrubber {
                 if !self.db.claim_scrub(file.id, region, &self.me, due, now_ms(), lease_until()).await? {
                     continue; // another replica reads it, or proved it meanwhile
                 }
-                let renew = async {
-                    loop {
-                        tokio::time::sleep(self.lease / 3).await;
-                        if let Err(e) = self.db.renew_scrub(file.id, region, &self.me, lease_until()).await {
-                            tracing::warn!(error = %e, "could not renew the claim on a scrub");
-                        }
+                let renew = || async move {
+                    if let Err(e) = self.db.renew_scrub(file.id, region, &self.me, lease_until()).await {
+                        tracing::warn!(error = %e, "could not renew the claim on a scrub");
                     }
                 };
-                let examined = tokio::select! {
-                    r = copies::examine(&self.db, store.as_ref(), file, actor) => r?,
-                    () = renew => unreachable!("the renewal never ends"),
-                };
+                let examined =
+                    while_renewing(self.lease, renew, copies::examine(&self.db, store.as_ref(), file, actor)).await?;
                 let m = &crate::metrics::METRICS;
                 match examined {
                     Ok(found) => {

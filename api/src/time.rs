@@ -29,6 +29,24 @@ pub fn rfc3339(secs: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Runs `work` under a claim that lasts `lease`: `renew` is called every third of it until
+/// `work` ends (the replicator's copies and the scrubber's reads hold their claims this way).
+pub async fn while_renewing<T, R>(lease: Duration, mut renew: impl FnMut() -> R, work: impl Future<Output = T>) -> T
+where
+    R: Future<Output = ()>,
+{
+    let renewal = async {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            renew().await;
+        }
+    };
+    tokio::select! {
+        r = work => r,
+        () = renewal => unreachable!("the renewal never ends"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,20 +190,15 @@ impl Replicator {
                 }
             })
         };
-        let renew = async {
-            loop {
-                tokio::time::sleep(self.lease / 3).await;
-                match self.db.renew_copy(file.id, target, &self.me, lease_until(now())).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!(digest = %file.digest, region = target, "lost the claim on a copy"),
-                    Err(e) => tracing::warn!(error = %e, "could not renew the claim on a copy"),
-                }
+        let renew = || async move {
+            match self.db.renew_copy(file.id, target, &self.me, lease_until(now())).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(digest = %file.digest, region = target, "lost the claim on a copy"),
+                Err(e) => tracing::warn!(error = %e, "could not renew the claim on a copy"),
             }
         };
-        let result = tokio::select! {
-            r = dst.replicate_from(src, &file.digest, file.size, self.part_size, &started) => r,
-            () = renew => unreachable!("the renewal never ends"),
-        };
+        let copy = dst.replicate_from(src, &file.digest, file.size, self.part_size, &started);
+        let result = crate::time::while_renewing(self.lease, renew, copy).await;
         if noted.load(std::sync::atomic::Ordering::Relaxed)
             && let Err(e) = self.db.note_copy_upload(file.id, target, &self.me, None).await
         {
