@@ -286,6 +286,16 @@ impl From<crate::blobs::StoreError> for ApiError {
     }
 }
 
+impl From<crate::uploads::UploadError> for ApiError {
+    fn from(e: crate::uploads::UploadError) -> Self {
+        match e {
+            crate::uploads::UploadError::Db(e) => e.into(),
+            crate::uploads::UploadError::Store(e) => e.into(),
+            crate::uploads::UploadError::Internal(cause) => Self::internal(cause),
+        }
+    }
+}
+
 /// Parses a JSON body, answering the protocol's 400 for anything malformed and for an object
 /// that repeats a member name.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

@@ -11,6 +11,7 @@ pub mod copies;
 pub mod db;
 pub mod error;
 pub mod health;
+pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod openapi;
@@ -61,13 +62,13 @@ pub struct Application {
 
 /// What every request goes through: the request id, access line and metrics
 /// ([`telemetry::log_request`]) around the panic catcher ([`panics::catch`]) around the
-/// database and timeout guard ([`health::guard`]). One
+/// database and timeout gate ([`http::gate::guard`]). One
 /// middleware layer, not one each: every `from_fn` layer boxes two futures per request.
 async fn around_request(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    telemetry::log_request(req, |req| panics::catch(health::guard(req, next))).await
+    telemetry::log_request(req, |req| panics::catch(http::gate::guard(req, next))).await
 }
 
 impl Application {
@@ -87,8 +88,14 @@ impl Application {
         let workers = settings.workers;
         let state = web::Data::new(AppState::new(settings, db, blobs, local, tokens)?);
         state.clients.reload(&state.db, &state.tokens).await.context("cannot load client credentials")?;
-        tokio::spawn(auth::client_cache::refresh_loop(state.clone(), state.settings.auth_refresh));
-        tokio::spawn(uploads::sweep::run(state.clone(), SWEEP_INTERVAL));
+        let refresh = auth::client_cache::refresh_loop(
+            state.clients.clone(),
+            state.db.clone(),
+            state.tokens.clone(),
+            state.settings.auth_refresh,
+        );
+        tokio::spawn(refresh);
+        tokio::spawn(uploads::sweep::run(state.uploads.clone(), SWEEP_INTERVAL));
         tokio::spawn(replication::probe::run(state.blobs.clone(), state.settings.region_probe));
         if state.settings.replication && state.blobs.all().count() > 1 {
             tokio::spawn(state.replicator.clone().run(state.settings.replication_interval));
@@ -100,7 +107,7 @@ impl Application {
             tokio::spawn(scrubber.run(interval, Some(state.settings.scrub_rate * 1e6)));
         }
         tokio::spawn(async move { db.follow_changes().await });
-        tokio::spawn(health::watch(state.clone()));
+        tokio::spawn(health::watch(state.db.clone(), state.database_health.clone()));
         if let Some(url) = &state.settings.amqp_url {
             let relay =
                 relay::Relay::new(state.db.clone(), url.clone(), &state.settings.amqp_exchange, state.relay.clone());
@@ -140,7 +147,7 @@ impl Application {
     /// (up to [`SHUTDOWN_VERIFY_WAIT`]) so that nothing is left half-published.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        if !self.state.verifications.wait_idle(SHUTDOWN_VERIFY_WAIT).await {
+        if !self.state.uploads.verifications.wait_idle(SHUTDOWN_VERIFY_WAIT).await {
             tracing::warn!("shutting down with verifications still running; their staged uploads stay for a retry");
         }
         tracing::info!("stopped");

@@ -10,7 +10,7 @@ use crate::db::Db;
 use crate::relay::RelayHealth;
 use crate::replication::Replicator;
 use crate::settings::Settings;
-use crate::uploads::verify::InFlight;
+use crate::uploads::Uploads;
 
 /// Shared application state.
 #[derive(Debug)]
@@ -29,14 +29,12 @@ pub struct AppState {
     pub scope_prefix: Arc<str>,
     /// What an anonymous caller holds.
     pub anonymous_scopes: Arc<[String]>,
-    /// Verifications running in this process.
-    pub verifications: InFlight,
+    /// Verification, uploads in parts and the sweeper.
+    pub uploads: Uploads,
     /// Registered clients, refreshed in the background.
-    pub clients: ClientCache,
+    pub clients: Arc<ClientCache>,
     /// Whether the database answered its last ping.
-    pub database_health: crate::health::DatabaseHealth,
-    /// The main runtime, where work that must outlive a request runs.
-    pub runtime: tokio::runtime::Handle,
+    pub database_health: Arc<crate::health::DatabaseHealth>,
     /// What this process's events relay is doing (disabled without a broker).
     pub relay: RelayHealth,
     /// Copies verified blobs to the other regions (woken by each verification).
@@ -57,6 +55,7 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let prefix: Arc<str> = settings.scope_prefix.as_str().into();
         let replicator = Replicator::new(db.clone(), blobs.clone(), &settings);
+        let uploads = Uploads::new(&settings, db.clone(), blobs.clone(), local.clone(), replicator.wake.clone());
         let anonymous_scopes =
             if settings.anonymous_public_download { vec![Scope::DownloadPublic.full(&prefix)] } else { Vec::new() }
                 .into();
@@ -73,10 +72,9 @@ impl AppState {
             tokens,
             scope_prefix: prefix,
             anonymous_scopes,
-            verifications: InFlight::default(),
-            clients: ClientCache::default(),
+            uploads,
+            clients: Default::default(),
             database_health: Default::default(),
-            runtime: tokio::runtime::Handle::current(),
             relay: RelayHealth::default(),
             replicator,
             deployment,
@@ -96,9 +94,6 @@ impl AppState {
     /// Appends to the audit trail. A failure is logged (and so reported to Sentry) rather than
     /// failing a request whose change has already happened.
     pub async fn audit(&self, actor: &str, action: &str, target: &str, details: serde_json::Value) {
-        let now = crate::time::now();
-        if let Err(e) = self.db.audit(actor, action, target, details, now).await {
-            tracing::error!(error = %e, action, target, "could not write the audit trail");
-        }
+        self.db.audit_or_log(actor, action, target, details).await
     }
 }

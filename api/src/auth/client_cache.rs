@@ -82,12 +82,12 @@ impl ClientCache {
 }
 
 /// Reloads the cache every `interval` for as long as the server runs.
-pub async fn refresh_loop(state: actix_web::web::Data<crate::state::AppState>, interval: Duration) {
+pub async fn refresh_loop(clients: Arc<ClientCache>, db: Db, tokens: Tokens, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = state.clients.reload(&state.db, &state.tokens).await {
+        if let Err(e) = clients.reload(&db, &tokens).await {
             tracing::error!(error = %e, "could not reload client credentials");
         }
     }

@@ -6,6 +6,7 @@
 
 mod cdn;
 mod local;
+mod put_url;
 mod s3;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tooltool_proto::Digest;
 
 pub use cdn::{CdnSigner, canned_policy, cloudfront_base64};
 pub use local::{LocalStore, ReceiveError, UrlSigner};
+pub use put_url::with_explicit_port;
 pub use s3::{CopyMode, Replicated, S3Store};
 
 /// A blob-store failure. The cause is logged; callers see a 503 when the store could not be

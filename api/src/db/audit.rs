@@ -85,6 +85,14 @@ impl Db {
         Ok(())
     }
 
+    /// Appends to the audit trail now, after a change that has already happened: a failure
+    /// is logged (and so reported to Sentry) rather than failing the work that made the change.
+    pub async fn audit_or_log(&self, actor: &str, action: &str, target: &str, details: serde_json::Value) {
+        if let Err(e) = self.audit(actor, action, target, details, crate::time::now()).await {
+            tracing::error!(error = %e, action, target, "could not write the audit trail");
+        }
+    }
+
     /// Audit entries matching `f`, newest first, at most `limit`.
     pub async fn audit_entries(&self, f: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>> {
         let mut sql = String::from("SELECT id, at, actor, action, target, details FROM audit_log WHERE 1 = 1");

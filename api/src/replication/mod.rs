@@ -292,9 +292,7 @@ impl Replicator {
     }
 
     async fn audit(&self, action: &str, file: &StoredFile, details: serde_json::Value) {
-        if let Err(e) = self.db.audit(ACTOR, action, file.digest.as_str(), details, now()).await {
-            tracing::error!(error = %e, action, "could not write the audit trail");
-        }
+        self.db.audit_or_log(ACTOR, action, file.digest.as_str(), details).await
     }
 
     /// The copies still missing in each region.

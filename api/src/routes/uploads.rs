@@ -74,13 +74,13 @@ pub async fn create(
     for file in batch.files.values_mut() {
         let Some(key) = created.uploads.get(&file.digest) else { continue };
         if !in_parts.contains(&file.digest) {
-            file.put_url = Some(with_explicit_port(&store.upload_url(key, file.size, ttl).await?));
+            file.put_url = Some(crate::blobs::with_explicit_port(&store.upload_url(key, file.size, ttl).await?));
         } else if let Some(plan) = plans.get(&file.digest) {
             file.parts = Some(plan.clone());
         } else {
             let stored =
                 state.db.file(&file.digest).await?.ok_or_else(|| ApiError::internal("declared file vanished"))?;
-            let plan = parts::open(&state, store, &stored, key).await?;
+            let plan = parts::open(&state.uploads, store, &stored, key).await?;
             plans.insert(file.digest.clone(), plan.clone());
             file.parts = Some(plan);
         }
@@ -201,7 +201,7 @@ pub async fn parts(
             format!("The region {:?} is not configured", query.region.as_deref().unwrap_or("")),
         )
     })?;
-    let plan = parts::reissue(&state, store, &file).await?.ok_or_else(none_open)?;
+    let plan = parts::reissue(&state.uploads, store, &file).await?.ok_or_else(none_open)?;
     Ok(HttpResponse::Ok().json(plan))
 }
 
@@ -220,7 +220,7 @@ pub async fn complete(
     if !file.instances.is_empty() {
         return Ok(HttpResponse::Ok().json(FileInfo::from(&*file)));
     }
-    match verify::complete(&state, &file, &caller.actor()).await? {
+    match verify::complete(&state.uploads, &file, &caller.actor()).await? {
         Outcome::Verified(file) => Ok(HttpResponse::Ok().json(FileInfo::from(&file))),
         Outcome::Rejected(why) => {
             Err(ApiError::new(ErrorCode::UploadMismatch, format!("{why}; the uploaded bytes were discarded")))
@@ -273,39 +273,4 @@ pub async fn get(
 /// only callers with `download/internal` see it, as on `/events`).
 fn names_internal(batch: &crate::db::BatchRow) -> bool {
     batch.files.values().any(|f| f.visibility == Visibility::Internal)
-}
-
-/// Makes the port of a URL explicit (`https://h/x` → `https://h:443/x`): the original client
-/// assumes 443 when a `put_url` names no port.
-pub fn with_explicit_port(u: &str) -> String {
-    let Some((scheme, rest)) = u.split_once("://") else { return u.to_owned() };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let has_port = match host.rfind(']') {
-        Some(i) => host[i..].contains(':'),
-        None => host.contains(':'),
-    };
-    let port = match scheme {
-        _ if has_port => return u.to_owned(),
-        "https" => 443,
-        "http" => 80,
-        _ => return u.to_owned(),
-    };
-    format!("{scheme}://{authority}:{port}{tail}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::with_explicit_port as p;
-
-    #[test]
-    fn put_urls_get_an_explicit_port() {
-        assert_eq!(p("https://b.s3.amazonaws.com/k?X=1"), "https://b.s3.amazonaws.com:443/k?X=1");
-        assert_eq!(p("http://h/k"), "http://h:80/k");
-        assert_eq!(p("http://127.0.0.1:9000/b/k?x=y"), "http://127.0.0.1:9000/b/k?x=y");
-        assert_eq!(p("http://[::1]/k"), "http://[::1]:80/k");
-        assert_eq!(p("http://[::1]:5/k"), "http://[::1]:5/k");
-        assert_eq!(p("https://h?x=a:b"), "https://h:443?x=a:b");
-    }
 }

@@ -10,11 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::{UploadError, Uploads};
 use crate::blobs::{BlobStore, ReceivedPart, StoreError};
 use crate::db::{Multipart, Pending, StoredFile};
-use crate::error::ApiError;
 use crate::settings::PartSettings;
-use crate::state::AppState;
 use tooltool_proto::{PartUrl, PartsPlan, UploadFile};
 
 /// S3 allows at most this many parts in an upload.
@@ -54,22 +53,22 @@ fn missing(size: u64, part_size: u64, received: &[ReceivedPart]) -> Vec<u32> {
 /// `fresh_key` is the pending upload just opened for this declaration (forgotten when another
 /// is resumed). Returns the plan.
 pub async fn open(
-    state: &AppState,
+    u: &Uploads,
     store: &Arc<dyn BlobStore>,
     file: &StoredFile,
     fresh_key: &str,
-) -> Result<PartsPlan, ApiError> {
-    let ttl = state.settings.upload_url_ttl;
+) -> Result<PartsPlan, UploadError> {
+    let ttl = u.url_ttl;
     let expires = crate::time::now() + ttl.as_secs() as i64;
-    if let Some((pending, mp, received)) = furthest(state, store, file, Some(fresh_key)).await? {
-        state.db.delete_pending_key(fresh_key).await?;
-        state.db.extend_pending(&pending.staging_key, expires).await?;
+    if let Some((pending, mp, received)) = furthest(u, store, file, Some(fresh_key)).await? {
+        u.db.delete_pending_key(fresh_key).await?;
+        u.db.extend_pending(&pending.staging_key, expires).await?;
         tracing::info!(digest = %file.digest, parts = received.len(), "resuming an upload in parts");
-        return Ok(plan(state, store, &pending, &mp, file.size, &received, ttl).await?);
+        return Ok(plan(u, store, &pending, &mp, file.size, &received, ttl).await?);
     }
     let upload_id = store.start_parts(fresh_key).await?;
-    let mp = Multipart { upload_id, part_size: part_size(&state.settings.parts, file.size) };
-    state.db.set_multipart(fresh_key, &mp).await?;
+    let mp = Multipart { upload_id, part_size: part_size(&u.parts, file.size) };
+    u.db.set_multipart(fresh_key, &mp).await?;
     let pending = Pending {
         id: 0,
         file_id: file.id,
@@ -78,34 +77,34 @@ pub async fn open(
         expires,
         multipart: Some(mp.clone()),
     };
-    Ok(plan(state, store, &pending, &mp, file.size, &[], ttl).await?)
+    Ok(plan(u, store, &pending, &mp, file.size, &[], ttl).await?)
 }
 
 /// The plan of the open upload in parts of `file` on `store` (for the re-issue route):
 /// `None` when none is open.
 pub async fn reissue(
-    state: &AppState,
+    u: &Uploads,
     store: &Arc<dyn BlobStore>,
     file: &StoredFile,
-) -> Result<Option<PartsPlan>, ApiError> {
-    let ttl = state.settings.upload_url_ttl;
-    let Some((pending, mp, received)) = furthest(state, store, file, None).await? else { return Ok(None) };
+) -> Result<Option<PartsPlan>, UploadError> {
+    let ttl = u.url_ttl;
+    let Some((pending, mp, received)) = furthest(u, store, file, None).await? else { return Ok(None) };
     let expires = crate::time::now() + ttl.as_secs() as i64;
-    state.db.extend_pending(&pending.staging_key, expires).await?;
-    Ok(Some(plan(state, store, &pending, &mp, file.size, &received, ttl).await?))
+    u.db.extend_pending(&pending.staging_key, expires).await?;
+    Ok(Some(plan(u, store, &pending, &mp, file.size, &received, ttl).await?))
 }
 
 /// The open upload in parts of `file` on `store` (but `except`) that storage holds the most
 /// parts of, the newest among equals: two clients that raced into two uploads of one digest
 /// both go on with the one further along.
 async fn furthest(
-    state: &AppState,
+    u: &Uploads,
     store: &Arc<dyn BlobStore>,
     file: &StoredFile,
     except: Option<&str>,
-) -> Result<Option<(Pending, Multipart, Vec<ReceivedPart>)>, ApiError> {
+) -> Result<Option<(Pending, Multipart, Vec<ReceivedPart>)>, UploadError> {
     let mut best: Option<(Pending, Multipart, Vec<ReceivedPart>)> = None;
-    for pending in state.db.pending_uploads(file.id).await?.into_iter().rev() {
+    for pending in u.db.pending_uploads(file.id).await?.into_iter().rev() {
         let Some(mp) = pending.multipart.clone() else { continue };
         if pending.region != store.region() || except == Some(pending.staging_key.as_str()) {
             continue;
@@ -119,7 +118,7 @@ async fn furthest(
 }
 
 async fn plan(
-    state: &AppState,
+    u: &Uploads,
     store: &Arc<dyn BlobStore>,
     pending: &Pending,
     mp: &Multipart,
@@ -129,10 +128,10 @@ async fn plan(
 ) -> Result<PartsPlan, StoreError> {
     let missing = missing(size, mp.part_size, received);
     let mut urls = Vec::new();
-    for &n in missing.iter().take(state.settings.parts.url_batch as usize) {
+    for &n in missing.iter().take(u.parts.url_batch as usize) {
         let part = size_of_part(size, mp.part_size, n);
         let url = store.part_url(&pending.staging_key, &mp.upload_id, n, part, ttl).await?;
-        let url = crate::routes::uploads::with_explicit_port(&url);
+        let url = crate::blobs::with_explicit_port(&url);
         urls.push(PartUrl { number: n, offset: (n as u64 - 1) * mp.part_size, size: part, url });
     }
     Ok(PartsPlan { part_size: mp.part_size, count: count(size, mp.part_size), missing: missing.len() as u32, urls })
@@ -150,16 +149,16 @@ pub enum Finished {
 /// Joins the parts of `pending`'s upload into its staged object, from the store's own listing
 /// (sorted, with the store's own tags), once every part is there with its size.
 pub async fn finish(
-    state: &AppState,
+    u: &Uploads,
     store: &Arc<dyn BlobStore>,
     pending: &Pending,
     mp: &Multipart,
     size: u64,
-) -> Result<Finished, ApiError> {
+) -> Result<Finished, UploadError> {
     let Some(received) = store.list_parts(&pending.staging_key, &mp.upload_id).await? else {
         // Completed (by another replica or an earlier try) or aborted: the staged object, if
         // any, is what gets verified.
-        state.db.clear_multipart(&pending.staging_key).await?;
+        u.db.clear_multipart(&pending.staging_key).await?;
         return Ok(Finished::Staged);
     };
     if !missing(size, mp.part_size, &received).is_empty() {
@@ -168,7 +167,7 @@ pub async fn finish(
     let n = count(size, mp.part_size);
     let parts: Vec<ReceivedPart> = received.into_iter().filter(|p| p.number <= n).collect();
     store.complete_parts(&pending.staging_key, &mp.upload_id, &parts).await?;
-    state.db.clear_multipart(&pending.staging_key).await?;
+    u.db.clear_multipart(&pending.staging_key).await?;
     Ok(Finished::Staged)
 }
 

@@ -8,31 +8,31 @@
 
 use std::time::Duration;
 
-use crate::state::AppState;
+use super::Uploads;
 use crate::time::unix_now;
 
 /// Removes expired staged uploads once; returns how many pending uploads were closed.
-pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
-    let cutoff = unix_now() as i64 - state.settings.staging_grace.as_secs() as i64;
-    let expired = state.db.expired_pending(cutoff).await?;
+pub async fn sweep_once(u: &Uploads) -> anyhow::Result<usize> {
+    let cutoff = unix_now() as i64 - u.staging_grace.as_secs() as i64;
+    let expired = u.db.expired_pending(cutoff).await?;
     for p in &expired {
-        if let Some(store) = state.blobs.get(&p.region) {
+        if let Some(store) = u.blobs.get(&p.region) {
             super::parts::discard(store.as_ref(), p).await?;
         }
-        state.db.delete_pending(p.id).await?;
+        u.db.delete_pending(p.id).await?;
     }
-    for digest in state.db.expired_declarations(cutoff).await? {
-        if state.db.remove_declaration(&digest, false).await?.is_some() {
+    for digest in u.db.expired_declarations(cutoff).await? {
+        if u.db.remove_declaration(&digest, false).await?.is_some() {
             tracing::info!(digest = %digest, "removed a declaration that never got a verified copy");
             let details =
                 serde_json::json!({"reason": "no verified copy and no pending upload after the staging grace"});
-            state.audit("sweeper", "file.declaration_expired", digest.as_str(), details).await;
+            u.db.audit_or_log("sweeper", "file.declaration_expired", digest.as_str(), details).await;
         }
     }
-    for store in state.blobs.all() {
+    for store in u.blobs.all() {
         let mut orphans = 0;
-        for key in store.staged_before(state.settings.staging_grace).await? {
-            if !state.db.pending_key_exists(&key).await? {
+        for key in store.staged_before(u.staging_grace).await? {
+            if !u.db.pending_key_exists(&key).await? {
                 store.delete_staged(&key).await?;
                 orphans += 1;
             }
@@ -41,13 +41,13 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
             tracing::info!(count = orphans, region = store.region(), "removed staged objects no pending upload owns");
         }
     }
-    if let Some(local) = &state.local {
-        local.sweep_incoming(state.settings.staging_grace);
+    if let Some(local) = &u.local {
+        local.sweep_incoming(u.staging_grace);
     }
     // A nonce can only be replayed while its timestamp is within the skew window.
-    state.db.forget_hawk_nonces(unix_now() as i64 - 2 * crate::auth::hawk::SKEW).await?;
-    let events_cutoff = unix_now() as i64 - state.settings.events_retention.as_secs() as i64;
-    let forgotten = state.db.forget_events(events_cutoff, state.settings.amqp_url.is_some()).await?;
+    u.db.forget_hawk_nonces(unix_now() as i64 - 2 * crate::auth::hawk::SKEW).await?;
+    let events_cutoff = unix_now() as i64 - u.events_retention.as_secs() as i64;
+    let forgotten = u.db.forget_events(events_cutoff, u.events_relayed).await?;
     if forgotten > 0 {
         tracing::info!(count = forgotten, "removed events past their retention");
     }
@@ -58,11 +58,11 @@ pub async fn sweep_once(state: &AppState) -> anyhow::Result<usize> {
 }
 
 /// Sweeps every `interval` for as long as the server runs.
-pub async fn run(state: actix_web::web::Data<AppState>, interval: Duration) {
+pub async fn run(uploads: Uploads, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
-        if let Err(e) = sweep_once(&state).await {
+        if let Err(e) = sweep_once(&uploads).await {
             tracing::error!(error = %e, "staging sweep failed");
         }
     }

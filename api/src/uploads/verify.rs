@@ -9,13 +9,9 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use actix_web::web;
-
+use super::{UploadError, Uploads, parts};
 use crate::blobs::Verification;
 use crate::db::{NewEvent, StoredFile};
-use crate::error::ApiError;
-use crate::state::AppState;
-use crate::uploads::parts;
 use tooltool_proto::{Digest, EventType};
 
 /// What `upload/complete` found.
@@ -72,54 +68,54 @@ impl Drop for Claim {
 }
 
 /// Verifies the staged uploads of `file`, waiting up to the configured time.
-pub async fn complete(state: &web::Data<AppState>, file: &StoredFile, actor: &str) -> Result<Outcome, ApiError> {
-    let Some(claim) = state.verifications.claim(&file.digest) else {
+pub async fn complete(uploads: &Uploads, file: &StoredFile, actor: &str) -> Result<Outcome, UploadError> {
+    let Some(claim) = uploads.verifications.claim(&file.digest) else {
         return Ok(Outcome::NotReady);
     };
-    let (task_state, task_file, actor) = (state.clone(), file.clone(), actor.to_owned());
+    let (task_uploads, task_file, actor) = (uploads.clone(), file.clone(), actor.to_owned());
     // On the main runtime, not the HTTP worker's: workers stop at shutdown, and a verification
     // must finish (the server waits for it) rather than die half way.
-    let task = state.runtime.spawn(async move {
+    let task = uploads.runtime.spawn(async move {
         let _claim = claim;
-        verify_pending(&task_state, &task_file, &actor).await
+        verify_pending(&task_uploads, &task_file, &actor).await
     });
-    match tokio::time::timeout(state.settings.verify_wait, task).await {
+    match tokio::time::timeout(uploads.verify_wait, task).await {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => Err(ApiError::internal(format_args!("verification task failed: {e}"))),
+        Ok(Err(e)) => Err(UploadError::Internal(format!("verification task failed: {e}"))),
         Err(_) => Ok(Outcome::NotReady),
     }
 }
 
-async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Result<Outcome, ApiError> {
+async fn verify_pending(u: &Uploads, file: &StoredFile, actor: &str) -> Result<Outcome, UploadError> {
     let mut rejected = None;
-    for pending in state.db.pending_uploads(file.id).await? {
-        let Some(store) = state.blobs.get(&pending.region) else { continue };
+    for pending in u.db.pending_uploads(file.id).await? {
+        let Some(store) = u.blobs.get(&pending.region) else { continue };
         if let Some(mp) = &pending.multipart
-            && parts::finish(state, store, &pending, mp, file.size).await? == parts::Finished::Incomplete
+            && parts::finish(u, store, &pending, mp, file.size).await? == parts::Finished::Incomplete
         {
             continue;
         }
         match store.verify_and_publish(&pending.staging_key, &file.digest, file.size).await? {
             Verification::Published { sha256 } => {
                 let now = crate::time::now();
-                let closed = state.db.mark_verified(file, store.region(), &sha256, actor, now).await?;
+                let closed = u.db.mark_verified(file, store.region(), &sha256, actor, now).await?;
                 for other in closed.iter().filter(|p| p.staging_key != pending.staging_key) {
-                    if let Some(s) = state.blobs.get(&other.region)
+                    if let Some(s) = u.blobs.get(&other.region)
                         && let Err(e) = parts::discard(s.as_ref(), other).await
                     {
                         tracing::warn!(error = %e, "could not remove a superseded staged upload");
                     }
                 }
                 tracing::info!(digest = %file.digest, region = store.region(), bytes = file.size, "upload verified");
-                state.replicator.wake.notify_one();
+                u.replicate.notify_one();
                 crate::metrics::METRICS.verified_bytes.inc_by(file.size);
                 crate::metrics::METRICS.verifications.with_label_values(&["verified"]).inc();
                 let details = serde_json::json!({"region": store.region(), "size": file.size});
-                state.audit(actor, "upload.verified", file.digest.as_str(), details).await;
-                let verified = state.db.file(&file.digest).await?;
+                u.db.audit_or_log(actor, "upload.verified", file.digest.as_str(), details).await;
+                let verified = u.db.file(&file.digest).await?;
                 return verified
                     .map(|f| Outcome::Verified(Arc::unwrap_or_clone(f)))
-                    .ok_or_else(|| ApiError::internal("verified file vanished"));
+                    .ok_or_else(|| UploadError::Internal("verified file vanished".into()));
             }
             Verification::Mismatch(why) => {
                 tracing::warn!(digest = %file.digest, reason = %why, "upload rejected");
@@ -131,8 +127,9 @@ async fn verify_pending(state: &AppState, file: &StoredFile, actor: &str) -> Res
                     NewEvent::file(EventType::FileRejected, &file.digest, file.size, file.visibility, actor);
                 event.data.region = Some(store.region().to_owned());
                 event.data.reason = Some(why.clone());
-                state.db.record_event(event, crate::time::now()).await?;
-                state.audit(actor, "upload.rejected", file.digest.as_str(), serde_json::json!({"reason": why})).await;
+                u.db.record_event(event, crate::time::now()).await?;
+                u.db.audit_or_log(actor, "upload.rejected", file.digest.as_str(), serde_json::json!({"reason": why}))
+                    .await;
                 rejected = Some(why);
             }
             Verification::NotStaged | Verification::Changed => {}

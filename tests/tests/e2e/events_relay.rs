@@ -283,7 +283,7 @@ async fn retention_removes_old_events_but_never_unpublished_ones(backend: Backen
     // Events are stamped in whole seconds: let a second pass so they are older than "now".
     tokio::time::sleep(Duration::from_millis(1100)).await;
     for app in [&feed_only, &relaying] {
-        tooltool_e2e::tooltool_api::uploads::sweep::sweep_once(&app.state).await.unwrap();
+        tooltool_e2e::tooltool_api::uploads::sweep::sweep_once(&app.state.uploads).await.unwrap();
     }
     assert!(all_events(&feed_only).await.is_empty(), "without a broker the feed is their only reader");
     assert_eq!(all_events(&relaying).await.len(), 2, "never published: kept");

@@ -245,7 +245,7 @@ async fn a_never_verified_declaration_is_swept_with_an_audit_line_and_the_rightf
     let p = tooltool_e2e::expect_status(client.upload_batch(&rightful).await, 400);
     assert_eq!(p.code.as_deref(), Some("conflict"), "pinned by the squatter");
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    tooltool_api::uploads::sweep::sweep_once(&app.state).await.unwrap();
+    tooltool_api::uploads::sweep::sweep_once(&app.state.uploads).await.unwrap();
     tooltool_e2e::expect_status(client.get_file(digest.as_str()).await, 404);
     let audit = app.state.db.audit_entries(&Default::default(), 100).await.unwrap();
     let line = audit.iter().find(|a| a.action == "file.declaration_expired").expect("an audit line");
@@ -257,7 +257,7 @@ async fn a_never_verified_declaration_is_swept_with_an_audit_line_and_the_rightf
     // A verified file whose copies were deleted keeps its record, as the protocol says.
     client.patch_file(digest.as_str(), &[tooltool_e2e::proto::PatchOp::DeleteInstances]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    tooltool_api::uploads::sweep::sweep_once(&app.state).await.unwrap();
+    tooltool_api::uploads::sweep::sweep_once(&app.state.uploads).await.unwrap();
     assert!(!client.get_file(digest.as_str()).await.unwrap().has_instances, "the record stays");
 }
 
@@ -316,10 +316,10 @@ async fn staged_bytes_no_pending_upload_owns_are_swept_by_age(backend: Backend) 
         Backend::PostgresS3 => assert_eq!(again.status(), 200),
     }
     assert_eq!(staged_count(&app).await, 1);
-    tooltool_api::uploads::sweep::sweep_once(&app.state).await.unwrap();
+    tooltool_api::uploads::sweep::sweep_once(&app.state.uploads).await.unwrap();
     assert_eq!(staged_count(&app).await, 1, "younger than the grace: kept");
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    tooltool_api::uploads::sweep::sweep_once(&app.state).await.unwrap();
+    tooltool_api::uploads::sweep::sweep_once(&app.state.uploads).await.unwrap();
     assert_eq!(staged_count(&app).await, 0, "no pending upload owns it: swept");
 }
 

@@ -250,9 +250,9 @@ async fn the_sweeper_aborts_an_upload_in_parts_left_past_the_grace(backend: Back
     if let Some(id) = &upload_id {
         assert_eq!(s3_parts(id), 1, "s3s-fs holds the part sent");
     }
-    assert_eq!(tooltool_api::uploads::sweep::sweep_once(&app.state).await.unwrap(), 0, "not expired yet");
+    assert_eq!(tooltool_api::uploads::sweep::sweep_once(&app.state.uploads).await.unwrap(), 0, "not expired yet");
     tokio::time::sleep(Duration::from_millis(4100)).await;
-    assert_eq!(tooltool_api::uploads::sweep::sweep_once(&app.state).await.unwrap(), 1);
+    assert_eq!(tooltool_api::uploads::sweep::sweep_once(&app.state.uploads).await.unwrap(), 1);
     assert_eq!(leftovers(&app).await, (0, 0), "no open upload in parts is left");
     if let Some(id) = upload_id {
         assert_eq!(s3_parts(&id), 0, "its parts are gone from s3s-fs");

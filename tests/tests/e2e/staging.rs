@@ -30,9 +30,9 @@ async fn never_completed_uploads_are_swept_after_the_grace_period(backend: Backe
     let batch = client.upload_batch(&upload_request("m", &[("a", data, Visibility::Public)])).await.unwrap();
     client.put_bytes(batch.files["a"].put_url.as_ref().unwrap(), bytes::Bytes::from_static(data)).await.unwrap();
     assert_eq!(staged_count(&app).await, 1);
-    assert_eq!(tooltool_api::uploads::sweep::sweep_once(&app.state).await.unwrap(), 0, "not expired yet");
+    assert_eq!(tooltool_api::uploads::sweep::sweep_once(&app.state.uploads).await.unwrap(), 0, "not expired yet");
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(tooltool_api::uploads::sweep::sweep_once(&app.state).await.unwrap(), 1);
+    assert_eq!(tooltool_api::uploads::sweep::sweep_once(&app.state.uploads).await.unwrap(), 1);
     assert_eq!(staged_count(&app).await, 0);
     // The declaration went with its last pending upload (issue 25: it must not pin the digest).
     tooltool_e2e::expect_status(client.complete(digest_of(data).as_str()).await, 404);

@@ -1,0 +1,4 @@
+//! The HTTP layer (L3): what turns requests into calls on the layers below and their results
+//! into answers.
+
+pub mod gate;
