@@ -7,8 +7,8 @@ use actix_web::web;
 use sqlx::Connection;
 
 use tooltool::{ApiClient, Credentials};
+use tooltool_api::http::state::AppState;
 use tooltool_api::settings::{BlobSettings, S3Settings, Secret};
-use tooltool_api::state::AppState;
 use tooltool_api::{Application, Settings};
 use tooltool_proto::{DEFAULT_SCOPE_PREFIX, Digest};
 

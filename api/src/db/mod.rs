@@ -7,7 +7,7 @@
 //! read by column name. The download lookup alone reads through each database's own driver
 //! ([`lookup`]). The only per-backend SQL is the schema, under `migrations/sqlite` and
 //! `migrations/postgres`. Database errors are translated here: a constraint conflict becomes
-//! [`DbError::Conflict`]. The layer returns domain rows; `crate::wire` turns them into wire
+//! [`DbError::Conflict`]. The layer returns domain rows; `crate::http::wire` turns them into wire
 //! types.
 
 use std::time::Duration;

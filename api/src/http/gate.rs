@@ -11,8 +11,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{Error, web};
 
-use crate::error::{ApiError, ErrorCode};
-use crate::state::AppState;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::state::AppState;
 
 /// Routes that never wait on the database or are bounded otherwise.
 fn exempt(path: &str) -> bool {

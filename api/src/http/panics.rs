@@ -10,7 +10,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// Runs `request`; a panic in it becomes a 500 `internal-error`.
 pub async fn catch<T>(request: impl Future<Output = Result<T, actix_web::Error>>) -> Result<T, actix_web::Error> {

@@ -6,9 +6,10 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use crate::auth::{Caller, Scope};
-use crate::error::{ApiError, ErrorCode};
-use crate::state::AppState;
+use crate::auth::Scope;
+use crate::http::Caller;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::state::AppState;
 use tooltool_proto::{Audience, Event, EventPage};
 
 /// Longest long poll, in seconds.

@@ -322,7 +322,7 @@ mod tests {
 
     #[test]
     fn the_errors_doc_lists_every_code_with_its_status() {
-        let doc = include_str!("../../docs/errors.md");
+        let doc = include_str!("../../../docs/errors.md");
         for code in ErrorCode::ALL {
             let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
             assert!(doc.contains(&row), "docs/errors.md lacks {row}");

@@ -9,8 +9,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::blobs::{LocalStore, ReceiveError};
-use crate::error::{ApiError, ErrorCode};
-use crate::state::AppState;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::state::AppState;
 use crate::time::unix_now;
 use tooltool_proto::Digest;
 

@@ -3,10 +3,11 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
-use crate::auth::{Caller, Scope};
+use crate::auth::Scope;
 use crate::db::AuditFilter;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::Caller;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use tooltool_proto::{AuditEntry, AuditPage};
 
 /// Filters and paging.

@@ -7,9 +7,10 @@ use std::collections::{BTreeSet, HashMap};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{RegionQuery, SearchQuery, read_json};
-use crate::auth::{Caller, Scope};
-use crate::error::{ApiError, ErrorCode};
-use crate::state::AppState;
+use crate::auth::Scope;
+use crate::http::Caller;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::state::AppState;
 use crate::uploads::parts;
 use crate::uploads::verify::{self, Outcome};
 use tooltool_proto::{

@@ -12,8 +12,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use sha2::Digest as _;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 
 /// Every path the page owns starts with this.
 pub const UI_PREFIX: &str = "/ui";
@@ -25,19 +25,19 @@ pub const CSP: &str =
 
 /// The page's files: name under `/ui/assets/`, content type, content.
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../ui/app.js")),
-    ("api.js", "text/javascript; charset=utf-8", include_bytes!("../../ui/api.js")),
-    ("session.js", "text/javascript; charset=utf-8", include_bytes!("../../ui/session.js")),
-    ("dom.js", "text/javascript; charset=utf-8", include_bytes!("../../ui/dom.js")),
-    ("views.js", "text/javascript; charset=utf-8", include_bytes!("../../ui/views.js")),
-    ("actions.js", "text/javascript; charset=utf-8", include_bytes!("../../ui/actions.js")),
-    ("style.css", "text/css; charset=utf-8", include_bytes!("../../ui/style.css")),
-    ("favicon.svg", "image/svg+xml", include_bytes!("../../ui/favicon.svg")),
+    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/app.js")),
+    ("api.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/api.js")),
+    ("session.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/session.js")),
+    ("dom.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/dom.js")),
+    ("views.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/views.js")),
+    ("actions.js", "text/javascript; charset=utf-8", include_bytes!("../../../ui/actions.js")),
+    ("style.css", "text/css; charset=utf-8", include_bytes!("../../../ui/style.css")),
+    ("favicon.svg", "image/svg+xml", include_bytes!("../../../ui/favicon.svg")),
 ];
 
 /// The page; `{{SCOPE_PREFIX}}` is replaced by the configured scope prefix, so that the page
 /// can tell which of the caller's scopes grant `manage`.
-const INDEX: &str = include_str!("../../ui/index.html");
+const INDEX: &str = include_str!("../../../ui/index.html");
 
 /// Entity tags, computed once: the files never change while the process runs.
 static ETAGS: LazyLock<Vec<String>> = LazyLock::new(|| ASSETS.iter().map(|(_, _, body)| etag(body)).collect());

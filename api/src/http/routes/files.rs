@@ -4,9 +4,10 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{SearchQuery, read_json};
-use crate::auth::{Caller, Scope};
-use crate::error::{ApiError, ErrorCode};
-use crate::state::AppState;
+use crate::auth::Scope;
+use crate::http::Caller;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::state::AppState;
 use tooltool_proto::{Digest, FileBatch, FileInfo, PatchOp, Visibility, Wrapped};
 
 fn unknown() -> ApiError {

@@ -3,9 +3,10 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::read_json;
-use crate::auth::{Caller, covers, full_scope};
-use crate::error::{ApiError, ErrorCode};
-use crate::state::AppState;
+use crate::auth::{covers, full_scope};
+use crate::http::Caller;
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::state::AppState;
 use crate::time::now;
 use tooltool_proto::{Permissions, TokenRequest, TokenResponse};
 

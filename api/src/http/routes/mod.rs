@@ -22,8 +22,8 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorCode, parse_json};
+use crate::http::Caller;
+use crate::http::error::{ApiError, ErrorCode, parse_json};
 
 /// `?region=` on the download and upload routes.
 #[derive(Debug, Deserialize)]
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn the_protocol_doc_routes_table_is_exactly_the_route_table() {
-        let doc = include_str!("../../../docs/protocol.md");
+        let doc = include_str!("../../../../docs/protocol.md");
         let section = doc.split("\n## Routes\n").nth(1).expect("docs/protocol.md has a Routes section");
         let section = section.split("\n## ").next().unwrap_or(section);
         let documented: std::collections::BTreeSet<(String, String)> = section

@@ -4,9 +4,10 @@ use actix_web::http::header::{CACHE_CONTROL, LOCATION};
 use actix_web::{HttpResponse, web};
 
 use super::RegionQuery;
-use crate::auth::{Caller, Scope};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::auth::Scope;
+use crate::http::Caller;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use tooltool_proto::Digest;
 
 /// Digest → file → permission → signed URL → 302. No span of its own: the request's access line

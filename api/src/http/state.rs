@@ -86,7 +86,7 @@ impl AppState {
     /// Whether `caller` may see internal files' metadata (names, sizes, digests, authors) on
     /// the search, batch and file routes: always with `TOOLTOOL_INTERNAL_METADATA=open`, else
     /// only with `download/internal`.
-    pub fn sees_internal(&self, caller: &crate::auth::Caller) -> bool {
+    pub fn sees_internal(&self, caller: &crate::http::Caller) -> bool {
         self.settings.internal_metadata == crate::settings::InternalMetadata::Open
             || caller.has(crate::auth::Scope::DownloadInternal)
     }

@@ -3,10 +3,10 @@
 //!
 //! - `Bearer <jwt>`: signature, algorithm, expiry, issuer, audience and key id checked; a token
 //!   of a registered client must match its current, unrevoked credential generation.
-//! - `Hawk …`: the original client's and Taskcluster's signed requests; see [`super::hawk`].
-//!   Its `ext` may carry temporary credentials and `authorizedScopes` ([`super::taskcluster`]);
+//! - `Hawk …`: the original client's and Taskcluster's signed requests; see [`crate::auth::hawk`].
+//!   Its `ext` may carry temporary credentials and `authorizedScopes` ([`crate::auth::taskcluster`]);
 //!   a clientId not registered here is asked of the Taskcluster deployment when one is
-//!   configured ([`super::deployment`]). A payload hash, when present, is checked against the
+//!   configured ([`crate::auth::deployment`]). A payload hash, when present, is checked against the
 //!   body when the handler reads it ([`Caller::check_payload`]).
 
 use std::sync::Arc;
@@ -16,11 +16,11 @@ use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::{Either, LocalBoxFuture, Ready, ready};
 
-use super::deployment::{HawkQuestion, Verdict};
-use super::taskcluster::{self, Ext, Issuer};
-use super::{Scope, hawk};
-use crate::error::{ApiError, ErrorCode};
-use crate::state::AppState;
+use crate::auth::deployment::{HawkQuestion, Verdict};
+use crate::auth::taskcluster::{self, Ext, Issuer};
+use crate::auth::{Scope, hawk};
+use crate::http::error::{ApiError, ErrorCode};
+use crate::http::state::AppState;
 use crate::time::now;
 
 /// A Hawk payload hash still to be checked against the body.
@@ -119,8 +119,8 @@ impl Caller {
         }
         tracing::debug!(caller = ?self.id, scopes = ?missing, "missing scopes");
         Err(ApiError::new(
-            crate::error::ErrorCode::Forbidden,
-            format!("{} This request needs {}.", crate::error::FORBIDDEN_DETAIL, missing.join(" and ")),
+            crate::http::error::ErrorCode::Forbidden,
+            format!("{} This request needs {}.", crate::http::error::FORBIDDEN_DETAIL, missing.join(" and ")),
         ))
     }
 

@@ -6,8 +6,8 @@ use actix_web::{HttpResponse, web};
 use futures_util::future::join_all;
 use serde_json::json;
 
+use crate::http::state::AppState;
 use crate::relay::RelayState;
-use crate::state::AppState;
 use tooltool_proto::VersionInfo;
 
 /// How long each heartbeat check may take.
@@ -157,5 +157,5 @@ pub fn version_info() -> VersionInfo {
 /// The OpenAPI document of every route.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]
 pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi::document())
+    HttpResponse::Ok().json(crate::http::openapi::document())
 }

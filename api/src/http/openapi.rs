@@ -1,5 +1,5 @@
 //! The OpenAPI document served at `GET /openapi.json`, generated from the handlers' own
-//! annotations. The test below compares it with [`crate::routes::ROUTE_TABLE`], the list the
+//! annotations. The test below compares it with [`crate::http::routes::ROUTE_TABLE`], the list the
 //! router is built from, so a route cannot be served undocumented or documented unserved.
 //!
 //! Handlers document their success answers only. The error answers are one set, made from the
@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
-use crate::error::ErrorCode;
-use crate::routes::{audit, blobs, download, events, files, ops, tokens, uploads};
+use crate::http::error::ErrorCode;
+use crate::http::routes::{audit, blobs, download, events, files, ops, tokens, uploads};
 
 /// The document.
 #[derive(OpenApi)]
@@ -111,7 +111,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::document;
-    use crate::routes::ROUTE_TABLE;
+    use crate::http::routes::ROUTE_TABLE;
 
     fn documented() -> BTreeSet<(String, String)> {
         let doc = serde_json::to_value(document()).unwrap();
