@@ -21,12 +21,13 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 
 use self::presign::Presigner;
-pub use self::replicate::{CopyMode, Replicated};
+pub use self::replicate::{CopyMode, CopySizes, Replicated};
 use super::{
     BlobStore, CheckDepth, ContentHasher, CopyCheck, Hashes, ReceivedPart, StoreError, Verification, copy_check,
     mismatch,
 };
 use crate::settings::S3Settings;
+use crate::time::Pace;
 use tooltool_proto::Digest;
 
 /// How server-side copies are made: in one CopyObject up to `single`, else in parts of `part`.
@@ -312,7 +313,13 @@ impl BlobStore for S3Store {
         Ok(Verification::Published { sha256: got.sha256 })
     }
 
-    async fn check_copy(&self, digest: &Digest, size: u64, depth: CheckDepth) -> Result<CopyCheck, StoreError> {
+    async fn check_copy(
+        &self,
+        digest: &Digest,
+        size: u64,
+        depth: CheckDepth,
+        pace: &Pace,
+    ) -> Result<CopyCheck, StoreError> {
         let key = format!("sha512/{digest}");
         if depth == CheckDepth::Size {
             return match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
@@ -321,15 +328,19 @@ impl BlobStore for S3Store {
                 Err(e) => Err(sdk_err("head a stored copy", e)),
             };
         }
-        Ok(match self.hash_copy(digest, size).await? {
+        Ok(match self.hash_copy(digest, size, pace).await? {
             Some(got) => copy_check(digest, size, Some(&got.sha512), got.len),
             None => CopyCheck::Missing,
         })
     }
 
-    async fn hash_copy(&self, digest: &Digest, size: u64) -> Result<Option<Hashes>, StoreError> {
+    async fn hash_copy(&self, digest: &Digest, size: u64, pace: &Pace) -> Result<Option<Hashes>, StoreError> {
         let Some(obj) = self.get(&format!("sha512/{digest}"), "read a stored copy").await? else { return Ok(None) };
-        hash_body(obj.body, size, "stream a stored copy").await.map(Some)
+        let mut reader = HashedBody::new(obj.body, size, "stream a stored copy");
+        while let Some(chunk) = reader.next().await? {
+            pace.read(chunk.len() as u64).await;
+        }
+        Ok(Some(reader.finish()))
     }
 
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError> {
