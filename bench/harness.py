@@ -25,8 +25,10 @@ Builds the release binaries, installs wrk if missing (apt), then runs:
              and of the client fetching a 2 GiB file.
   growth     redirect latency with 10^3, 10^5 and 10^6 files recorded.
   replication  a 1 GiB blob copied between two S3 endpoints (two s3s-fs) by `tooltool-api
-             replicate` (streamed, hashed, multipart) against curl GET piped into curl PUT of the
+             replicate` (streamed, hashed, one PUT) against curl GET piped into curl PUT of the
              same bytes between the same servers (MB/s).
+  scrub_redirect  redirects while `tooltool-api scrub` reads at its default rate, against none,
+             in interleaved pairs.
 Each measurement is the median of several runs. Each figure is stored in bench/results.json with
 its own date, commit, machine and command (a run with --only replaces those figures and keeps the
 others as they were), and BENCHMARKS.md is generated from that file (--render writes it again,

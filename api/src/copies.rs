@@ -12,16 +12,22 @@
 //! check ([`BlobStore::hash_copy`], both digests in one pass) and records the sha256 of an
 //! intact one.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::blobs::{BlobStore, BlobStores, StoreError, copy_check};
 pub use crate::blobs::{CheckDepth, CopyCheck};
 use crate::db::{Db, DbError, FileWrite, StoredFile};
+use crate::time::Pace;
 use tooltool_proto::Digest;
 
-/// Checks the copy of `file` in `store`.
-pub async fn check(store: &dyn BlobStore, file: &StoredFile, depth: CheckDepth) -> Result<CopyCheck, StoreError> {
-    store.check_copy(&file.digest, file.size, depth).await
+/// Checks the copy of `file` in `store`, reading at most as fast as `pace` lets.
+pub async fn check(
+    store: &dyn BlobStore,
+    file: &StoredFile,
+    depth: CheckDepth,
+    pace: &Pace,
+) -> Result<CopyCheck, StoreError> {
+    store.check_copy(&file.digest, file.size, depth, pace).await
 }
 
 /// Records what checking the copy of `file` in `region` found: an intact copy becomes (or
@@ -102,9 +108,10 @@ pub async fn examine(
     db: &Db,
     store: &dyn BlobStore,
     file: &StoredFile,
+    pace: &Pace,
     actor: &str,
 ) -> Result<Result<Examined, StoreError>, DbError> {
-    let found = match check(store, file, CheckDepth::Full).await {
+    let found = match check(store, file, CheckDepth::Full, pace).await {
         Ok(found) => found,
         Err(e) => return Ok(Err(e)),
     };
@@ -134,32 +141,6 @@ async fn set_aside(
     lose(&mut w, file, store.region(), &loss, quarantined.as_deref(), actor, crate::time::now()).await?;
     w.commit().await?;
     Ok(Ok(Examined::Lost(loss, quarantined)))
-}
-
-/// Paces reads to at most `bytes_per_second` on average over a run.
-#[derive(Debug)]
-pub struct Pace {
-    start: Instant,
-    bytes: u64,
-    bytes_per_second: Option<f64>,
-}
-
-impl Pace {
-    /// No faster than `bytes_per_second` (unlimited when `None`).
-    pub fn new(bytes_per_second: Option<f64>) -> Self {
-        Self { start: Instant::now(), bytes: 0, bytes_per_second }
-    }
-
-    /// Counts `bytes` read, then waits until the average is back under the rate.
-    pub async fn read(&mut self, bytes: u64) {
-        self.bytes += bytes;
-        if let Some(rate) = self.bytes_per_second.filter(|r| *r > 0.0) {
-            let due = Duration::from_secs_f64(self.bytes as f64 / rate);
-            if let Some(wait) = due.checked_sub(self.start.elapsed()) {
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
 }
 
 /// What a pass of `verify-instances` or `scrub` found.
@@ -210,7 +191,7 @@ pub async fn verify_instances(
     db: &Db,
     blobs: &BlobStores,
     region: Option<&str>,
-    pace: &mut Pace,
+    pace: &Pace,
     actor: &str,
     progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<VerifyReport> {
@@ -240,7 +221,7 @@ pub struct BackfillReport {
 pub async fn backfill_sha256(
     db: &Db,
     blobs: &BlobStores,
-    pace: &mut Pace,
+    pace: &Pace,
     actor: &str,
     progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<BackfillReport> {
@@ -254,7 +235,7 @@ pub async fn backfill_sha256(
         for file in &files {
             for r in &file.instances {
                 let Some(store) = blobs.get(r) else { continue };
-                let hashed = match store.hash_copy(&file.digest, file.size).await {
+                let hashed = match store.hash_copy(&file.digest, file.size, pace).await {
                     Ok(hashed) => hashed,
                     Err(e) => {
                         report.failed.push((file.digest.clone(), r.clone(), e.to_string()));
@@ -269,7 +250,6 @@ pub async fn backfill_sha256(
                     None => CopyCheck::Missing,
                 };
                 progress(read);
-                pace.read(read).await;
                 match (Loss::found(&found), hashed) {
                     (None, Some(h)) => {
                         let mut w = db.write_files().await?;

@@ -281,12 +281,11 @@ async fn scrub(settings: &Settings, filter: ScrubFilter, rate: Option<f64>) -> a
 
 async fn backfill_sha256(settings: &Settings, rate: Option<f64>) -> anyhow::Result<()> {
     let (db, blobs) = open_stores(settings).await?;
-    let mut pace = tooltool_api::copies::Pace::new(rate.map(|mb| mb * 1e6));
+    let pace = tooltool_api::time::Pace::new(rate.map(|mb| mb * 1e6));
     let bar = progress_bar();
     bar(Progress::Stage("hashing copies", 0));
     let report =
-        tooltool_api::copies::backfill_sha256(&db, &blobs, &mut pace, &cli_actor(), &|_| bar(Progress::Advance(1)))
-            .await?;
+        tooltool_api::copies::backfill_sha256(&db, &blobs, &pace, &cli_actor(), &|_| bar(Progress::Advance(1))).await?;
     println!(
         "sha256 recorded: {} files ({} copies read, {} bytes)",
         report.filled, report.read.checked, report.read.bytes

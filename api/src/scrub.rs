@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::blobs::BlobStores;
-use crate::copies::{self, Examined, Pace, VerifyReport};
+use crate::copies::{self, Examined, VerifyReport};
 use crate::db::{Db, ScrubFilter};
-use crate::time::{now_ms, while_renewing};
+use crate::time::{Pace, now_ms, while_renewing};
 
 /// Copies looked at per query.
 const BATCH: i64 = 64;
@@ -50,8 +50,8 @@ impl Scrubber {
     pub async fn run(self, interval: Duration, rate: Option<f64>) {
         loop {
             let due = now_ms() - i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
-            let mut pace = Pace::new(rate);
-            match self.pass(&ScrubFilter::default(), Some(due), &mut pace, ACTOR, &|_| {}).await {
+            let pace = Pace::new(rate);
+            match self.pass(&ScrubFilter::default(), Some(due), &pace, ACTOR, &|_| {}).await {
                 Ok(r) if r.checked > 0 || r.found_anything() => tracing::info!(
                     checked = r.checked,
                     bytes = r.bytes,
@@ -72,7 +72,7 @@ impl Scrubber {
         &self,
         filter: &ScrubFilter,
         due: Option<i64>,
-        pace: &mut Pace,
+        pace: &Pace,
         actor: &str,
         progress: &(dyn Fn(u64) + Sync),
     ) -> anyhow::Result<VerifyReport> {
@@ -108,7 +108,8 @@ impl Scrubber {
                     }
                 };
                 let examined =
-                    while_renewing(self.lease, renew, copies::examine(&self.db, store.as_ref(), file, actor)).await?;
+                    while_renewing(self.lease, renew, copies::examine(&self.db, store.as_ref(), file, pace, actor))
+                        .await?;
                 let m = &crate::metrics::METRICS;
                 match examined {
                     Ok(found) => {
@@ -133,7 +134,6 @@ impl Scrubber {
                             }
                         }
                         progress(read);
-                        pace.read(read).await;
                     }
                     Err(e) => {
                         tracing::warn!(digest = %file.digest, region, error = %e, "a stored copy could not be read");

@@ -203,9 +203,9 @@ pub async fn scrub_once(
     progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<copies::VerifyReport> {
     let (db, blobs) = open_stores(settings).await?;
-    let mut pace = copies::Pace::new(rate.map(|mb| mb * 1e6));
+    let pace = crate::time::Pace::new(rate.map(|mb| mb * 1e6));
     let scrubber = scrub::Scrubber::new(db, blobs, settings.replication_lease);
-    let report = scrubber.pass(filter, None, &mut pace, actor, progress).await?;
+    let report = scrubber.pass(filter, None, &pace, actor, progress).await?;
     report.ensure_clean()?;
     Ok(report)
 }

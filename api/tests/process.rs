@@ -522,7 +522,8 @@ async fn sigkill_during_a_replication_copy_records_nothing_and_a_new_replica_mak
         cmd.env("TOOLTOOL_S3_REGIONS", &regions).env("TOOLTOOL_S3_FORCE_PATH_STYLE", "true");
         cmd.env("TOOLTOOL_S3_ACCESS_KEY_ID", required("TOOLTOOL_TEST_S3_ACCESS_KEY"));
         cmd.env("TOOLTOOL_S3_SECRET_ACCESS_KEY", required("TOOLTOOL_TEST_S3_SECRET_KEY"));
-        cmd.env("TOOLTOOL_REPLICATION_PART_SIZE", "5242880").env("TOOLTOOL_REPLICATION_LEASE", "2s");
+        cmd.env("TOOLTOOL_REPLICATION_PART_SIZE", "5242880").env("TOOLTOOL_REPLICATION_SINGLE_PUT", "5242880");
+        cmd.env("TOOLTOOL_REPLICATION_LEASE", "2s");
         cmd.env("TOOLTOOL_REPLICATION_INTERVAL", "200ms").env("TOOLTOOL_REGION_PROBE", "200ms");
         cmd
     };

@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::time::Pace;
 use tooltool_proto::Digest;
 
 pub use cdn::{CdnSigner, canned_policy, cloudfront_base64};
 pub use local::{LocalStore, ReceiveError, UrlSigner};
 pub use put_url::with_explicit_port;
-pub use s3::{CopyMode, Replicated, S3Store};
+pub use s3::{CopyMode, CopySizes, Replicated, S3Store};
 
 /// A blob-store failure. The cause is logged; callers see a 503 when the store could not be
 /// reached or did not answer ([`StoreError::unavailable`]: retrying later will do), an opaque
@@ -126,13 +127,20 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Verification, StoreError>;
 
     /// Checks the stored copy `sha512/<digest>` against its recorded `size` (and with
-    /// [`CheckDepth::Full`] its digest, streaming every byte; nothing is held in memory).
-    async fn check_copy(&self, digest: &Digest, size: u64, depth: CheckDepth) -> Result<CopyCheck, StoreError>;
+    /// [`CheckDepth::Full`] its digest, streaming every byte, no faster than `pace`; nothing
+    /// is held in memory).
+    async fn check_copy(
+        &self,
+        digest: &Digest,
+        size: u64,
+        depth: CheckDepth,
+        pace: &Pace,
+    ) -> Result<CopyCheck, StoreError>;
 
     /// Streams the stored copy `sha512/<digest>` through both digests ([`Hashes`]), reading at
     /// most one byte past `size`; `None` when there is no such object. What a
     /// [`CheckDepth::Full`] check compares, and what fills in a file's sha256.
-    async fn hash_copy(&self, digest: &Digest, size: u64) -> Result<Option<Hashes>, StoreError>;
+    async fn hash_copy(&self, digest: &Digest, size: u64, pace: &Pace) -> Result<Option<Hashes>, StoreError>;
 
     /// Removes a staged object (absent is fine).
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError>;
@@ -357,10 +365,10 @@ mod tests {
         async fn verify_and_publish(&self, _: &str, _: &Digest, _: u64) -> Result<Verification, StoreError> {
             Ok(Verification::NotStaged)
         }
-        async fn check_copy(&self, _: &Digest, _: u64, _: CheckDepth) -> Result<CopyCheck, StoreError> {
+        async fn check_copy(&self, _: &Digest, _: u64, _: CheckDepth, _: &Pace) -> Result<CopyCheck, StoreError> {
             Ok(CopyCheck::Intact)
         }
-        async fn hash_copy(&self, _: &Digest, _: u64) -> Result<Option<Hashes>, StoreError> {
+        async fn hash_copy(&self, _: &Digest, _: u64, _: &Pace) -> Result<Option<Hashes>, StoreError> {
             Ok(None)
         }
         async fn delete_staged(&self, _: &str) -> Result<(), StoreError> {

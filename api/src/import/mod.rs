@@ -21,6 +21,7 @@
 
 mod source;
 
+use crate::time::Pace;
 use std::collections::HashSet;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -355,7 +356,7 @@ async fn import_files(
                     Ok(CopyCheck::Intact)
                 } else {
                     let store = blobs.get(&region).expect("regions checked at start");
-                    copies::check(store.as_ref(), &file, depth).await.map_err(|e| e.to_string())
+                    copies::check(store.as_ref(), &file, depth, &Pace::new(None)).await.map_err(|e| e.to_string())
                 };
                 (file, region, found)
             }))

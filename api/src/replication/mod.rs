@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-use crate::blobs::{BlobStore, BlobStores, CopyMode, Replicated, S3Store};
+use crate::blobs::{BlobStore, BlobStores, CopyMode, CopySizes, Replicated, S3Store};
 use crate::db::{Backlog, Db, StoredFile};
 use crate::settings::Settings;
 use crate::time::now;
@@ -50,7 +50,7 @@ pub struct Replicator {
     /// This replica's name in claims.
     me: Arc<str>,
     lease: Duration,
-    part_size: u64,
+    sizes: CopySizes,
     /// Notified when a blob was verified here, so its copies start at once.
     pub wake: Arc<Notify>,
 }
@@ -64,7 +64,10 @@ impl Replicator {
             blobs,
             me: me.into(),
             lease: settings.replication_lease,
-            part_size: settings.replication_part_size,
+            sizes: CopySizes {
+                max_single_put: settings.replication_single_put,
+                part_size: settings.replication_part_size,
+            },
             wake: Arc::new(Notify::new()),
         }
     }
@@ -197,7 +200,7 @@ impl Replicator {
                 Err(e) => tracing::warn!(error = %e, "could not renew the claim on a copy"),
             }
         };
-        let copy = dst.replicate_from(src, &file.digest, file.size, self.part_size, &started);
+        let copy = dst.replicate_from(src, &file.digest, file.size, self.sizes, &started);
         let result = crate::time::while_renewing(self.lease, renew, copy).await;
         if noted.load(std::sync::atomic::Ordering::Relaxed)
             && let Err(e) = self.db.note_copy_upload(file.id, target, &self.me, None).await

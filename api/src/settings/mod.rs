@@ -136,8 +136,10 @@ pub struct Settings {
     /// How long a replica's claim on one copy lasts without being renewed
     /// (`TOOLTOOL_REPLICATION_LEASE`): a killed replica's copy is taken up again after it.
     pub replication_lease: Duration,
-    /// Part size of copies streamed between endpoints (`TOOLTOOL_REPLICATION_PART_SIZE`);
-    /// larger blobs are sent as a multipart upload, smaller in one PUT.
+    /// The largest copy between endpoints sent as one streamed PUT
+    /// (`TOOLTOOL_REPLICATION_SINGLE_PUT`, 5 GiB: S3's limit); larger ones go in parts.
+    pub replication_single_put: u64,
+    /// Part size of copies between endpoints larger than that (`TOOLTOOL_REPLICATION_PART_SIZE`).
     pub replication_part_size: u64,
     /// How often every region is probed (`TOOLTOOL_REGION_PROBE`).
     pub region_probe: Duration,
@@ -201,6 +203,7 @@ impl Settings {
             replication: true,
             replication_interval: Duration::from_secs(30),
             replication_lease: Duration::from_secs(60),
+            replication_single_put: 5 << 30,
             replication_part_size: 64 * 1024 * 1024,
             region_probe: Duration::from_secs(5),
             taskcluster_root_url: None,
@@ -519,13 +522,16 @@ mod tests {
         let s = from(&[]).unwrap();
         assert!(s.replication);
         assert_eq!(s.region_probe, Duration::from_secs(5));
+        assert_eq!((s.replication_single_put, s.replication_part_size), (5 << 30, 64 << 20));
         let s = from(&[
             ("TOOLTOOL_REPLICATION", "off"),
             ("TOOLTOOL_REGION_PROBE", "250ms"),
             ("TOOLTOOL_REPLICATION_PART_SIZE", "5242880"),
+            ("TOOLTOOL_REPLICATION_SINGLE_PUT", "1000"),
         ])
         .unwrap();
         assert!(!s.replication);
+        assert_eq!(s.replication_single_put, 1000);
         assert_eq!(s.region_probe, Duration::from_millis(250));
         assert_eq!(s.replication_part_size, 5 * 1024 * 1024);
         let err = from(&[("TOOLTOOL_REPLICATION", "sometimes")]).unwrap_err().to_string();

@@ -17,6 +17,9 @@ pub(super) fn read(env: &Env<'_>, s: &mut Settings) -> anyhow::Result<()> {
             bail!("TOOLTOOL_REPLICATION_PART_SIZE must be at least {MIN_PART_SIZE} bytes (S3's smallest part)");
         }
     }
+    if let Some(v) = env.parse("TOOLTOOL_REPLICATION_SINGLE_PUT")? {
+        s.replication_single_put = v;
+    }
     env.set_duration("TOOLTOOL_REGION_PROBE", &mut s.region_probe)?;
     if let Some(v) = env.get("TOOLTOOL_SCRUB_INTERVAL") {
         s.scrub_interval = match v.as_str() {

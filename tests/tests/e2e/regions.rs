@@ -327,6 +327,7 @@ async fn large_blobs_cross_endpoints_in_parts_and_only_if_they_hash_right() {
     let (app, regions) = spawn_regions(&[(&a, &shared_endpoint('A')), (&b, &shared_endpoint('B'))], |s| {
         s.replication = false;
         s.replication_part_size = PART;
+        s.replication_single_put = 2 * PART;
     })
     .await;
     let data: Vec<u8> = (0..(2 * PART + PART / 2)).map(|i| (i % 251) as u8).collect();
@@ -349,6 +350,50 @@ async fn large_blobs_cross_endpoints_in_parts_and_only_if_they_hash_right() {
     assert_eq!(replicated, [parts]);
     assert_eq!(regions[1].s3.keys("").await, [format!("sha512/{d}")], "no staged parts, no bad copy");
     assert_eq!((copies(&a, &b, "copied"), copies(&a, &b, "mismatch")), (1, 1));
+}
+
+/// Up to the largest single PUT, a copy across endpoints is one PUT straight to the final key,
+/// streamed while hashed, its last chunk held back until the whole is proven: a source altered
+/// early, one altered in its very last byte, and one cut short are each refused, and the target
+/// bucket holds nothing of them (no partial object, no staging leftover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_copy_publishes_only_bytes_that_hashed_right() {
+    let (a, b) = (unique_region("a"), unique_region("b"));
+    let (app, regions) = spawn_regions(&[(&a, &shared_endpoint('A')), (&b, &shared_endpoint('B'))], |s| {
+        s.replication = false;
+    })
+    .await;
+    const SIZE: usize = 6 * 1024 * 1024 + 17;
+    let blob = |seed: u8| -> Vec<u8> { (0..SIZE).map(|i| (i % 249) as u8 ^ seed).collect() };
+    let good = blob(0);
+    let d = app.upload("good.bin", &good, Visibility::Public).await;
+    let s3a = &regions[0].s3;
+    let mut bad = Vec::new();
+    for (seed, alter) in [(1u8, "early"), (2, "last byte"), (3, "cut short")] {
+        let data = blob(seed);
+        let bd = app.upload(&format!("{seed}.bin"), &data, Visibility::Public).await;
+        let mut altered = data.clone();
+        match alter {
+            "early" => altered[100] ^= 1,
+            "last byte" => altered[SIZE - 1] ^= 1,
+            _ => altered.truncate(SIZE - 1000),
+        }
+        let put = s3a.client().put_object().bucket(&s3a.bucket).key(format!("sha512/{bd}")).body(altered.into());
+        put.send().await.expect("alter a's blob");
+        bad.push(bd);
+    }
+
+    let err = replicate_once(&app.settings).await.expect_err("the altered blobs are refused").to_string();
+    for bd in &bad {
+        assert!(err.contains(bd.as_str()), "{err}");
+        assert_eq!(instances(&app, bd).await, [a.as_str()]);
+    }
+    assert_eq!(instances(&app, &d).await, [a.clone(), b.clone()], "{err}");
+    assert_eq!(fetch(&location(&app, &d, Some(&b)).await).await, good);
+    let put = serde_json::json!({"from": a, "to": b, "size": SIZE, "mode": "put", "parts": 1});
+    assert_eq!(audits(&app, "file.replicated").await, [put]);
+    assert_eq!(regions[1].s3.keys("").await, [format!("sha512/{d}")], "nothing of the refused copies");
+    assert_eq!((copies(&a, &b, "copied"), copies(&a, &b, "mismatch")), (1, 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -328,8 +328,8 @@ async fn the_scrub_rate_bounds_the_bytes_read_over_time(backend: Backend) {
         total += data.len() as u64;
         app.upload(&format!("paced-{i}.bin"), &data, Visibility::Public).await;
     }
-    // 1 MB at 0.5 MB/s: at least 2 s however fast the machine (the pace waits after each copy
-    // until the average is back under the rate). Only this lower bound is asserted.
+    // 1 MB at 0.5 MB/s: at least 2 s however fast the machine (each read waits until the
+    // average is back under the rate). Only this lower bound is asserted.
     let start = Instant::now();
     let report =
         scrub_once(&app.settings, &ScrubFilter::default(), Some(0.5), "admin-cli:test", &|_| {}).await.unwrap();

@@ -6,7 +6,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use tooltool_api::copies::{self, Pace};
+use tooltool_api::copies;
+use tooltool_api::time::Pace;
 use tooltool_e2e::proto::Visibility;
 use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of};
 use tooltool_proto::Digest;
@@ -77,8 +78,8 @@ async fn backfill_records_each_missing_sha256_once_and_a_corrupt_copy_is_no_long
     // The server's own handles, so that its lookup cache hears of the lost copy at once (a
     // separate process on SQLite is heard of only after TOOLTOOL_LOOKUP_MAX_AGE).
     let (db, blobs) = (&app.state.db, &app.state.blobs);
-    let mut pace = Pace::new(None);
-    let report = copies::backfill_sha256(db, blobs, &mut pace, "admin-cli:test", &|_| {}).await.unwrap();
+    let pace = Pace::new(None);
+    let report = copies::backfill_sha256(db, blobs, &pace, "admin-cli:test", &|_| {}).await.unwrap();
     assert_eq!(report.filled, 2, "{report:?}");
     let read = &report.read;
     assert_eq!((read.checked, read.bytes), (3, (a.len() + b.len() + c.len()) as u64), "each copy read once");
@@ -90,6 +91,6 @@ async fn backfill_records_each_missing_sha256_once_and_a_corrupt_copy_is_no_long
     assert_eq!(db.sha256_of(&dc).await.unwrap(), None, "no sha256 is recorded for bytes that are not the file's");
     tooltool_e2e::expect_status(app.admin().download_redirect(dc.as_str(), None).await, 404);
 
-    let again = copies::backfill_sha256(db, blobs, &mut pace, "admin-cli:test", &|_| {}).await.unwrap();
+    let again = copies::backfill_sha256(db, blobs, &pace, "admin-cli:test", &|_| {}).await.unwrap();
     assert_eq!(again, copies::BackfillReport::default(), "a second run reads nothing");
 }

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 pub use self::signer::UrlSigner;
 use super::{BlobStore, CheckDepth, CopyCheck, Hashes, ReceivedPart, StoreError, Verification, copy_check, mismatch};
-use crate::time::unix_now;
+use crate::time::{Pace, unix_now};
 use tooltool_proto::Digest;
 
 /// Why a PUT to the embedded store was refused.
@@ -325,7 +325,13 @@ impl BlobStore for LocalStore {
         Ok(Verification::Published { sha256: got.sha256 })
     }
 
-    async fn check_copy(&self, digest: &Digest, size: u64, depth: CheckDepth) -> Result<CopyCheck, StoreError> {
+    async fn check_copy(
+        &self,
+        digest: &Digest,
+        size: u64,
+        depth: CheckDepth,
+        pace: &Pace,
+    ) -> Result<CopyCheck, StoreError> {
         let path = self.blob_path(digest);
         let len = match tokio::fs::metadata(&path).await {
             Ok(m) => m.len(),
@@ -335,18 +341,17 @@ impl BlobStore for LocalStore {
         if depth == CheckDepth::Size {
             return Ok(copy_check(digest, size, None, len));
         }
-        Ok(match self.hash_copy(digest, size).await? {
+        Ok(match self.hash_copy(digest, size, pace).await? {
             Some(got) => copy_check(digest, size, Some(&got.sha512), got.len),
             None => CopyCheck::Missing,
         })
     }
 
-    async fn hash_copy(&self, digest: &Digest, _size: u64) -> Result<Option<Hashes>, StoreError> {
+    async fn hash_copy(&self, digest: &Digest, _size: u64, pace: &Pace) -> Result<Option<Hashes>, StoreError> {
         let path = self.blob_path(digest);
-        match tokio::task::spawn_blocking(move || hash_file(&path))
-            .await
-            .map_err(|e| StoreError::msg("hash task", e))?
-        {
+        let pace = pace.clone();
+        let hash = move || tooltool_sha512::hash_reader_both(&mut pace.reader(std::fs::File::open(path)?));
+        match tokio::task::spawn_blocking(hash).await.map_err(|e| StoreError::msg("hash task", e))? {
             Ok(got) => Ok(Some(got)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::msg("hash a stored copy", e)),
@@ -450,9 +455,9 @@ mod tests {
             Verification::Published { sha256: sha256.clone() }
         );
         assert_eq!(std::fs::read(s.blob_path(&d)).unwrap(), b"hello");
-        let read_back = s.hash_copy(&d, 5).await.unwrap().unwrap();
+        let read_back = s.hash_copy(&d, 5, &Pace::new(None)).await.unwrap().unwrap();
         assert_eq!((read_back.sha512, read_back.sha256, read_back.len), (d.clone(), sha256, 5));
-        assert_eq!(s.hash_copy(&digest_of(b"absent"), 6).await.unwrap(), None);
+        assert_eq!(s.hash_copy(&digest_of(b"absent"), 6, &Pace::new(None)).await.unwrap(), None);
         assert_eq!(s.verify_and_publish(&key, &d, 5).await.unwrap(), Verification::NotStaged);
     }
 

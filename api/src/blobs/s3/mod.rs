@@ -21,12 +21,13 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 
 use self::presign::Presigner;
-pub use self::replicate::{CopyMode, Replicated};
+pub use self::replicate::{CopyMode, CopySizes, Replicated};
 use super::{
     BlobStore, CheckDepth, ContentHasher, CopyCheck, Hashes, ReceivedPart, StoreError, Verification, copy_check,
     mismatch,
 };
 use crate::settings::S3Settings;
+use crate::time::Pace;
 use tooltool_proto::Digest;
 
 /// How server-side copies are made: in one CopyObject up to `single`, else in parts of `part`.
@@ -49,6 +50,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const LONG_WAIT: Duration = Duration::from_secs(120);
 /// Longest pause while a body streams.
 const STREAM_STALL: Duration = Duration::from_secs(60);
+/// The least a hashed read hands on at a time (but its last chunk).
+const CHUNK: usize = 256 * 1024;
 
 /// Blobs in one S3 bucket.
 #[derive(Debug, Clone)]
@@ -312,7 +315,13 @@ impl BlobStore for S3Store {
         Ok(Verification::Published { sha256: got.sha256 })
     }
 
-    async fn check_copy(&self, digest: &Digest, size: u64, depth: CheckDepth) -> Result<CopyCheck, StoreError> {
+    async fn check_copy(
+        &self,
+        digest: &Digest,
+        size: u64,
+        depth: CheckDepth,
+        pace: &Pace,
+    ) -> Result<CopyCheck, StoreError> {
         let key = format!("sha512/{digest}");
         if depth == CheckDepth::Size {
             return match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
@@ -321,15 +330,19 @@ impl BlobStore for S3Store {
                 Err(e) => Err(sdk_err("head a stored copy", e)),
             };
         }
-        Ok(match self.hash_copy(digest, size).await? {
+        Ok(match self.hash_copy(digest, size, pace).await? {
             Some(got) => copy_check(digest, size, Some(&got.sha512), got.len),
             None => CopyCheck::Missing,
         })
     }
 
-    async fn hash_copy(&self, digest: &Digest, size: u64) -> Result<Option<Hashes>, StoreError> {
+    async fn hash_copy(&self, digest: &Digest, size: u64, pace: &Pace) -> Result<Option<Hashes>, StoreError> {
         let Some(obj) = self.get(&format!("sha512/{digest}"), "read a stored copy").await? else { return Ok(None) };
-        hash_body(obj.body, size, "stream a stored copy").await.map(Some)
+        let mut reader = HashedBody::new(obj.body, size, "stream a stored copy");
+        while let Some(chunk) = reader.next().await? {
+            pace.read(chunk.len() as u64).await;
+        }
+        Ok(Some(reader.finish()))
     }
 
     async fn delete_staged(&self, staging_key: &str) -> Result<(), StoreError> {
@@ -411,13 +424,31 @@ impl HashedBody {
         Self { body, hasher: ContentHasher::new(), size, what }
     }
 
-    /// The next chunk, once hashed; `None` at the end, and once the body is past `size`
-    /// bytes (a mismatch already: the rest is not read).
+    /// The next chunk of at least [`CHUNK`] bytes (but the last), once hashed; `None` at the
+    /// end, and once the body is past `size` bytes (a mismatch already: the rest is not read).
+    /// Stores answer in chunks of a few KiB (s3s-fs: 4 KiB); gathered, each costs the hasher's
+    /// second thread and a streamed PUT one hand-over per [`CHUNK`] instead of per packet.
     pub(super) async fn next(&mut self) -> Result<Option<bytes::Bytes>, StoreError> {
         if self.past_size() {
             return Ok(None);
         }
-        let chunk = next_chunk(&mut self.body, self.what).await?;
+        let mut gathered = bytes::BytesMut::new();
+        let chunk = loop {
+            match next_chunk(&mut self.body, self.what).await? {
+                Some(c) if gathered.is_empty() && c.len() >= CHUNK => break Some(c),
+                Some(c) => {
+                    if gathered.is_empty() {
+                        gathered.reserve(CHUNK + c.len());
+                    }
+                    gathered.extend_from_slice(&c);
+                    if gathered.len() >= CHUNK {
+                        break Some(gathered.freeze());
+                    }
+                }
+                None if gathered.is_empty() => break None,
+                None => break Some(gathered.freeze()),
+            }
+        };
         if let Some(chunk) = &chunk {
             self.hasher.update(chunk.clone());
         }

@@ -4,23 +4,31 @@
 //! - Same endpoint: the source is streamed through sha512 (no upload), then copied server-side
 //!   pinned to the ETag of exactly the bytes that were hashed (the existing `copy_if_match`,
 //!   multipart above 5 GiB), and the copy's size is checked.
-//! - Different endpoints: the source is streamed into this bucket while it is hashed (the
-//!   store's one hashed reader, `HashedBody`). A blob up
-//!   to one part is held in memory (at most `part_size` bytes) and PUT only once it hashed right;
-//!   a larger one goes as a multipart upload, one part uploading while the next is read, and is
-//!   completed only if the whole hashed right (otherwise it is aborted, and nothing appears).
-//!   That upload lands under `staging/` and is then published with the same ETag-pinned
-//!   server-side copy as an upload: a multipart upload's bookkeeping names carry its key, and
-//!   S3-compatible stores that keep it in file names (s3s-fs, the test server) cannot hold
-//!   `sha512/<128 hex>` there; a short staging key works everywhere, and the copy is within one
-//!   bucket.
+//! - Different endpoints, up to the largest single PUT (`TOOLTOOL_REPLICATION_SINGLE_PUT`,
+//!   5 GiB, S3's limit): the source is streamed through the store's one hashed reader (`HashedBody`)
+//!   straight into one PUT of the final key, with its last chunk held back until the whole
+//!   hashed right. A store creates an object only once it has all `Content-Length` bytes, so
+//!   a mismatch or a failed read ends the body early and nothing appears; the bytes are read
+//!   and written once, as by `curl GET | curl PUT`, in the memory of a few chunks.
+//! - Different endpoints, larger: a multipart upload, one part uploading while the next is
+//!   read, completed only if the whole hashed right (otherwise it is aborted, and nothing
+//!   appears). That upload lands under `staging/` and is then published with the same
+//!   ETag-pinned server-side copy as an upload: a multipart upload's bookkeeping names carry
+//!   its key, and S3-compatible stores that keep it in file names (s3s-fs, the test server)
+//!   cannot hold `sha512/<128 hex>` there; a short staging key works everywhere, and the copy
+//!   is within one bucket. Only these blobs pay that second read and write.
 //! - A multipart upload is announced (its key and upload id) before its first part is sent, so
 //!   that a replica taking the copy over after this one was killed can abort it
 //!   ([`S3Store::abort_leftover`]) rather than leave its parts behind.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{HashedBody, S3Store, hash_body, long_wait, sdk_err, status_of};
@@ -32,6 +40,17 @@ pub type UploadStarted<'a> = &'a (dyn Fn(String, String) -> futures_util::future
 
 /// S3 allows at most this many parts in a multipart upload.
 const MAX_PARTS: u64 = 10_000;
+/// Chunks read ahead of a streamed PUT (each as the source's body yields them, some KiB).
+const CHUNKS_AHEAD: usize = 8;
+
+/// How a copy across endpoints is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopySizes {
+    /// The largest blob sent as one streamed PUT (`TOOLTOOL_REPLICATION_SINGLE_PUT`).
+    pub max_single_put: u64,
+    /// The part size of larger ones (`TOOLTOOL_REPLICATION_PART_SIZE`).
+    pub part_size: u64,
+}
 
 /// What copying a blob from another region found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +70,7 @@ pub enum Replicated {
 pub enum CopyMode {
     /// A server-side copy between buckets of one endpoint.
     ServerSide,
-    /// Streamed across endpoints in one PUT.
+    /// Streamed across endpoints in one PUT, straight to the final key.
     Put,
     /// Streamed across endpoints as a multipart upload of this many parts.
     Multipart(u32),
@@ -90,7 +109,7 @@ impl S3Store {
         source: &S3Store,
         digest: &Digest,
         size: u64,
-        part_size: u64,
+        sizes: CopySizes,
         started: UploadStarted<'_>,
     ) -> Result<Replicated, StoreError> {
         let key = format!("sha512/{digest}");
@@ -113,10 +132,10 @@ impl S3Store {
             }
             return Ok(Replicated::Copied(CopyMode::ServerSide));
         }
-        let part_size = part_size.max(size.div_ceil(MAX_PARTS)).max(crate::settings::MIN_PART_SIZE);
-        if size <= part_size {
-            self.put_whole(obj.body, &key, digest, size).await
+        if size <= sizes.max_single_put {
+            self.put_streamed(obj.body, &key, digest, size).await
         } else {
+            let part_size = sizes.part_size.max(size.div_ceil(MAX_PARTS)).max(crate::settings::MIN_PART_SIZE);
             self.put_parts(obj.body, &key, digest, size, part_size, started).await
         }
     }
@@ -133,36 +152,45 @@ impl S3Store {
         self.delete_key(key).await
     }
 
-    /// Reads the whole (small) blob, and PUTs it only if it hashed right.
-    async fn put_whole(
+    /// Streams the blob into one PUT of `key` while hashing it, the last chunk held back until
+    /// the whole hashed right (see the module documentation).
+    async fn put_streamed(
         &self,
         body: ByteStream,
         key: &str,
         digest: &Digest,
         size: u64,
     ) -> Result<Replicated, StoreError> {
-        let mut buf = BytesMut::with_capacity(size as usize);
-        let mut reader = HashedBody::new(body, size, "stream the source blob");
-        while let Some(chunk) = reader.next().await? {
-            buf.extend_from_slice(&chunk);
-        }
-        let got = reader.finish();
-        if let Some(why) = mismatch(digest, size, &got.sha512, got.len) {
-            return Ok(Replicated::Mismatch(why));
-        }
-        self.client
+        let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+        let put = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .cache_control(super::PUBLISHED_CACHE_CONTROL)
             .content_length(size as i64)
-            .body(ByteStream::from(buf.freeze()))
+            .body(ByteStream::from_body_1_x(ChunkBody { rx, size }))
             .customize()
             .config_override(long_wait())
-            .send()
-            .await
-            .map_err(|e| sdk_err("put the copy", e))?;
-        Ok(Replicated::Copied(CopyMode::Put))
+            .send();
+        let (put, proof) = tokio::join!(put, pump(body, size, digest, tx));
+        let (proof, stored) = match (proof, put) {
+            (Ok(Proof::Proven), put) => {
+                return put.map(|_| Replicated::Copied(CopyMode::Put)).map_err(|e| sdk_err("put the copy", e));
+            }
+            (Ok(Proof::Stopped), Err(e)) => return Err(sdk_err("put the copy", e)),
+            (proof, put) => (proof, put.is_ok()),
+        };
+        // A store creates nothing without every byte, so a PUT that succeeded here is not
+        // expected; but bytes that were not proven must not stay under the digest's key.
+        if stored {
+            self.delete_key(key).await?;
+        }
+        match proof {
+            Ok(Proof::Mismatch(why)) => Ok(Replicated::Mismatch(why)),
+            Ok(_) => Err(StoreError::msg("put the copy", "the store answered before the whole body")),
+            Err(e) => Err(e),
+        }
     }
 
     /// Streams a large blob as a multipart upload under `staging/`, completed only if the whole
@@ -303,6 +331,80 @@ impl S3Store {
         if let Err(e) = res {
             tracing::warn!(error = %sdk_err("abort a multipart copy", e), "a multipart copy was left to expire");
         }
+    }
+}
+
+/// How the bytes of a streamed PUT turned out.
+enum Proof {
+    /// They hashed to the digest, and every one was let through.
+    Proven,
+    /// They did not (why); the body ended with an error instead of its last chunk.
+    Mismatch(String),
+    /// The PUT stopped taking the body before its end.
+    Stopped,
+}
+
+/// Reads `body` through both digests into `tx`, one chunk behind: the last one is let
+/// through only once the whole is proven to be `digest`. A mismatch or a failed read ends
+/// the body with an error instead, so that the PUT reading it fails.
+async fn pump(
+    body: ByteStream,
+    size: u64,
+    digest: &Digest,
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+) -> Result<Proof, StoreError> {
+    let mut reader = HashedBody::new(body, size, "stream the source blob");
+    let mut held = None;
+    let read = async {
+        while let Some(chunk) = reader.next().await? {
+            if let Some(ready) = held.replace(chunk)
+                && tx.send(Ok(ready)).await.is_err()
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+    .await;
+    let why = match read {
+        Ok(false) => return Ok(Proof::Stopped),
+        Ok(true) => {
+            let got = reader.finish();
+            mismatch(digest, size, &got.sha512, got.len)
+        }
+        Err(e) => {
+            let _ = tx.send(Err(std::io::Error::other("the source could not be read"))).await;
+            return Err(e);
+        }
+    };
+    if let Some(why) = why {
+        let _ = tx.send(Err(std::io::Error::other("the source did not hash to its digest"))).await;
+        return Ok(Proof::Mismatch(why));
+    }
+    if let Some(last) = held
+        && tx.send(Ok(last)).await.is_err()
+    {
+        return Ok(Proof::Stopped);
+    }
+    Ok(Proof::Proven)
+}
+
+/// The body of a streamed PUT: the chunks [`pump`] lets through, of `size` bytes in all.
+struct ChunkBody {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    size: u64,
+}
+
+impl http_body::Body for ChunkBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.rx.poll_recv(cx).map(|chunk| chunk.map(|c| c.map(Frame::data)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.size)
     }
 }
 
