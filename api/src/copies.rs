@@ -12,8 +12,6 @@
 //! check ([`BlobStore::hash_copy`], both digests in one pass) and records the sha256 of an
 //! intact one.
 
-use std::time::Duration;
-
 use crate::blobs::{BlobStore, BlobStores, StoreError, copy_check};
 pub use crate::blobs::{CheckDepth, CopyCheck};
 use crate::db::{Db, DbError, FileWrite, StoredFile};
@@ -184,26 +182,8 @@ impl VerifyReport {
     }
 }
 
-/// Re-hashes every recorded copy (in `region` only, when given), paced to `rate` bytes per
-/// second, and records each finding; `progress` is told the bytes of each copy read. One pass
-/// of the scrubber over every copy proven before it started.
-pub async fn verify_instances(
-    db: &Db,
-    blobs: &BlobStores,
-    region: Option<&str>,
-    pace: &Pace,
-    actor: &str,
-    progress: &(dyn Fn(u64) + Sync),
-) -> anyhow::Result<VerifyReport> {
-    let filter = crate::db::ScrubFilter { region: region.map(str::to_owned), digest: None };
-    crate::scrub::Scrubber::new(db.clone(), blobs.clone(), LEASE).pass(&filter, None, pace, actor, progress).await
-}
-
 /// Files read per page.
 const PAGE: i64 = 500;
-
-/// How long a command's claim on one copy lasts without being renewed.
-const LEASE: Duration = Duration::from_secs(60);
 
 /// What `backfill-sha256` found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -216,7 +196,7 @@ pub struct BackfillReport {
 
 /// Records the sha256 of every file with a copy and none yet: reads one copy of each (the
 /// next only when that one is missing, corrupt or unreadable; a bad one is recorded as
-/// [`verify_instances`] would), paced to `rate` bytes per second. A second run reads nothing
+/// [`crate::scrub::verify_instances`] would), paced to `rate` bytes per second. A second run reads nothing
 /// that the first filled in.
 pub async fn backfill_sha256(
     db: &Db,

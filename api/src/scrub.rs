@@ -25,6 +25,8 @@ use crate::time::{Pace, now_ms, while_renewing};
 const BATCH: i64 = 64;
 /// The actor of the background scrubber's audit entries and events.
 pub const ACTOR: &str = "scrubber";
+/// How long a command's claim on one copy lasts without being renewed.
+const COMMAND_LEASE: Duration = Duration::from_secs(60);
 /// Longest wait between two looks for due copies.
 const IDLE: Duration = Duration::from_secs(60);
 
@@ -145,6 +147,21 @@ impl Scrubber {
         }
         Ok(report)
     }
+}
+
+/// Re-hashes every recorded copy (in `region` only, when given), paced to `rate` bytes per
+/// second, and records each finding; `progress` is told the bytes of each copy read. One pass
+/// of the scrubber over every copy proven before it started.
+pub async fn verify_instances(
+    db: &Db,
+    blobs: &BlobStores,
+    region: Option<&str>,
+    pace: &Pace,
+    actor: &str,
+    progress: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<VerifyReport> {
+    let filter = ScrubFilter { region: region.map(str::to_owned), digest: None };
+    Scrubber::new(db.clone(), blobs.clone(), COMMAND_LEASE).pass(&filter, None, pace, actor, progress).await
 }
 
 /// Sets the age of the oldest proof (at each scrape of `/metrics`).

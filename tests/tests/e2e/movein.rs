@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use sqlx::{Connection, PgConnection, Row};
-use tooltool_api::copies;
 use tooltool_api::import::{ImportOptions, ImportReport, import_legacy};
 use tooltool_api::settings::CdnSettings;
 use tooltool_api::time::Pace;
@@ -392,14 +391,17 @@ async fn verify_instances_rehashes_trusted_copies_and_stops_serving_a_corrupt_on
     let (db, blobs) = tooltool_api::open_stores(&fx.app.settings).await.unwrap();
     let pace = Pace::new(Some(1e9));
     let found =
-        copies::verify_instances(&db, &blobs, Some(&fx.west.name), &pace, "admin-cli:test", &|_| {}).await.unwrap();
+        tooltool_api::scrub::verify_instances(&db, &blobs, Some(&fx.west.name), &pace, "admin-cli:test", &|_| {})
+            .await
+            .unwrap();
     assert_eq!(found.checked, 2, "the two copies in the west region");
     assert_eq!(found.lost.len(), 1);
     assert_eq!((found.lost[0].0.clone(), found.lost[0].1.clone()), (digest_of(SECRET), fx.west.name.clone()));
     let insider = fx.app.client_as("insider", &["download/internal"]);
     expect_status(insider.download_redirect(digest_of(SECRET).as_str(), None).await, 404);
     assert_eq!(fx.count("events WHERE type = 'org.tooltool.file.copy_lost'").await, 1);
-    let again = copies::verify_instances(&db, &blobs, None, &pace, "admin-cli:test", &|_| {}).await.unwrap();
+    let again =
+        tooltool_api::scrub::verify_instances(&db, &blobs, None, &pace, "admin-cli:test", &|_| {}).await.unwrap();
     assert_eq!((again.checked, again.lost.len()), (2, 0), "the lost copy is no longer recorded");
 }
 
