@@ -23,8 +23,8 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirecti
 use self::presign::Presigner;
 pub use self::replicate::{CopyMode, CopySizes, Replicated};
 use super::{
-    BlobStore, CheckDepth, ContentHasher, CopyCheck, Hashes, ReceivedPart, StoreError, Verification, copy_check,
-    mismatch,
+    BlobStore, CheckDepth, ContentHasher, CopyCheck, Hashes, ReceivedPart, Sha512Counter, StoreError, Verification,
+    copy_check, mismatch,
 };
 use crate::settings::S3Settings;
 use crate::time::Pace;
@@ -408,22 +408,70 @@ impl BlobStore for S3Store {
     }
 }
 
-/// A body hashed as it streams, through both digests ([`ContentHasher`]): the one reader through which this store reads stored or
-/// staged bytes (upload verification, checking and scrubbing a copy, replication), in
-/// constant memory.
-pub(super) struct HashedBody {
+/// A body hashed as it streams: the one reader through which this store reads stored or
+/// staged bytes (upload verification, checking and scrubbing a copy, replication), in constant
+/// memory. Through both digests ([`ContentHasher`], [`HashedBody::new`]), or through sha512
+/// alone ([`HashedBody::proving`]) where the bytes only need proving to be the digest's.
+pub(super) struct HashedBody<H = ContentHasher> {
     body: ByteStream,
-    hasher: ContentHasher,
+    hasher: H,
     size: u64,
     what: &'static str,
 }
 
+/// What a [`HashedBody`] hashes with.
+pub(super) trait BodyHasher {
+    /// Hashes a chunk.
+    fn feed(&mut self, chunk: &bytes::Bytes);
+    /// The bytes hashed so far.
+    fn fed(&self) -> u64;
+}
+
+impl BodyHasher for ContentHasher {
+    fn feed(&mut self, chunk: &bytes::Bytes) {
+        self.update(chunk.clone());
+    }
+    fn fed(&self) -> u64 {
+        self.len()
+    }
+}
+
+impl BodyHasher for Sha512Counter {
+    fn feed(&mut self, chunk: &bytes::Bytes) {
+        self.update(chunk);
+    }
+    fn fed(&self) -> u64 {
+        self.len()
+    }
+}
+
 impl HashedBody {
-    /// Reads `body`, expected to be `size` bytes; `what` names it in errors.
+    /// Reads `body`, expected to be `size` bytes, through both digests; `what` names it in
+    /// errors.
     pub(super) fn new(body: ByteStream, size: u64, what: &'static str) -> Self {
         Self { body, hasher: ContentHasher::new(), size, what }
     }
 
+    /// Both digests and the length of what was read.
+    pub(super) fn finish(self) -> Hashes {
+        self.hasher.finish()
+    }
+}
+
+impl HashedBody<Sha512Counter> {
+    /// Reads `body` through sha512 alone: what proves a copy's bytes to be the digest's (the
+    /// same bytes have the sha256 already on the file's row), at half the hashing.
+    pub(super) fn proving(body: ByteStream, size: u64, what: &'static str) -> Self {
+        Self { body, hasher: Sha512Counter::new(), size, what }
+    }
+
+    /// The sha512 and the length of what was read.
+    pub(super) fn finish(self) -> (Digest, u64) {
+        self.hasher.finish()
+    }
+}
+
+impl<H: BodyHasher> HashedBody<H> {
     /// The next chunk of at least [`CHUNK`] bytes (but the last), once hashed; `None` at the
     /// end, and once the body is past `size` bytes (a mismatch already: the rest is not read).
     /// Stores answer in chunks of a few KiB (s3s-fs: 4 KiB); gathered, each costs the hasher's
@@ -450,19 +498,14 @@ impl HashedBody {
             }
         };
         if let Some(chunk) = &chunk {
-            self.hasher.update(chunk.clone());
+            self.hasher.feed(chunk);
         }
         Ok(chunk.filter(|_| !self.past_size()))
     }
 
     /// Whether more than `size` bytes came.
     pub(super) fn past_size(&self) -> bool {
-        self.hasher.len() > self.size
-    }
-
-    /// Both digests and the length of what was read.
-    pub(super) fn finish(self) -> Hashes {
-        self.hasher.finish()
+        self.hasher.fed() > self.size
     }
 }
 

@@ -31,7 +31,7 @@ use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{HashedBody, S3Store, hash_body, long_wait, sdk_err, status_of};
+use super::{HashedBody, S3Store, long_wait, sdk_err, status_of};
 use crate::blobs::{StoreError, mismatch};
 use tooltool_proto::Digest;
 
@@ -117,8 +117,10 @@ impl S3Store {
         if self.same_endpoint(source) {
             let etag =
                 obj.e_tag().map(str::to_owned).ok_or_else(|| StoreError::msg("read the source blob", "no ETag"))?;
-            let got = hash_body(obj.body, size, "stream the source blob").await?;
-            if let Some(why) = mismatch(digest, size, &got.sha512, got.len) {
+            let mut reader = HashedBody::proving(obj.body, size, "stream the source blob");
+            while reader.next().await?.is_some() {}
+            let (sha512, len) = reader.finish();
+            if let Some(why) = mismatch(digest, size, &sha512, len) {
                 return Ok(Replicated::Mismatch(why));
             }
             if !self.copy_if_match(&source.bucket, &key, &key, &etag, size).await? {
@@ -217,7 +219,7 @@ impl S3Store {
         let upload_id = upload.upload_id().unwrap_or_default().to_owned();
         started(key.to_owned(), upload_id.clone()).await;
         let mut parts = Vec::new();
-        let mut reader = HashedBody::new(body, size, "stream the source blob");
+        let mut reader = HashedBody::proving(body, size, "stream the source blob");
         let mut buf = BytesMut::with_capacity(part_size as usize);
         let mut in_flight: Option<JoinHandle<Result<CompletedPart, StoreError>>> = None;
         let streamed: Result<(), StoreError> = async {
@@ -258,9 +260,9 @@ impl S3Store {
             prev.abort();
         }
         let parts_sent = parts.len() as u32;
-        let got = reader.finish();
+        let (sha512, len) = reader.finish();
         let verdict = match streamed {
-            Ok(()) => mismatch(digest, size, &got.sha512, got.len).map(Replicated::Mismatch),
+            Ok(()) => mismatch(digest, size, &sha512, len).map(Replicated::Mismatch),
             Err(e) => {
                 self.abort_upload(key, &upload_id).await;
                 return Err(e);
@@ -353,7 +355,7 @@ async fn pump(
     digest: &Digest,
     tx: mpsc::Sender<std::io::Result<Bytes>>,
 ) -> Result<Proof, StoreError> {
-    let mut reader = HashedBody::new(body, size, "stream the source blob");
+    let mut reader = HashedBody::proving(body, size, "stream the source blob");
     let mut held = None;
     let read = async {
         while let Some(chunk) = reader.next().await? {
@@ -369,8 +371,8 @@ async fn pump(
     let why = match read {
         Ok(false) => return Ok(Proof::Stopped),
         Ok(true) => {
-            let got = reader.finish();
-            mismatch(digest, size, &got.sha512, got.len)
+            let (sha512, len) = reader.finish();
+            mismatch(digest, size, &sha512, len)
         }
         Err(e) => {
             let _ = tx.send(Err(std::io::Error::other("the source could not be read"))).await;
