@@ -229,6 +229,10 @@ pub struct Settings {
     pub scrub_rate: f64,
     /// Uploads in parts.
     pub parts: PartSettings,
+    /// The online keys that sign the TUF repositories' targets, bins, snapshot and timestamp
+    /// (`TOOLTOOL_TUF_ONLINE_KEYS`, comma-separated PKCS#8 v1 PEM files; several while they
+    /// rotate). Unset on the embedded default: one generated under the data directory.
+    pub tuf_online_keys: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -279,6 +283,7 @@ impl Settings {
             scrub_interval: Some(Duration::from_secs(30 * 24 * 3600)),
             scrub_rate: 10.0,
             parts: PartSettings::default(),
+            tuf_online_keys: Vec::new(),
         }
     }
 
@@ -420,6 +425,9 @@ impl Settings {
             if !(s.scrub_rate.is_finite() && s.scrub_rate > 0.0) {
                 bail!("TOOLTOOL_SCRUB_RATE must be a positive number of megabytes per second, not {v:?}");
             }
+        }
+        if let Some(v) = get("TOOLTOOL_TUF_ONLINE_KEYS") {
+            s.tuf_online_keys = v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from).collect();
         }
         if let Some(v) = get("TOOLTOOL_MULTIPART_THRESHOLD") {
             s.parts.threshold = parse_var("TOOLTOOL_MULTIPART_THRESHOLD", &v)?;

@@ -1,17 +1,31 @@
-//! The TUF primitives (`tooltool_api::tuf`: canonical JSON, Ed25519 PKCS#8 keys, signatures)
-//! checked by a TUF client no one here wrote: python-tuf 7.0.1's ngclient, from the venv
-//! `scripts/test.sh` makes (a missing venv fails), refreshes a small repository written with
-//! the server's role builders (root, timestamp, snapshot, targets delegating to 256 hashed bins;
-//! consistent snapshots; targets named by their sha512 with length, sha256 and sha512), fetching
-//! only the one bin on a target's path, downloads the target and verifies it, and refuses a
-//! tampered target or signature. No server is involved yet, so there is no backend to vary.
+//! TUF checked by clients no one here wrote: python-tuf 7.0.1's ngclient, from the venv
+//! `scripts/test.sh` makes (a missing venv fails), and tough 0.24.
+//!
+//! - The primitives (`tooltool_api::tuf`: canonical JSON, Ed25519 PKCS#8 keys, signatures):
+//!   ngclient refreshes a small repository written into a folder with the server's role
+//!   builders (root, timestamp, snapshot, targets delegating to 256 hashed bins; consistent
+//!   snapshots; targets named by their sha512 with length, sha256 and sha512), fetching only the
+//!   one bin on a target's path, downloads the target and verifies it, and refuses a tampered
+//!   target or signature; tough loads the same folder. No server, no backend to vary.
+//! - The repositories a running server signs and serves, on both backends: on the embedded
+//!   default the server signs its own root at first start (zero configuration); on PostgreSQL
+//!   nothing is signed until the test bootstraps both repositories, as an operator does, with a
+//!   root made by the ceremony. ngclient pins root version 1 as served, and polls (no timing is
+//!   asserted) while the signer follows uploads, visibility changes, deletions and root
+//!   rotations.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tooltool_api::tuf::canonical;
+use tooltool_api::tuf::ceremony;
 use tooltool_api::tuf::keys::{SigningKey, envelope};
+use tooltool_api::tuf::repo::{self, REPOS};
 use tooltool_api::tuf::roles;
+use tooltool_api::tuf::root::Root;
+use tooltool_e2e::proto::{PatchOp, Visibility};
+use tooltool_e2e::{Backend, TestApp, backend_tests};
 
 /// Runs `tuf_client.py` on the repository in `dir` for `target`.
 async fn ngclient(dir: &Path, target: &str) -> Value {
@@ -128,4 +142,315 @@ async fn ngclient_refuses_an_altered_target_and_metadata_signed_by_another_key()
     std::fs::write(&path, serde_json::to_vec(&forged).unwrap()).unwrap();
     let got = ngclient(dir.path(), &name).await;
     assert_eq!(got["error"], "UnsignedMetadataError", "{got}");
+}
+
+backend_tests!(
+    metadata_is_served_by_version_with_cache_headers_and_unknown_names_are_404,
+    ngclient_downloads_a_public_file_through_the_302_and_verifies_it,
+    an_internal_file_is_only_in_internal_which_refuses_callers_without_a_token,
+    ngclient_rejects_a_blob_altered_in_storage,
+    a_file_made_internal_moves_to_internal_and_a_deleted_one_leaves_both,
+    ngclient_follows_root_rotation_one_two_three_with_an_online_key_change,
+);
+
+/// How long a change may take to be signed before a test gives up (it polls, no timing is
+/// asserted).
+const SIGNED_WITHIN: Duration = Duration::from_secs(30);
+
+/// A server whose repositories are signed, and the root key that signed their first root.
+struct SignedApp {
+    app: TestApp,
+    root_key: SigningKey,
+    /// The online key files the server holds, the first named by root version 1.
+    online: Vec<PathBuf>,
+    keys: tempfile::TempDir,
+}
+
+/// Spawns a server holding `online` new online keys (`TOOLTOOL_TUF_ONLINE_KEYS`) and waits
+/// until both repositories are signed.
+async fn signed_app(backend: Backend, online: usize) -> SignedApp {
+    let keys = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = (0..online).map(|i| keys.path().join(format!("online{i}.pem"))).collect();
+    for p in &paths {
+        ceremony::keygen(p).unwrap();
+    }
+    let configured = paths.clone();
+    let app = TestApp::spawn_with(backend, move |s| s.tuf_online_keys = configured).await;
+    let root_key = match backend {
+        // Zero configuration: the server made its root key under the data directory.
+        Backend::Embedded => repo::read_key(&app.data_dir.path().join("tuf/root.pem")).unwrap(),
+        Backend::PostgresS3 => {
+            let path = keys.path().join("root.pem");
+            let key = ceremony::keygen(&path).unwrap();
+            let now = tooltool_api::time::now();
+            let online = ceremony::read_public(&paths[0]).unwrap();
+            let mut root = ceremony::init(&[key.public()], 1, &[online], now + 86_400).unwrap();
+            ceremony::sign(&mut root, &key).unwrap();
+            let body = serde_json::to_vec(&root).unwrap();
+            for r in REPOS {
+                repo::bootstrap(&app.state.db, r, &body, now).await.unwrap();
+            }
+            key
+        }
+    };
+    let signed = SignedApp { app, root_key, online: paths, keys };
+    for r in ["public", "internal"] {
+        let deadline = tokio::time::Instant::now() + SIGNED_WITHIN;
+        while signed.get(&format!("/tuf/{r}/metadata/timestamp.json"), true).await.status() != 200 {
+            assert!(tokio::time::Instant::now() < deadline, "{r} was never signed");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    signed
+}
+
+impl SignedApp {
+    fn admin_token(&self) -> String {
+        self.app.token("admin@example.com", &["*"])
+    }
+
+    /// GET `path`, as the admin or anonymously, following no redirect.
+    async fn get(&self, path: &str, admin: bool) -> reqwest::Response {
+        let mut req = self.app.http().get(self.app.at(path));
+        if admin {
+            req = req.bearer_auth(self.admin_token());
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Root version 1 of `repo`, written to a file the client pins.
+    async fn pinned_root(&self, repo: &str) -> tempfile::NamedTempFile {
+        let res = self.get(&format!("/tuf/{repo}/metadata/1.root.json"), true).await;
+        assert_eq!(res.status(), 200);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), res.bytes().await.unwrap()).unwrap();
+        file
+    }
+
+    /// ngclient, with a fresh cache pinning `root`, looks `target` up in `repo` and downloads
+    /// it; with `token` through the custom fetcher that sends it.
+    async fn ngclient(&self, repo: &str, root: &Path, target: &str, token: Option<&str>) -> Value {
+        let client = tempfile::tempdir().unwrap();
+        let spec = json!({"url": self.app.at(&format!("/tuf/{repo}/")), "root": root, "client": client.path(),
+                          "target": target, "token": token});
+        tooltool_e2e::run_py_script("tuf_client.py", &spec).await
+    }
+
+    /// [`Self::ngclient`] again until `done` holds of its answer (the signer follows changes
+    /// within seconds); the last answer.
+    async fn ngclient_until(
+        &self,
+        repo: &str,
+        root: &Path,
+        target: &str,
+        token: Option<&str>,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + SIGNED_WITHIN;
+        loop {
+            let got = self.ngclient(repo, root, target, token).await;
+            if done(&got) {
+                return got;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{repo} never came to the expected state: {got}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+fn ok(got: &Value) -> bool {
+    got["ok"] == true
+}
+
+fn not_found(got: &Value) -> bool {
+    got["error"] == "NotFound"
+}
+
+fn sha256_of(data: &[u8]) -> String {
+    tooltool_sha512::hash_reader_both(&mut &data[..]).unwrap().sha256
+}
+
+async fn metadata_is_served_by_version_with_cache_headers_and_unknown_names_are_404(backend: Backend) {
+    let s = signed_app(backend, 1).await;
+    let data = b"served metadata";
+    let d = s.app.upload("m.bin", data, Visibility::Public).await;
+    let root = s.pinned_root("public").await;
+    s.ngclient_until("public", root.path(), d.as_str(), None, ok).await;
+
+    let header = |r: &reqwest::Response, h: &str| r.headers()[h].to_str().unwrap().to_owned();
+    let ts = s.get("/tuf/public/metadata/timestamp.json", false).await;
+    assert_eq!((ts.status().as_u16(), header(&ts, "cache-control")), (200, "no-cache".to_owned()));
+    assert_eq!(header(&ts, "content-type"), "application/json");
+    let ts: Value = ts.json().await.unwrap();
+    let snapshot = ts["signed"]["meta"]["snapshot.json"]["version"].as_u64().unwrap();
+    let snap = s.get(&format!("/tuf/public/metadata/{snapshot}.snapshot.json"), false).await;
+    assert_eq!((snap.status().as_u16(), header(&snap, "cache-control")), (200, "max-age=31536000, immutable".into()));
+    let root1 = s.get("/tuf/public/metadata/1.root.json", false).await;
+    assert_eq!(header(&root1, "cache-control"), "max-age=31536000, immutable");
+    let internal = s.get("/tuf/internal/metadata/1.root.json", true).await;
+    assert_eq!(header(&internal, "cache-control"), "private, max-age=31536000, immutable");
+    for path in [
+        "/tuf/public/metadata/2.root.json",
+        "/tuf/public/metadata/999.snapshot.json",
+        "/tuf/public/metadata/1.timestamp.json",
+        "/tuf/public/metadata/root.json",
+        "/tuf/public/metadata/01.root.json",
+        "/tuf/public/metadata/1.bins-1000.json",
+        "/tuf/elsewhere/metadata/timestamp.json",
+    ] {
+        assert_eq!(s.get(path, true).await.status(), 404, "{path}");
+    }
+
+    // Targets: the 302 of /sha512/<digest>, by the name or with the sha256 or sha512 prefix.
+    let direct = s.get(&format!("/sha512/{d}"), false).await;
+    assert_eq!(direct.status(), 302);
+    for name in [d.to_string(), format!("{}.{d}", sha256_of(data)), format!("{d}.{d}")] {
+        let res = s.get(&format!("/tuf/public/targets/{name}"), false).await;
+        assert_eq!(res.status(), 302, "{name}");
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        let location = res.headers()["location"].to_str().unwrap();
+        assert!(location.contains(d.as_str()), "{location}");
+    }
+    let wrong = format!("/tuf/public/targets/{}.{d}", sha256_of(b"other bytes"));
+    assert_eq!(s.get(&wrong, false).await.status(), 404);
+    assert_eq!(s.get("/tuf/public/targets/not-a-digest", false).await.status(), 400);
+}
+
+async fn ngclient_downloads_a_public_file_through_the_302_and_verifies_it(backend: Backend) {
+    let s = signed_app(backend, 1).await;
+    let data = b"a public file, signed and served".to_vec();
+    let d = s.app.upload("p.bin", &data, Visibility::Public).await;
+    let root = s.pinned_root("public").await;
+    // python-tuf's own default fetcher, anonymous: it follows the 302 to storage.
+    let got = s.ngclient_until("public", root.path(), d.as_str(), None, ok).await;
+    assert_eq!(got["sha256"], sha256_of(&data), "{got}");
+    // The same through the watched fetcher: the one bin on the path, then the target by the
+    // sha256-prefixed name (answered by the 302, above).
+    let token = s.admin_token();
+    let got = s.ngclient("public", root.path(), d.as_str(), Some(&token)).await;
+    assert_eq!(got["ok"], true, "{got}");
+    let fetched: Vec<&str> = got["fetched"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let bin = roles::bin_name(roles::bin_of(d.as_str()));
+    assert_eq!(fetched[..2], ["metadata/2.root.json", "metadata/timestamp.json"], "{got}");
+    assert!(fetched[2].ends_with(".snapshot.json") && fetched[3].ends_with(".targets.json"), "{got}");
+    assert!(fetched[4].ends_with(&format!(".{bin}.json")), "{got}");
+    assert_eq!(fetched[5..], [format!("targets/{}.{d}", sha256_of(&data))], "{got}");
+}
+
+async fn an_internal_file_is_only_in_internal_which_refuses_callers_without_a_token(backend: Backend) {
+    let s = signed_app(backend, 1).await;
+    let secret = b"an internal file".to_vec();
+    let di = s.app.upload("i.bin", &secret, Visibility::Internal).await;
+    let dp = s.app.upload("p.bin", b"a public file beside it", Visibility::Public).await;
+    let token = s.admin_token();
+    let internal_root = s.pinned_root("internal").await;
+    let got = s.ngclient_until("internal", internal_root.path(), di.as_str(), Some(&token), ok).await;
+    assert_eq!(got["sha256"], sha256_of(&secret), "{got}");
+    // Public is signed past both uploads once it lists the later one; it never names the
+    // internal file.
+    let public_root = s.pinned_root("public").await;
+    s.ngclient_until("public", public_root.path(), dp.as_str(), None, ok).await;
+    let got = s.ngclient("public", public_root.path(), di.as_str(), None).await;
+    assert!(not_found(&got), "{got}");
+    let got = s.ngclient("internal", internal_root.path(), dp.as_str(), Some(&token)).await;
+    assert!(not_found(&got), "the public file is not in internal: {got}");
+
+    // Without a token, python-tuf's own fetcher is refused the internal metadata.
+    let got = s.ngclient("internal", internal_root.path(), di.as_str(), None).await;
+    assert_eq!(got["error"], "DownloadHTTPError", "{got}");
+    assert!(got["message"].as_str().unwrap().contains("403"), "{got}");
+    for path in ["/tuf/internal/metadata/timestamp.json", "/tuf/internal/metadata/1.root.json"] {
+        assert_eq!(s.get(path, false).await.status(), 403, "{path}");
+    }
+    let reader = s.app.token("reader", &["download/public"]);
+    let res = s.app.http().get(s.app.at("/tuf/internal/metadata/timestamp.json")).bearer_auth(reader).send().await;
+    assert_eq!(res.unwrap().status(), 403);
+    assert_eq!(s.get(&format!("/tuf/internal/targets/{di}"), false).await.status(), 403);
+}
+
+async fn ngclient_rejects_a_blob_altered_in_storage(backend: Backend) {
+    let s = signed_app(backend, 1).await;
+    let data = b"bytes that will be altered in storage".to_vec();
+    let d = s.app.upload("a.bin", &data, Visibility::Public).await;
+    let root = s.pinned_root("public").await;
+    s.ngclient_until("public", root.path(), d.as_str(), None, ok).await;
+    let mut altered = data.clone();
+    altered[3] ^= 0x20;
+    s.app.overwrite_blob(&d, altered).await;
+    let got = s.ngclient("public", root.path(), d.as_str(), None).await;
+    assert_eq!(got["error"], "LengthOrHashMismatchError", "{got}");
+}
+
+async fn a_file_made_internal_moves_to_internal_and_a_deleted_one_leaves_both(backend: Backend) {
+    let s = signed_app(backend, 1).await;
+    let data = b"public at first".to_vec();
+    let d = s.app.upload("v.bin", &data, Visibility::Public).await;
+    let token = s.admin_token();
+    let (public, internal) = (s.pinned_root("public").await, s.pinned_root("internal").await);
+    s.ngclient_until("public", public.path(), d.as_str(), None, ok).await;
+    assert!(not_found(&s.ngclient("internal", internal.path(), d.as_str(), Some(&token)).await));
+
+    s.app.admin().patch_file(d.as_str(), &[PatchOp::SetVisibility { visibility: Visibility::Internal }]).await.unwrap();
+    s.ngclient_until("public", public.path(), d.as_str(), None, not_found).await;
+    let got = s.ngclient_until("internal", internal.path(), d.as_str(), Some(&token), ok).await;
+    assert_eq!(got["sha256"], sha256_of(&data), "{got}");
+
+    s.app.admin().patch_file(d.as_str(), &[PatchOp::DeleteInstances]).await.unwrap();
+    s.ngclient_until("internal", internal.path(), d.as_str(), Some(&token), not_found).await;
+    assert!(not_found(&s.ngclient("public", public.path(), d.as_str(), None).await));
+}
+
+async fn ngclient_follows_root_rotation_one_two_three_with_an_online_key_change(backend: Backend) {
+    // The server holds the next online key before any root names it (the rotation order of
+    // docs/tuf.md).
+    let s = signed_app(backend, 2).await;
+    let data = b"a file across root rotations".to_vec();
+    let d = s.app.upload("r.bin", &data, Visibility::Public).await;
+    let v1_file = s.pinned_root("public").await;
+    s.ngclient_until("public", v1_file.path(), d.as_str(), None, ok).await;
+    let v1 = Root::parse(&std::fs::read(v1_file.path()).unwrap()).unwrap();
+    let expires = tooltool_api::time::now() + 86_400;
+
+    // 2: the online key changes; the root key signs.
+    let next_online = ceremony::read_public(&s.online[1]).unwrap();
+    let change = ceremony::Rotation { online: Some(vec![next_online.clone()]), expires, ..Default::default() };
+    let mut v2 = ceremony::rotate(&v1, change).unwrap();
+    ceremony::sign(&mut v2, &s.root_key).unwrap();
+    let v2_bytes = serde_json::to_vec(&v2).unwrap();
+    for r in REPOS {
+        repo::publish_root(&s.app.state.db, r, &v2_bytes, tooltool_api::time::now()).await.unwrap();
+    }
+    let on_v2 = |g: &Value| ok(g) && g["root_version"] == 2;
+    s.ngclient_until("public", v1_file.path(), d.as_str(), None, on_v2).await;
+
+    // 3: the root key changes; the new one signs for itself, the old one for root 2.
+    let new_root = ceremony::keygen(&s.keys.path().join("root2.pem")).unwrap();
+    let v2 = Root::parse(&v2_bytes).unwrap();
+    let change = ceremony::Rotation {
+        add_root_keys: vec![new_root.public()],
+        remove_root_keys: vec![s.root_key.keyid().to_owned()],
+        expires,
+        ..Default::default()
+    };
+    let mut v3 = ceremony::rotate(&v2, change).unwrap();
+    ceremony::sign(&mut v3, &new_root).unwrap();
+    let unsigned_by_old = serde_json::to_vec(&v3).unwrap();
+    assert!(repo::publish_root(&s.app.state.db, Visibility::Public, &unsigned_by_old, 0).await.is_err());
+    ceremony::sign(&mut v3, &s.root_key).unwrap();
+    let v3 = Root::parse(&serde_json::to_vec(&v3).unwrap()).unwrap();
+    assert_eq!((v3.role_keys("timestamp"), v3.role_keys("root")), (vec![next_online], vec![new_root.public()]));
+    repo::publish_root(&s.app.state.db, Visibility::Public, &serde_json::to_vec(&v3.envelope).unwrap(), 0)
+        .await
+        .unwrap();
+
+    let token = s.admin_token();
+    let on_v3 = |g: &Value| ok(g) && g["root_version"] == 3;
+    let got = s.ngclient_until("public", v1_file.path(), d.as_str(), Some(&token), on_v3).await;
+    assert_eq!(got["sha256"], sha256_of(&data), "{got}");
+    let fetched: Vec<&str> = got["fetched"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert_eq!(
+        fetched[..4],
+        ["metadata/2.root.json", "metadata/3.root.json", "metadata/4.root.json", "metadata/timestamp.json"],
+        "{got}"
+    );
 }
