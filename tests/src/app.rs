@@ -223,6 +223,14 @@ impl TestApp {
         format!("{}{path}", self.url)
     }
 
+    /// Runs `statement` on the server's database, behind its back (a state an older version
+    /// left, or a fault).
+    pub async fn sql(&self, statement: &str) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.settings.database_url).await.expect("connect to the server's database");
+        sqlx::query(statement).execute(&pool).await.expect(statement);
+    }
+
     /// Replaces the stored copy of `digest` with `bytes`, behind the server's back (a blob
     /// altered in storage).
     pub async fn overwrite_blob(&self, digest: &Digest, bytes: Vec<u8>) {

@@ -79,14 +79,31 @@ impl Db {
         latest_roles(&self.read, repo).await
     }
 
-    /// The newest root version of every bootstrapped repository: a change wakes the signer.
-    pub async fn tuf_roots(&self) -> Result<Vec<(String, i64)>> {
+    /// Each bootstrapped repository with its newest root version, and whether it waits for the
+    /// signer: a full scan, or signing under that root. What wakes the signer besides events (an
+    /// operator's bootstrap, a root publication or a backfill records none).
+    pub async fn tuf_heads(&self) -> Result<Vec<(String, i64, bool)>> {
         let rows = sqlx::query(
-            "SELECT repo, MAX(version) AS version FROM tuf_metadata WHERE role = 'root' GROUP BY repo ORDER BY repo",
+            "SELECT s.repo, s.last_seq, s.signed_root, (SELECT MAX(m.version) FROM tuf_metadata m \
+             WHERE m.repo = s.repo AND m.role = 'root') AS root FROM tuf_state s ORDER BY s.repo",
         )
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(|r| Ok((r.try_get("repo")?, r.try_get("version")?))).collect()
+        rows.iter()
+            .map(|r| {
+                let last_seq: Option<i64> = r.try_get("last_seq")?;
+                let root = r.try_get::<Option<i64>, _>("root")?.unwrap_or(0);
+                let waits = last_seq.is_none() || r.try_get::<i64, _>("signed_root")? != root;
+                Ok((r.try_get("repo")?, root, waits))
+            })
+            .collect()
+    }
+
+    /// Makes the signer's next pass read every file again instead of the events: after a
+    /// change that records no event (sha256 backfilled).
+    pub async fn tuf_rescan(&self) -> Result<()> {
+        sqlx::query("UPDATE tuf_state SET last_seq = NULL").execute(&self.write).await?;
+        Ok(())
     }
 
     /// Records root version 1 of `repo` (an operator's bootstrap, or the embedded default's

@@ -53,6 +53,26 @@ pub struct Signed {
     pub timestamp: i64,
 }
 
+/// What a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// The repositories it signed.
+    pub signed: Vec<Signed>,
+    /// The repositories it could not sign, holding none of the online keys their root (this
+    /// version) names.
+    pub no_key: Vec<(String, i64)>,
+}
+
+/// What a pass did in one repository.
+enum Outcome {
+    /// Not bootstrapped, or nothing to sign.
+    Nothing,
+    /// No key held for this root version.
+    NoKey(i64),
+    /// Signed.
+    Signed(Signed),
+}
+
 /// Signs the repositories with the online keys it holds.
 #[derive(Debug, Clone)]
 pub struct Signer {
@@ -83,29 +103,32 @@ impl Signer {
             };
             tracing::info!("TUF signer: signing on this replica");
             let mut seen = 0;
-            let mut roots = Vec::new();
+            // Repositories the last pass could not sign (no key held for that root version):
+            // waiting is no reason to pass again until their root changes.
+            let mut stuck: Vec<(String, i64)> = Vec::new();
             let mut last_pass: Option<tokio::time::Instant> = None;
             loop {
                 if let Err(e) = lock.check().await {
                     tracing::warn!(error = %e, "TUF signer: lost the signer lock");
                     break;
                 }
-                let (fresh, new_roots) = match self.changes(seen).await {
+                let (fresh, heads) = match self.changes(seen).await {
                     Ok(changes) => changes,
                     Err(e) => {
                         tracing::warn!(error = %e, "TUF signer: cannot read the events");
-                        (None, roots.clone())
+                        (None, Vec::new())
                     }
                 };
                 if let Some(seq) = fresh {
                     seen = seq;
                     tokio::time::sleep(COALESCE).await;
                 }
-                if fresh.is_some() || new_roots != roots || last_pass.is_none_or(|t| t.elapsed() >= EXPIRY_CHECK) {
-                    roots = new_roots;
+                let waiting = heads.into_iter().any(|(repo, root, waits)| waits && !stuck.contains(&(repo, root)));
+                if fresh.is_some() || waiting || last_pass.is_none_or(|t| t.elapsed() >= EXPIRY_CHECK) {
                     last_pass = Some(tokio::time::Instant::now());
-                    if let Err(e) = self.pass(crate::time::now()).await {
-                        tracing::error!(error = format!("{e:#}"), "TUF signer: a signing pass failed");
+                    match self.pass(crate::time::now()).await {
+                        Ok(report) => stuck = report.no_key,
+                        Err(e) => tracing::error!(error = format!("{e:#}"), "TUF signer: a signing pass failed"),
                     }
                 }
                 self.db.events_committed(POLL).await;
@@ -113,32 +136,34 @@ impl Signer {
         }
     }
 
-    /// The last event seq if it is past `seen`, and the newest root of each repository (an
-    /// operator's bootstrap or root publication is no event).
-    async fn changes(&self, seen: i64) -> anyhow::Result<(Option<i64>, Vec<(String, i64)>)> {
+    /// The last event seq if it is past `seen`, and each repository's newest root and whether
+    /// it waits for the signer ([`Db::tuf_heads`]).
+    async fn changes(&self, seen: i64) -> anyhow::Result<(Option<i64>, Vec<(String, i64, bool)>)> {
         let last = self.db.last_event_seq().await?;
-        Ok(((last > seen).then_some(last), self.db.tuf_roots().await?))
+        Ok(((last > seen).then_some(last), self.db.tuf_heads().await?))
     }
 
     /// One pass over every bootstrapped repository, in one transaction.
-    pub async fn pass(&self, now: i64) -> anyhow::Result<Vec<Signed>> {
+    pub async fn pass(&self, now: i64) -> anyhow::Result<Pass> {
         let mut w = self.db.write_tuf().await?;
-        let mut signed = Vec::new();
+        let mut report = Pass::default();
         for repo in REPOS {
-            if let Some(s) = self.pass_repo(&mut w, repo, now).await.with_context(|| format!("repository {repo}"))? {
-                signed.push(s);
+            match self.pass_repo(&mut w, repo, now).await.with_context(|| format!("repository {repo}"))? {
+                Outcome::Signed(s) => report.signed.push(s),
+                Outcome::NoKey(root) => report.no_key.push((repo.as_str().to_owned(), root)),
+                Outcome::Nothing => {}
             }
         }
         w.commit().await?;
-        for s in &signed {
+        for s in &report.signed {
             tracing::info!(repo = s.repo.as_str(), bins = s.bins, snapshot = ?s.snapshot, timestamp = s.timestamp, "TUF: signed");
         }
-        Ok(signed)
+        Ok(report)
     }
 
-    async fn pass_repo(&self, w: &mut TufWrite, repo: Visibility, now: i64) -> anyhow::Result<Option<Signed>> {
+    async fn pass_repo(&self, w: &mut TufWrite, repo: Visibility, now: i64) -> anyhow::Result<Outcome> {
         let name = repo.as_str();
-        let Some(state) = w.state(name).await? else { return Ok(None) };
+        let Some(state) = w.state(name).await? else { return Ok(Outcome::Nothing) };
         let latest = w.roles(name).await?;
         let find = |role: &str| latest.iter().find(|r| r.role == role);
         let root_row = find("root").context("a bootstrapped repository has a root")?;
@@ -150,7 +175,7 @@ impl Signer {
                 root = root.version,
                 "TUF: this server holds none of the online keys the root names; nothing is signed"
             );
-            return Ok(None);
+            return Ok(Outcome::NoKey(root.version as i64));
         };
 
         let mut dirty = BTreeSet::new();
@@ -222,7 +247,7 @@ impl Signer {
             if state != done {
                 w.set_state(name, done).await?;
             }
-            return Ok(None);
+            return Ok(Outcome::Nothing);
         }
 
         let next = |role: &str| find(role).map_or(1, |r: &TufRole| r.version + 1);
@@ -260,7 +285,7 @@ impl Signer {
         let (v, exp) = (next("timestamp"), now + repo::TIMESTAMP_LIFETIME);
         store.put(w, "timestamp", v, roles::timestamp(v as u64, exp, &snapshot), exp).await?;
         w.set_state(name, done).await?;
-        Ok(Some(Signed {
+        Ok(Outcome::Signed(Signed {
             repo,
             bins: dirty.len(),
             snapshot: sign_snapshot.then_some(snapshot.version as i64),

@@ -151,6 +151,7 @@ backend_tests!(
     ngclient_rejects_a_blob_altered_in_storage,
     a_file_made_internal_moves_to_internal_and_a_deleted_one_leaves_both,
     ngclient_follows_root_rotation_one_two_three_with_an_online_key_change,
+    a_file_without_sha256_is_no_target_until_backfilled,
 );
 
 /// How long a change may take to be signed before a test gives up (it polls, no timing is
@@ -453,4 +454,25 @@ async fn ngclient_follows_root_rotation_one_two_three_with_an_online_key_change(
         ["metadata/2.root.json", "metadata/3.root.json", "metadata/4.root.json", "metadata/timestamp.json"],
         "{got}"
     );
+}
+
+async fn a_file_without_sha256_is_no_target_until_backfilled(backend: Backend) {
+    let s = signed_app(backend, 1).await;
+    let data = b"verified before sha256 was hashed".to_vec();
+    let d = s.app.upload("b.bin", &data, Visibility::Public).await;
+    let root = s.pinned_root("public").await;
+    s.ngclient_until("public", root.path(), d.as_str(), None, ok).await;
+    // As a database from before sha256 was hashed, whose repository was built then: the
+    // signer's full scan finds no sha256, and tough could not read such a target.
+    s.app.sql("UPDATE files SET sha256 = NULL").await;
+    s.app.sql("UPDATE tuf_state SET last_seq = NULL").await;
+    s.ngclient_until("public", root.path(), d.as_str(), None, not_found).await;
+
+    let mut pace = tooltool_api::copies::Pace::new(None);
+    let report = tooltool_api::copies::backfill_sha256(&s.app.state.db, &s.app.state.blobs, &mut pace, "test", &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.filled, 1);
+    let got = s.ngclient_until("public", root.path(), d.as_str(), None, ok).await;
+    assert_eq!(got["sha256"], sha256_of(&data), "{got}");
 }
