@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -78,16 +79,27 @@ enum Outcome {
 pub struct Signer {
     db: Db,
     keys: Arc<OnlineKeys>,
+    leading: Arc<AtomicBool>,
 }
 
 impl Signer {
     /// A signer over `db` holding `keys`.
     pub fn new(db: Db, keys: Arc<OnlineKeys>) -> Self {
-        Self { db, keys }
+        Self { db, keys, leading: Arc::default() }
     }
 
-    /// Signs, whenever it holds the signer's lock, until the process ends.
+    /// Whether this signer holds the signer's lock now (shared: read it after `run` started).
+    pub fn leading(&self) -> Arc<AtomicBool> {
+        self.leading.clone()
+    }
+
+    /// Signs, whenever it holds the signer's lock, until the process ends. A replica holding
+    /// no online key never takes the lock: it only serves the metadata.
     pub async fn run(self) {
+        if self.keys.0.is_empty() {
+            tracing::info!("TUF signer: no online key (TOOLTOOL_TUF_ONLINE_KEYS): this replica does not sign");
+            return;
+        }
         loop {
             let mut lock = match self.db.signer_lock().await {
                 Ok(Some(lock)) => lock,
@@ -102,6 +114,7 @@ impl Signer {
                 }
             };
             tracing::info!("TUF signer: signing on this replica");
+            self.leading.store(true, Ordering::SeqCst);
             let mut seen = 0;
             // Repositories the last pass could not sign (no key held for that root version):
             // waiting is no reason to pass again until their root changes.
@@ -110,6 +123,7 @@ impl Signer {
             loop {
                 if let Err(e) = lock.check().await {
                     tracing::warn!(error = %e, "TUF signer: lost the signer lock");
+                    self.leading.store(false, Ordering::SeqCst);
                     break;
                 }
                 let (fresh, heads) = match self.changes(seen).await {

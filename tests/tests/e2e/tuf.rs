@@ -170,12 +170,20 @@ struct SignedApp {
 /// Spawns a server holding `online` new online keys (`TOOLTOOL_TUF_ONLINE_KEYS`) and waits
 /// until both repositories are signed.
 async fn signed_app(backend: Backend, online: usize) -> SignedApp {
+    let signed = bootstrapped_app(backend, online, true).await;
+    signed.wait_signed().await;
+    signed
+}
+
+/// A server whose repositories are bootstrapped with `online` new online keys, the first named
+/// by the root; held by the server unless not `held`.
+async fn bootstrapped_app(backend: Backend, online: usize, held: bool) -> SignedApp {
     let keys = tempfile::tempdir().unwrap();
     let paths: Vec<PathBuf> = (0..online).map(|i| keys.path().join(format!("online{i}.pem"))).collect();
     for p in &paths {
         ceremony::keygen(p).unwrap();
     }
-    let configured = paths.clone();
+    let configured = if held { paths.clone() } else { Vec::new() };
     let app = TestApp::spawn_with(backend, move |s| s.tuf_online_keys = configured).await;
     let root_key = match backend {
         // Zero configuration: the server made its root key under the data directory.
@@ -194,18 +202,21 @@ async fn signed_app(backend: Backend, online: usize) -> SignedApp {
             key
         }
     };
-    let signed = SignedApp { app, root_key, online: paths, keys };
-    for r in ["public", "internal"] {
-        let deadline = tokio::time::Instant::now() + SIGNED_WITHIN;
-        while signed.get(&format!("/tuf/{r}/metadata/timestamp.json"), true).await.status() != 200 {
-            assert!(tokio::time::Instant::now() < deadline, "{r} was never signed");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    signed
+    SignedApp { app, root_key, online: paths, keys }
 }
 
 impl SignedApp {
+    /// Waits until both repositories are signed.
+    async fn wait_signed(&self) {
+        for r in ["public", "internal"] {
+            let deadline = tokio::time::Instant::now() + SIGNED_WITHIN;
+            while self.get(&format!("/tuf/{r}/metadata/timestamp.json"), true).await.status() != 200 {
+                assert!(tokio::time::Instant::now() < deadline, "{r} was never signed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
     fn admin_token(&self) -> String {
         self.app.token("admin@example.com", &["*"])
     }
@@ -475,4 +486,40 @@ async fn a_file_without_sha256_is_no_target_until_backfilled(backend: Backend) {
     assert_eq!(report.filled, 1);
     let got = s.ngclient_until("public", root.path(), d.as_str(), None, ok).await;
     assert_eq!(got["sha256"], sha256_of(&data), "{got}");
+}
+
+/// Two signers on one PostgreSQL database, as on two replicas: one signs, the other stands by;
+/// when the signer dies (its task ends, closing the lock's connection) the other takes over and
+/// signs what changed since. The server itself holds no online key, so it only serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_signers_signs_and_a_killed_one_is_taken_over() {
+    use std::sync::atomic::Ordering;
+    use tooltool_api::tuf::signer::Signer;
+    let s = bootstrapped_app(Backend::PostgresS3, 1, false).await;
+    let signer = || {
+        let keys = repo::OnlineKeys(vec![repo::read_key(&s.online[0]).unwrap()]);
+        Signer::new(s.app.state.db.clone(), std::sync::Arc::new(keys))
+    };
+    let (first, second) = (signer(), signer());
+    let (first_leads, second_leads) = (first.leading(), second.leading());
+    let leader = tokio::spawn(first.run());
+    s.wait_signed().await;
+    assert!(first_leads.load(Ordering::SeqCst));
+    let standby = tokio::spawn(second.run());
+    let data = b"signed by the first signer".to_vec();
+    let d = s.app.upload("one.bin", &data, Visibility::Public).await;
+    let root = s.pinned_root("public").await;
+    s.ngclient_until("public", root.path(), d.as_str(), None, ok).await;
+    assert!(!second_leads.load(Ordering::SeqCst), "the second stands by");
+
+    leader.abort();
+    let deadline = tokio::time::Instant::now() + SIGNED_WITHIN;
+    while !second_leads.load(Ordering::SeqCst) {
+        assert!(tokio::time::Instant::now() < deadline, "the second signer never took over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let later = s.app.upload("two.bin", b"signed by the second signer", Visibility::Public).await;
+    s.ngclient_until("public", root.path(), later.as_str(), None, ok).await;
+    assert!(ok(&s.ngclient("public", root.path(), d.as_str(), None).await), "the first file stays");
+    standby.abort();
 }
