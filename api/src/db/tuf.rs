@@ -99,6 +99,19 @@ impl Db {
             .collect()
     }
 
+    /// The signer's progress on each bootstrapped repository.
+    pub async fn tuf_states(&self) -> Result<Vec<(String, TufState)>> {
+        let rows = sqlx::query("SELECT repo, last_seq, signed_root FROM tuf_state ORDER BY repo")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let state = TufState { last_seq: r.try_get("last_seq")?, signed_root: r.try_get("signed_root")? };
+                Ok((r.try_get("repo")?, state))
+            })
+            .collect()
+    }
+
     /// Makes the signer's next pass read every file again instead of the events: after a
     /// change that records no event (sha256 backfilled).
     pub async fn tuf_rescan(&self) -> Result<()> {

@@ -11,6 +11,8 @@
 //! - The signer ([`signer`]): one across replicas, it follows the events outbox and signs the
 //!   bins that changed, a snapshot and a timestamp in one transaction (tables in
 //!   `crate::db`'s `tuf` module; routes in `crate::routes`'s `tuf` module).
+//! - What operators watch ([`status`]): versions, expiries, the signer's lag, for
+//!   `/metrics` and `/__heartbeat__`.
 //! - The offline root ceremony ([`ceremony`]): key generation, root init, sign, verify and
 //!   rotate, on files, with no database and no network.
 
@@ -21,3 +23,4 @@ pub mod repo;
 pub mod roles;
 pub mod root;
 pub mod signer;
+pub mod status;

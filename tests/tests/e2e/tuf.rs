@@ -152,6 +152,7 @@ backend_tests!(
     a_file_made_internal_moves_to_internal_and_a_deleted_one_leaves_both,
     ngclient_follows_root_rotation_one_two_three_with_an_online_key_change,
     a_file_without_sha256_is_no_target_until_backfilled,
+    roles_are_signed_again_past_half_their_lifetime_and_the_heartbeat_warns_before_expiry,
 );
 
 /// How long a change may take to be signed before a test gives up (it polls, no timing is
@@ -193,7 +194,7 @@ async fn bootstrapped_app(backend: Backend, online: usize, held: bool) -> Signed
             let key = ceremony::keygen(&path).unwrap();
             let now = tooltool_api::time::now();
             let online = ceremony::read_public(&paths[0]).unwrap();
-            let mut root = ceremony::init(&[key.public()], 1, &[online], now + 86_400).unwrap();
+            let mut root = ceremony::init(&[key.public()], 1, &[online], now + repo::ROOT_LIFETIME).unwrap();
             ceremony::sign(&mut root, &key).unwrap();
             let body = serde_json::to_vec(&root).unwrap();
             for r in REPOS {
@@ -522,4 +523,58 @@ async fn one_of_two_signers_signs_and_a_killed_one_is_taken_over() {
     s.ngclient_until("public", root.path(), later.as_str(), None, ok).await;
     assert!(ok(&s.ngclient("public", root.path(), d.as_str(), None).await), "the first file stays");
     standby.abort();
+}
+
+async fn roles_are_signed_again_past_half_their_lifetime_and_the_heartbeat_warns_before_expiry(backend: Backend) {
+    use tooltool_api::tuf::signer::Signer;
+    let s = signed_app(backend, 1).await;
+    let heartbeat = async || -> Value { s.get("/__heartbeat__", false).await.json().await.unwrap() };
+    let hb = heartbeat().await;
+    assert_eq!((&hb["checks"]["tuf:public"], &hb["checks"]["tuf:internal"]), (&json!("ok"), &json!("ok")), "{hb}");
+    let metrics = s.get("/metrics", false).await.text().await.unwrap();
+    for series in
+        ["tooltool_tuf_role_version{repo=\"public\",role=\"root\"} 1", "tooltool_tuf_events_lag{repo=\"internal\"} 0"]
+    {
+        assert!(metrics.lines().any(|l| l == series), "{series} missing:\n{metrics}");
+    }
+    let expires = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tooltool_tuf_role_expires_seconds{repo=\"public\",role=\"timestamp\"} "));
+    let left: i64 = expires.expect("the timestamp's expiry is served").parse().unwrap();
+    assert!((86_000..=86_400).contains(&left), "{left}");
+
+    let version = async |role: &str| -> u64 {
+        let ts: Value = s.get("/tuf/public/metadata/timestamp.json", false).await.json().await.unwrap();
+        match role {
+            "timestamp" => ts["signed"]["version"].as_u64().unwrap(),
+            _ => ts["signed"]["meta"]["snapshot.json"]["version"].as_u64().unwrap(),
+        }
+    };
+    let (timestamp, snapshot) = (version("timestamp").await, version("snapshot").await);
+    // A pass 13 hours on (past half the timestamp's day) signs a new timestamp only; 4 days on
+    // (past half the snapshot's week), a new snapshot too.
+    let keys = repo::OnlineKeys(vec![repo::read_key(&s.online[0]).unwrap()]);
+    let signer = Signer::new(s.app.state.db.clone(), std::sync::Arc::new(keys));
+    let now = tooltool_api::time::now();
+    signer.pass(now + 13 * 3600).await.unwrap();
+    assert_eq!((version("timestamp").await, version("snapshot").await), (timestamp + 1, snapshot));
+    signer.pass(now + 13 * 3600).await.unwrap();
+    assert_eq!(version("timestamp").await, timestamp + 1, "nothing is due again");
+    signer.pass(now + 4 * 86_400).await.unwrap();
+    assert_eq!((version("timestamp").await, version("snapshot").await), (timestamp + 2, snapshot + 1));
+
+    // A timestamp an hour from expiry (the signer stalled for most of a day) is a warning.
+    s.app
+        .sql(&format!(
+            "UPDATE tuf_metadata SET expires = {} WHERE repo = 'internal' AND role = 'timestamp'",
+            now + 3600
+        ))
+        .await;
+    let hb = heartbeat().await;
+    assert_eq!(
+        (&hb["status"], &hb["checks"]["tuf:internal"]),
+        (&json!("warning"), &json!("expiring: timestamp")),
+        "{hb}"
+    );
+    assert_eq!(hb["checks"]["tuf:public"], "ok", "{hb}");
 }
