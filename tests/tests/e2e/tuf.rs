@@ -578,3 +578,24 @@ async fn roles_are_signed_again_past_half_their_lifetime_and_the_heartbeat_warns
     );
     assert_eq!(hb["checks"]["tuf:public"], "ok", "{hb}");
 }
+
+/// Metadata nobody signed again: the signer stopped long enough for the timestamp to expire.
+/// ngclient refuses it (`ExpiredMetadataError`) rather than trusting a frozen repository. The
+/// server holds no key (no signer of its own); the test's signer signs once as of two days ago.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ngclient_rejects_an_expired_timestamp_when_the_signer_stopped() {
+    use tooltool_api::tuf::signer::Signer;
+    let s = bootstrapped_app(Backend::PostgresS3, 1, false).await;
+    let keys = repo::OnlineKeys(vec![repo::read_key(&s.online[0]).unwrap()]);
+    let signer = Signer::new(s.app.state.db.clone(), std::sync::Arc::new(keys));
+    let d = s.app.upload("e.bin", b"signed once, long ago", Visibility::Public).await;
+    let now = tooltool_api::time::now();
+    signer.pass(now - 2 * 86_400).await.unwrap();
+    let root = s.pinned_root("public").await;
+    let got = s.ngclient("public", root.path(), d.as_str(), None).await;
+    assert_eq!(got["error"], "ExpiredMetadataError", "{got}");
+    assert!(got["message"].as_str().unwrap().contains("timestamp"), "{got}");
+    // The signer back: the next pass signs again what expired, and the file verifies.
+    signer.pass(now).await.unwrap();
+    assert_eq!(s.ngclient("public", root.path(), d.as_str(), None).await["ok"], true);
+}
