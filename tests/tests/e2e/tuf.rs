@@ -153,6 +153,7 @@ backend_tests!(
     ngclient_follows_root_rotation_one_two_three_with_an_online_key_change,
     a_file_without_sha256_is_no_target_until_backfilled,
     roles_are_signed_again_past_half_their_lifetime_and_the_heartbeat_warns_before_expiry,
+    tough_loads_the_served_repository_and_reads_a_target_through_the_302,
 );
 
 /// How long a change may take to be signed before a test gives up (it polls, no timing is
@@ -598,4 +599,61 @@ async fn ngclient_rejects_an_expired_timestamp_when_the_signer_stopped() {
     // The signer back: the next pass signs again what expired, and the file verifies.
     signer.pass(now).await.unwrap();
     assert_eq!(s.ngclient("public", root.path(), d.as_str(), None).await["ok"], true);
+}
+
+/// tough 0.24's loader over HTTP (reqwest, following redirects as tough's own `http` feature
+/// does; built here because that feature is not enabled): 404 is "not found", which ends its
+/// walk of root versions.
+#[derive(Debug, Clone)]
+struct HttpTransport(reqwest::Client);
+
+impl tough::Transport for HttpTransport {
+    fn fetch<'s, 'f>(
+        &'s self,
+        url: url::Url,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<tough::TransportStream, tough::TransportError>> + Send + 'f>,
+    >
+    where
+        's: 'f,
+        Self: 'f,
+    {
+        Box::pin(async move {
+            use tough::{TransportError, TransportErrorKind};
+            let other = |e: reqwest::Error| TransportError::new_with_cause(TransportErrorKind::Other, url.as_str(), e);
+            let res = self.0.get(url.clone()).send().await.map_err(other)?;
+            if res.status() == 404 {
+                return Err(TransportError::new(TransportErrorKind::FileNotFound, url.as_str()));
+            }
+            let bytes = res.error_for_status().map_err(other)?.bytes().await.map_err(other)?;
+            let stream: tough::TransportStream = Box::pin(futures_util::stream::iter([Ok(bytes)]));
+            Ok(stream)
+        })
+    }
+}
+
+async fn tough_loads_the_served_repository_and_reads_a_target_through_the_302(backend: Backend) {
+    use tough::IntoVec as _;
+    let s = signed_app(backend, 1).await;
+    let data = b"read by tough".to_vec();
+    let d = s.app.upload("t.bin", &data, Visibility::Public).await;
+    let root = s.pinned_root("public").await;
+    s.ngclient_until("public", root.path(), d.as_str(), None, ok).await;
+    let root = std::fs::read(root.path()).unwrap();
+    let url = |sub: &str| url::Url::parse(&s.app.at(&format!("/tuf/public/{sub}/"))).unwrap();
+    let repo = tough::RepositoryLoader::new(&root, url("metadata"), url("targets"))
+        .transport(HttpTransport(reqwest::Client::new()))
+        .load()
+        .await
+        .expect("tough loads every bin of the served repository");
+    let name = tough::TargetName::new(d.to_string()).unwrap();
+    let stream = repo.read_target(&name).await.unwrap().expect("the file is a target");
+    assert_eq!(stream.into_vec().await.unwrap(), data);
+    assert!(repo.read_target(&tough::TargetName::new("0".repeat(128)).unwrap()).await.unwrap().is_none());
+
+    let mut altered = data.clone();
+    altered[0] ^= 1;
+    s.app.overwrite_blob(&d, altered).await;
+    let stream = repo.read_target(&name).await.unwrap().unwrap();
+    assert!(stream.into_vec().await.is_err(), "tough refuses bytes whose sha256 differs");
 }
