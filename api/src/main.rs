@@ -126,6 +126,9 @@ enum TufCommand {
     /// Root files: init, sign, verify, rotate (offline), publish (to the database).
     #[command(subcommand)]
     Root(TufRootCommand),
+    /// Make the signer read every file again, instead of the events after its cursor (after an
+    /// outage longer than TOOLTOOL_EVENTS_RETENTION, or a repair by hand).
+    Rescan,
     /// Load a first root, signed by its threshold, into the database: nothing is signed before.
     Bootstrap {
         /// The signed root file (version 1).
@@ -380,6 +383,12 @@ async fn tuf(settings: &Settings, cmd: TufCommand) -> anyhow::Result<()> {
                 expires: lifetime(&expires)?,
             };
             ceremony::write_root(&out, &ceremony::rotate(&ceremony::read_root(&from)?, change)?)?;
+        }
+        TufCommand::Rescan => {
+            let db = open_db(settings).await?;
+            db.check_migrated().await?;
+            db.tuf_rescan().await?;
+            println!("the signer reads every file at its next pass");
         }
         TufCommand::Bootstrap { root, repo } => {
             let (db, body) = (open_db(settings).await?, std::fs::read(&root)?);
