@@ -275,6 +275,17 @@ impl TufWrite {
         insert_file(&mut self.tx, repo, role, version, body, expires, now).await
     }
 
+    /// Removes the versions of `role` in `repo` older than `version`.
+    pub async fn forget_older(&mut self, repo: &str, role: &str, version: i64) -> Result<u64> {
+        let res = sqlx::query("DELETE FROM tuf_metadata WHERE repo = $1 AND role = $2 AND version < $3")
+            .bind(repo)
+            .bind(role)
+            .bind(version)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(res.rows_affected())
+    }
+
     /// The largest event seq (0 with none): where a full scan's cursor starts, read before it
     /// reads the files so that a change committed meanwhile is applied again by the next pass.
     pub async fn head_seq(&mut self) -> Result<i64> {

@@ -10,6 +10,8 @@
 //!   crash leaves all of it or none.
 //! - **Coalescing.** New events wake the loop; it waits [`COALESCE`] more before the pass, so
 //!   that a burst of uploads costs one snapshot.
+//! - **Internal names stay out of `public`.** When a file is made internal, the older versions
+//!   of the public bin that listed it are removed in the same pass.
 //! - **Expiry.** Each pass also signs again whatever role has less than half of its lifetime
 //!   left ([`super::repo`]), at most [`EXPIRING_BINS`] bins per pass, and everything when the
 //!   root changed (a new root may name new online keys).
@@ -192,7 +194,7 @@ impl Signer {
             return Ok(Outcome::NoKey(root.version as i64));
         };
 
-        let mut dirty = BTreeSet::new();
+        let (mut dirty, mut hidden) = (BTreeSet::new(), BTreeSet::new());
         let last_seq = match state.last_seq {
             None => {
                 let head = w.head_seq().await?;
@@ -202,7 +204,7 @@ impl Signer {
                     let Some(last) = page.last() else { break };
                     after = last.id;
                     for c in &page {
-                        apply(w, repo, &c.digest, Some(c), &mut dirty).await?;
+                        apply(w, repo, &c.digest, Some(c), &mut dirty, &mut hidden).await?;
                     }
                 }
                 head
@@ -220,7 +222,7 @@ impl Signer {
                     digests.dedup();
                     let found = w.candidates(&digests).await?;
                     for d in &digests {
-                        apply(w, repo, d, found.iter().find(|c| &c.digest == d), &mut dirty).await?;
+                        apply(w, repo, d, found.iter().find(|c| &c.digest == d), &mut dirty, &mut hidden).await?;
                     }
                     if (events.len() as i64) < PAGE {
                         break;
@@ -286,6 +288,12 @@ impl Signer {
             let (v, exp) = (next(&role), now + repo::BINS_LIFETIME);
             let entry = store.put(w, &role, v, roles::bin(v as u64, exp, &targets), exp).await?;
             meta.insert(format!("{role}.json"), entry);
+            if hidden.contains(&b) {
+                // Consistent snapshots keep old versions readable; these name a file anonymous
+                // callers must no longer learn of. A client still on an older snapshot fails
+                // one fetch and refreshes.
+                w.forget_older(name, &role, v).await?;
+            }
         }
         let snapshot = if sign_snapshot {
             let (v, exp) = (next("snapshot"), now + repo::SNAPSHOT_LIFETIME);
@@ -332,13 +340,15 @@ impl Store<'_> {
 }
 
 /// Lists `digest` in `repo`'s bins if its file belongs there (its visibility, a verified copy,
-/// a sha256), or stops listing it; marks the bin dirty if that changed anything.
+/// a sha256), or stops listing it; marks the bin dirty if that changed anything, and `hidden`
+/// if a public bin stops listing a file now internal (its older versions name it).
 async fn apply(
     w: &mut TufWrite,
     repo: Visibility,
     digest: &Digest,
     file: Option<&TufCandidate>,
     dirty: &mut BTreeSet<u8>,
+    hidden: &mut BTreeSet<u8>,
 ) -> anyhow::Result<()> {
     let listed = file.and_then(|f| match &f.sha256 {
         Some(sha256) if f.visibility == repo && f.has_copy => {
@@ -356,6 +366,9 @@ async fn apply(
         None => {
             if let Some(bin) = w.remove_target(repo.as_str(), digest.as_str()).await? {
                 dirty.insert(bin);
+                if repo == Visibility::Public && file.is_some_and(|f| f.visibility == Visibility::Internal) {
+                    hidden.insert(bin);
+                }
             }
         }
     }

@@ -404,8 +404,21 @@ async fn a_file_made_internal_moves_to_internal_and_a_deleted_one_leaves_both(ba
     s.ngclient_until("public", public.path(), d.as_str(), None, ok).await;
     assert!(not_found(&s.ngclient("internal", internal.path(), d.as_str(), Some(&token)).await));
 
+    // The public bin version that lists it, as the current snapshot names it.
+    let bin = roles::bin_name(roles::bin_of(d.as_str()));
+    let ts: Value = s.get("/tuf/public/metadata/timestamp.json", false).await.json().await.unwrap();
+    let snapshot = ts["signed"]["meta"]["snapshot.json"]["version"].as_u64().unwrap();
+    let snap: Value =
+        s.get(&format!("/tuf/public/metadata/{snapshot}.snapshot.json"), false).await.json().await.unwrap();
+    let listing =
+        format!("/tuf/public/metadata/{}.{bin}.json", snap["signed"]["meta"][format!("{bin}.json")]["version"]);
+    let old = s.get(&listing, false).await;
+    assert_eq!(old.status(), 200);
+    assert!(old.text().await.unwrap().contains(d.as_str()));
+
     s.app.admin().patch_file(d.as_str(), &[PatchOp::SetVisibility { visibility: Visibility::Internal }]).await.unwrap();
     s.ngclient_until("public", public.path(), d.as_str(), None, not_found).await;
+    assert_eq!(s.get(&listing, false).await.status(), 404, "no older public bin names the internal file");
     let got = s.ngclient_until("internal", internal.path(), d.as_str(), Some(&token), ok).await;
     assert_eq!(got["sha256"], sha256_of(&data), "{got}");
 
