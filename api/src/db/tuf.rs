@@ -286,6 +286,21 @@ impl TufWrite {
         Ok(res.rows_affected())
     }
 
+    /// Removes the versions of every role of `repo` but the root that a newer version,
+    /// signed before `before`, supersedes.
+    pub async fn forget_superseded(&mut self, repo: &str, before: i64) -> Result<u64> {
+        let res = sqlx::query(
+            "DELETE FROM tuf_metadata WHERE repo = $1 AND role <> 'root' AND EXISTS (SELECT 1 FROM tuf_metadata n \
+             WHERE n.repo = tuf_metadata.repo AND n.role = tuf_metadata.role AND n.version > tuf_metadata.version \
+             AND n.created < $2)",
+        )
+        .bind(repo)
+        .bind(before)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(res.rows_affected())
+    }
+
     /// The largest event seq (0 with none): where a full scan's cursor starts, read before it
     /// reads the files so that a change committed meanwhile is applied again by the next pass.
     pub async fn head_seq(&mut self) -> Result<i64> {

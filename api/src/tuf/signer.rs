@@ -12,6 +12,8 @@
 //!   that a burst of uploads costs one snapshot.
 //! - **Internal names stay out of `public`.** When a file is made internal, the older versions
 //!   of the public bin that listed it are removed in the same pass.
+//! - **Old versions** other than the root's are removed a day after a newer one was signed
+//!   ([`KEEP_SUPERSEDED`]): the table holds the current repository and a day of history.
 //! - **Expiry.** Each pass also signs again whatever role has less than half of its lifetime
 //!   left ([`super::repo`]), at most [`EXPIRING_BINS`] bins per pass, and everything when the
 //!   root changed (a new root may name new online keys).
@@ -40,6 +42,9 @@ const EXPIRY_CHECK: Duration = Duration::from_secs(60);
 const LOCK_RETRY: Duration = Duration::from_secs(1);
 /// Most bins re-signed per pass only because they near expiry.
 pub const EXPIRING_BINS: usize = 32;
+/// How long a version stays served once a newer one is signed: clients that read the timestamp
+/// just before the new one fetch the snapshot and bins it names a moment later.
+pub const KEEP_SUPERSEDED: i64 = 86_400;
 /// Rows read per query of a pass.
 const PAGE: i64 = 1000;
 
@@ -232,6 +237,7 @@ impl Signer {
             }
         };
         let done = TufState { last_seq: Some(last_seq), signed_root: root.version as i64 };
+        w.forget_superseded(name, now - KEEP_SUPERSEDED).await?;
 
         // What to sign: changed bins, and whatever is missing, nears expiry, or was signed
         // under an older root.

@@ -152,7 +152,7 @@ backend_tests!(
     a_file_made_internal_moves_to_internal_and_a_deleted_one_leaves_both,
     ngclient_follows_root_rotation_one_two_three_with_an_online_key_change,
     a_file_without_sha256_is_no_target_until_backfilled,
-    roles_are_signed_again_past_half_their_lifetime_and_the_heartbeat_warns_before_expiry,
+    roles_are_signed_again_past_half_their_lifetime_old_versions_go_and_the_heartbeat_warns,
     tough_loads_the_served_repository_and_reads_a_target_through_the_302,
 );
 
@@ -539,7 +539,7 @@ async fn one_of_two_signers_signs_and_a_killed_one_is_taken_over() {
     standby.abort();
 }
 
-async fn roles_are_signed_again_past_half_their_lifetime_and_the_heartbeat_warns_before_expiry(backend: Backend) {
+async fn roles_are_signed_again_past_half_their_lifetime_old_versions_go_and_the_heartbeat_warns(backend: Backend) {
     use tooltool_api::tuf::signer::Signer;
     let s = signed_app(backend, 1).await;
     let heartbeat = async || -> Value { s.get("/__heartbeat__", false).await.json().await.unwrap() };
@@ -576,6 +576,14 @@ async fn roles_are_signed_again_past_half_their_lifetime_and_the_heartbeat_warns
     assert_eq!(version("timestamp").await, timestamp + 1, "nothing is due again");
     signer.pass(now + 4 * 86_400).await.unwrap();
     assert_eq!((version("timestamp").await, version("snapshot").await), (timestamp + 2, snapshot + 1));
+    // A day after a newer version was signed, an older one is no longer served; roots stay.
+    let old_snapshot = format!("/tuf/public/metadata/{snapshot}.snapshot.json");
+    signer.pass(now + 4 * 86_400 + 12 * 3600).await.unwrap();
+    assert_eq!(s.get(&old_snapshot, false).await.status(), 200, "kept for a day after it was superseded");
+    signer.pass(now + 5 * 86_400 + 60).await.unwrap();
+    assert_eq!(s.get(&old_snapshot, false).await.status(), 404);
+    assert_eq!(s.get(&format!("/tuf/public/metadata/{}.snapshot.json", snapshot + 1), false).await.status(), 200);
+    assert_eq!(s.get("/tuf/public/metadata/1.root.json", false).await.status(), 200);
 
     // A timestamp an hour from expiry (the signer stalled for most of a day) is a warning.
     s.app
