@@ -199,43 +199,7 @@ impl Signer {
             return Ok(Outcome::NoKey(root.version as i64));
         };
 
-        let (mut dirty, mut hidden) = (BTreeSet::new(), BTreeSet::new());
-        let last_seq = match state.last_seq {
-            None => {
-                let head = w.head_seq().await?;
-                let mut after = 0;
-                loop {
-                    let page = w.candidates_after(after, PAGE).await?;
-                    let Some(last) = page.last() else { break };
-                    after = last.id;
-                    for c in &page {
-                        apply(w, repo, &c.digest, Some(c), &mut dirty, &mut hidden).await?;
-                    }
-                }
-                head
-            }
-            Some(mut cursor) => {
-                loop {
-                    let events = w.event_subjects(cursor, PAGE).await?;
-                    let Some(&(seq, _)) = events.last() else { break };
-                    cursor = seq;
-                    let mut digests: Vec<Digest> = events
-                        .iter()
-                        .filter_map(|(_, s)| s.strip_prefix("sha512/").and_then(|d| Digest::parse(d).ok()))
-                        .collect();
-                    digests.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-                    digests.dedup();
-                    let found = w.candidates(&digests).await?;
-                    for d in &digests {
-                        apply(w, repo, d, found.iter().find(|c| &c.digest == d), &mut dirty, &mut hidden).await?;
-                    }
-                    if (events.len() as i64) < PAGE {
-                        break;
-                    }
-                }
-                cursor
-            }
-        };
+        let Changes { last_seq, mut dirty, hidden } = collect_changes(w, repo, state.last_seq).await?;
         let done = TufState { last_seq: Some(last_seq), signed_root: root.version as i64 };
         w.forget_superseded(name, now - KEEP_SUPERSEDED).await?;
 
@@ -320,6 +284,58 @@ impl Signer {
             timestamp: v,
         }))
     }
+}
+
+/// What changed for `repo` since `cursor`: the events after it (none yet: every file), each
+/// named file moved into or out of its bins.
+struct Changes {
+    /// The last event applied.
+    last_seq: i64,
+    /// The bins whose targets changed.
+    dirty: BTreeSet<u8>,
+    /// The public bins that stopped listing a file now internal.
+    hidden: BTreeSet<u8>,
+}
+
+async fn collect_changes(w: &mut TufWrite, repo: Visibility, cursor: Option<i64>) -> anyhow::Result<Changes> {
+    let (mut dirty, mut hidden) = (BTreeSet::new(), BTreeSet::new());
+    let last_seq = match cursor {
+        None => {
+            let head = w.head_seq().await?;
+            let mut after = 0;
+            loop {
+                let page = w.candidates_after(after, PAGE).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for c in &page {
+                    apply(w, repo, &c.digest, Some(c), &mut dirty, &mut hidden).await?;
+                }
+            }
+            head
+        }
+        Some(mut cursor) => {
+            loop {
+                let events = w.event_subjects(cursor, PAGE).await?;
+                let Some(&(seq, _)) = events.last() else { break };
+                cursor = seq;
+                let mut digests: Vec<Digest> = events
+                    .iter()
+                    .filter_map(|(_, s)| s.strip_prefix("sha512/").and_then(|d| Digest::parse(d).ok()))
+                    .collect();
+                digests.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+                digests.dedup();
+                let found = w.candidates(&digests).await?;
+                for d in &digests {
+                    apply(w, repo, d, found.iter().find(|c| &c.digest == d), &mut dirty, &mut hidden).await?;
+                }
+                if (events.len() as i64) < PAGE {
+                    break;
+                }
+            }
+            cursor
+        }
+    };
+    Ok(Changes { last_seq, dirty, hidden })
 }
 
 /// Signs role files of one repository into the pass's transaction.
