@@ -129,12 +129,37 @@ pub struct ApiError {
     code: ErrorCode,
     detail: String,
     retry_after: Option<u64>,
+    /// The backend whose failure this answers, counted in `backend_errors_total` when the
+    /// error is answered ([`ResponseError::error_response`]), once.
+    failed: Option<Backend>,
+}
+
+/// A backend whose failures are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Database,
+    BlobStore,
+}
+
+impl Backend {
+    /// The `backend` label of `backend_errors_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Database => "database",
+            Self::BlobStore => "blob_store",
+        }
+    }
 }
 
 impl ApiError {
     /// An error of this code with a detail.
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), retry_after: None }
+        Self { code, detail: detail.into(), retry_after: None, failed: None }
+    }
+
+    /// This error, as the answer to a failure of `backend`.
+    fn failed(self, backend: Backend) -> Self {
+        Self { failed: Some(backend), ..self }
     }
 
     /// 401: credentials were presented but are not valid, or are needed.
@@ -194,6 +219,9 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let Some(backend) = self.failed {
+            crate::metrics::METRICS.backend_errors.with_label_values(&[backend.label()]).inc();
+        }
         let mut res = HttpResponse::build(self.code.status());
         res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
         if let Some(secs) = self.retry_after {
@@ -225,8 +253,8 @@ impl From<crate::db::DbError> for ApiError {
         match e {
             crate::db::DbError::Conflict(detail) => Self::new(ErrorCode::Conflict, detail),
             crate::db::DbError::Unavailable(e) => {
-                crate::metrics::METRICS.backend_errors.with_label_values(&["database"]).inc();
                 Self::unavailable(ErrorCode::DatabaseUnavailable, "The database is unavailable; try again shortly", e)
+                    .failed(Backend::Database)
             }
             crate::db::DbError::Busy(why) => {
                 // Debug, not warn: anonymous callers can cause it at will.
@@ -237,8 +265,7 @@ impl From<crate::db::DbError> for ApiError {
                 }
             }
             e @ (crate::db::DbError::Other(_) | crate::db::DbError::FastRead(_)) => {
-                crate::metrics::METRICS.backend_errors.with_label_values(&["database"]).inc();
-                Self::internal(format_args!("database: {e}"))
+                Self::internal(format_args!("database: {e}")).failed(Backend::Database)
             }
         }
     }
@@ -246,15 +273,16 @@ impl From<crate::db::DbError> for ApiError {
 
 impl From<crate::blobs::StoreError> for ApiError {
     fn from(e: crate::blobs::StoreError) -> Self {
-        crate::metrics::METRICS.backend_errors.with_label_values(&["blob_store"]).inc();
-        if e.is_unavailable() {
-            return Self::unavailable(
+        let answer = if e.is_unavailable() {
+            Self::unavailable(
                 ErrorCode::StorageUnavailable,
                 "The blob store is unavailable; nothing was lost, try again shortly",
                 format_args!("{e:#}"),
-            );
-        }
-        Self::internal(format_args!("blob store: {e:#}"))
+            )
+        } else {
+            Self::internal(format_args!("blob store: {e:#}"))
+        };
+        answer.failed(Backend::BlobStore)
     }
 }
 
@@ -299,6 +327,20 @@ mod tests {
             assert!(code.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
             assert!(code.status().is_client_error() || code.status().is_server_error());
         }
+    }
+
+    #[test]
+    fn a_backend_failure_is_counted_once_when_it_is_answered_not_when_it_is_made() {
+        let counted = |backend| crate::metrics::METRICS.backend_errors.with_label_values(&[backend]).get();
+        let before = (counted("blob_store"), counted("database"));
+        let store = ApiError::from(crate::blobs::StoreError::unavailable("put", "connection refused"));
+        let db = ApiError::from(crate::db::DbError::Other(sqlx::Error::RowNotFound));
+        assert_eq!((counted("blob_store"), counted("database")), before, "made, not answered yet");
+        assert_eq!(store.error_response().status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(db.error_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!((counted("blob_store"), counted("database")), (before.0 + 1, before.1 + 1));
+        ApiError::from(crate::db::DbError::Conflict("taken".into())).error_response();
+        assert_eq!(counted("database"), before.1 + 1, "a conflict is the caller's, not a failure");
     }
 
     #[test]

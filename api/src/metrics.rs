@@ -2,6 +2,10 @@
 //!
 //! Process-wide: the counters live in one registry for the life of the process. Route labels are
 //! the route patterns (`/sha512/{digest}`), never raw paths, so their number stays fixed.
+//!
+//! The registry only: it imports nothing of the server. A gauge whose value a lower layer owns
+//! (the log writer's dropped lines, the lookup cache, the pools) is read at scrape time by the
+//! `/metrics` route's `gather`, which sits above them all.
 
 use std::sync::LazyLock;
 
@@ -266,8 +270,6 @@ impl Metrics {
     /// `replication_copies_total{from,to,outcome}`) is served by its `# HELP` and `# TYPE` lines,
     /// so that every documented series is there from the start.
     pub fn render(&self, with_broker: bool) -> String {
-        let dropped = crate::telemetry::log_lines_dropped();
-        self.log_lines_dropped.inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
         let served = |name: &str| with_broker || !BROKER_FAMILIES.contains(&name);
         let gathered: Vec<_> = self.registry.gather().into_iter().filter(|f| served(f.name())).collect();
         let mut out = Vec::new();

@@ -23,8 +23,8 @@ use crate::error::Error;
 use crate::files::{blocking, hashes_to};
 use crate::index::DestIndex;
 use crate::progress::{Progress, ProgressExt};
-use crate::retry::{RetryPolicy, Servers};
-use crate::transfer::{self, Blob, Downloads};
+use crate::retry::RetryPolicy;
+use crate::transfer::{self, Blob, Downloads, Servers};
 use crate::unpack::{self, UnpackLimits};
 
 /// Options of a fetch.

@@ -8,6 +8,9 @@
 //! through one engine, [`transfer`], which streams them to and from disk in constant memory
 //! while hashing them, with one retry policy ([`retry`]).
 //!
+//! Modules import only downwards: `error` ← `api::response` ← `api` ← `retry` ← `transfer` ←
+//! {`fetch`, `upload`, `parts`, `cache`, `unpack`} ← the `tooltool` command line (`client/cli`).
+//!
 //! Errors ([`Error`]) always name the URL or file involved; URLs are shown without their query
 //! string, so neither tokens nor presigned signatures end up in messages or logs.
 
@@ -32,7 +35,11 @@ pub mod transfer;
 pub mod unpack;
 pub mod upload;
 
+#[cfg(test)]
+mod test_server;
+
 pub use api::{ApiClient, Completion, Failure, Redirect};
 pub use credentials::Credentials;
 pub use error::Error;
-pub use retry::{RetryPolicy, Servers};
+pub use retry::RetryPolicy;
+pub use transfer::Servers;

@@ -1,16 +1,16 @@
 //! When to try a transfer again, and how long to wait: the one retry policy of every download
-//! and upload, the one `Retry-After` parser, and the health of each server in a run.
+//! and upload, and how a failed request is sorted.
 //!
 //! Network errors while a body flows, 5xx, 408 and 429 are retried with exponential backoff;
-//! a `Retry-After` (seconds or an HTTP date; `X-Retry-After` when it is absent) replaces the
-//! backoff. A server that refuses connections is different: after a few quick tries it is
-//! marked down for the whole run, so that every other file gives up on it at once instead of
+//! a `Retry-After` (seconds or an HTTP date; `X-Retry-After` when it is absent, read by
+//! [`crate::api::response::retry_after`]) replaces the backoff. A server that refuses
+//! connections is different: after a few quick tries it is marked down for the whole run
+//! ([`crate::transfer::Servers`]), so that every other file gives up on it at once instead of
 //! repeating the same retries.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::api::{ApiClient, Failure};
+use crate::api::response::Failure;
 use crate::error::Error;
 
 /// How transfers are retried.
@@ -102,96 +102,9 @@ pub(crate) fn is_transient(e: &Error) -> bool {
     }
 }
 
-/// The `Retry-After` delay of an answer (`X-Retry-After` when it has none, as the tooltool
-/// server sends on 409): whole seconds, or an HTTP date (RFC 9110), which gives the time left
-/// until then (zero once past).
-pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    ["retry-after", "x-retry-after"].iter().find_map(|h| parse_retry_after(headers.get(*h)?.to_str().ok()?))
-}
-
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
-}
-
-/// The tooltool servers of a run, in `--url` order, each with its health: once one refused
-/// every connection for [`RetryPolicy::connect_attempts`] tries, it is down for the run.
-#[derive(Debug)]
-pub struct Servers {
-    list: Vec<Server>,
-}
-
-#[derive(Debug)]
-struct Server {
-    client: ApiClient,
-    /// Why it is down (the connection error), once it is.
-    down: OnceLock<String>,
-}
-
-impl Servers {
-    /// The servers, tried in this order.
-    pub fn new(clients: impl IntoIterator<Item = ApiClient>) -> Self {
-        Self { list: clients.into_iter().map(|client| Server { client, down: OnceLock::new() }).collect() }
-    }
-
-    /// How many there are.
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    /// Whether there is none.
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
-    /// The client of server `i`.
-    pub(crate) fn client(&self, i: usize) -> &ApiClient {
-        &self.list[i].client
-    }
-
-    /// The error of a server that is down, if it is.
-    pub(crate) fn down(&self, i: usize) -> Option<Error> {
-        let why = self.list[i].down.get()?;
-        Some(Error::Unreachable { url: crate::error::redact_url(self.list[i].client.base_url()), cause: why.clone() })
-    }
-
-    /// Marks server `i` down because of `error`; returns the [`Error::Unreachable`] to report.
-    pub(crate) fn mark_down(&self, i: usize, error: &Error) -> Error {
-        let _ = self.list[i].down.set(error.root_cause());
-        self.down(i).expect("just marked down")
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
-
-    #[test]
-    fn retry_after_takes_seconds_or_an_http_date() {
-        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
-        let soon = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
-        let left = parse_retry_after(&soon).unwrap();
-        assert!(left > Duration::from_secs(27) && left <= Duration::from_secs(30), "{left:?}");
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO), "a past date: now");
-        assert_eq!(parse_retry_after("soon"), None);
-        assert_eq!(parse_retry_after("-5"), None);
-    }
-
-    #[test]
-    fn retry_after_prefers_the_standard_header() {
-        let mut h = reqwest::header::HeaderMap::new();
-        h.insert("x-retry-after", "7".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
-        h.insert("retry-after", "3".parse().unwrap());
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-        assert_eq!(retry_after(&reqwest::header::HeaderMap::new()), None);
-    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_and_retry_after_wins_up_to_its_cap() {

@@ -1,5 +1,5 @@
 //! The transfer engine: the one way the client downloads a blob into a file and uploads a file
-//! to a `put_url`. `fetch`, `upload` and [`ApiClient::download_to`] all run through here.
+//! to a `put_url`. `fetch` and `upload` run through here, and so do the tests of both.
 //!
 //! A download goes into a `.part` file, locked so that concurrent runs fetching the same
 //! digest wait for each other, hashed as the bytes arrive, checked against the size and
@@ -13,7 +13,7 @@
 
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -27,7 +27,55 @@ use crate::api::{ApiClient, verify_timeout};
 use crate::error::{Error, redact_url};
 use crate::files::{blocking, same_file};
 use crate::progress::{Progress, ProgressExt, Transfer};
-use crate::retry::{Attempt, RetryPolicy, Servers, classify, is_transient};
+use crate::retry::{Attempt, RetryPolicy, classify, is_transient};
+
+/// The tooltool servers of a run, in `--url` order, each with its health: once one refused
+/// every connection for [`RetryPolicy::connect_attempts`] tries, it is down for the run.
+#[derive(Debug)]
+pub struct Servers {
+    list: Vec<Server>,
+}
+
+#[derive(Debug)]
+struct Server {
+    client: ApiClient,
+    /// Why it is down (the connection error), once it is.
+    down: OnceLock<String>,
+}
+
+impl Servers {
+    /// The servers, tried in this order.
+    pub fn new(clients: impl IntoIterator<Item = ApiClient>) -> Self {
+        Self { list: clients.into_iter().map(|client| Server { client, down: OnceLock::new() }).collect() }
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The client of server `i`.
+    pub(crate) fn client(&self, i: usize) -> &ApiClient {
+        &self.list[i].client
+    }
+
+    /// The error of a server that is down, if it is.
+    pub(crate) fn down(&self, i: usize) -> Option<Error> {
+        let why = self.list[i].down.get()?;
+        Some(Error::Unreachable { url: redact_url(self.list[i].client.base_url()), cause: why.clone() })
+    }
+
+    /// Marks server `i` down because of `error`; returns the [`Error::Unreachable`] to report.
+    pub(crate) fn mark_down(&self, i: usize, error: &Error) -> Error {
+        let _ = self.list[i].down.set(error.root_cause());
+        self.down(i).expect("just marked down")
+    }
+}
 
 /// What to download: the name shown in messages, the digest, the size when known.
 #[derive(Debug, Clone)]
@@ -469,3 +517,6 @@ pub async fn upload(
     client.complete_until_verified(blob.digest.as_str(), verify_timeout(size)).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -45,20 +45,45 @@ impl UploadReport {
     }
 }
 
-/// Uploads the files of `entries`, found in `dir`. `default_visibility` applies to records
-/// without one. Fails before sending anything when a file is missing or differs from its
-/// record, or a record has no visibility.
-#[allow(clippy::too_many_arguments)]
+/// Options of an upload.
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    /// Where the manifest's files are (the manifest's directory, usually the working directory).
+    pub dir: PathBuf,
+    /// Why these files are uploaded: the batch's message.
+    pub message: String,
+    /// The visibility of records without one.
+    pub default_visibility: Option<Visibility>,
+    /// How many files (and, across the run, parts) are sent at once.
+    pub jobs: usize,
+    /// Retries.
+    pub retry: RetryPolicy,
+}
+
+impl UploadOptions {
+    /// Defaults for uploading the files in `dir` with this batch message.
+    pub fn new(dir: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self {
+            dir: dir.into(),
+            message: message.into(),
+            default_visibility: None,
+            jobs: 4,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Uploads the files of `entries`, found in `opts.dir`. `opts.default_visibility` applies to
+/// records without one. Fails before sending anything when a file is missing or differs from
+/// its record, or a record has no visibility.
 pub async fn upload(
     client: &ApiClient,
-    dir: &Path,
     entries: &[ManifestEntry],
-    message: &str,
-    default_visibility: Option<Visibility>,
-    jobs: usize,
-    retry: RetryPolicy,
+    opts: &UploadOptions,
     progress: &dyn Progress,
 ) -> Result<UploadReport, Error> {
+    let UploadOptions { dir, message, default_visibility, jobs, retry } = opts;
+    let (dir, default_visibility, jobs) = (dir.as_path(), *default_visibility, *jobs);
     let mut declared = BTreeMap::new();
     let mut paths = BTreeMap::new();
     let checks = stream::iter(entries.iter().map(|e| async move {
@@ -96,7 +121,7 @@ pub async fn upload(
     if declared.is_empty() {
         return Err(Error::Protocol("the manifest has no record to upload".into()));
     }
-    let request = UploadRequest { message: message.to_owned(), files: declared.clone(), author: None };
+    let request = UploadRequest { message: message.clone(), files: declared.clone(), author: None };
     let batch = client.upload_batch(&request).await?;
     progress.detail(&format!("batch {} recorded", batch.id));
 
@@ -134,9 +159,9 @@ pub async fn upload(
         stream::iter(to_send.into_iter().map(|(name, how, path, blob)| async move {
             progress.info(&format!("{name}: uploading {} bytes", blob.size.unwrap_or(0)));
             let result = match how {
-                Send::Put(url) => transfer::upload(client, &url, &path, &blob, &retry, progress).await,
+                Send::Put(url) => transfer::upload(client, &url, &path, &blob, retry, progress).await,
                 Send::Parts(plan) => {
-                    crate::parts::upload(client, plan, &path, &blob, part_slots, &retry, progress).await
+                    crate::parts::upload(client, plan, &path, &blob, part_slots, retry, progress).await
                 }
             }
             .map(|()| Uploaded::Sent);

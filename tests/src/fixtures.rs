@@ -1,5 +1,6 @@
 //! Test data and assertions: digests, upload requests, manifest records, the exact 403
-//! detail, problem+json checks, and the command line run in-process.
+//! detail, problem+json checks, a download through the client's transfer engine, and the
+//! command line run in-process.
 
 use tooltool_proto::Digest;
 
@@ -10,6 +11,27 @@ pub fn digest_of(data: &[u8]) -> Digest {
     let mut c = tooltool_sha512::Sha512Counter::new();
     c.update(data);
     c.finish().0
+}
+
+/// Downloads `digest` with `client` into `dest` through the transfer engine's entry point
+/// ([`tooltool::transfer::download`]), as `fetch` does without a cache: into `.<name>.part`
+/// beside `dest`, with the default retry policy. Returns the bytes transferred.
+pub async fn download_to(
+    client: &tooltool::ApiClient,
+    digest: &Digest,
+    size: Option<u64>,
+    dest: &std::path::Path,
+) -> Result<u64, tooltool::Error> {
+    use tooltool::transfer::{Blob, Downloads, Servers, download};
+    type Done<'a> = std::pin::Pin<Box<dyn Future<Output = Result<bool, tooltool::Error>> + Send + 'a>>;
+    let name = dest.file_name().expect("a file path").to_string_lossy().into_owned();
+    let part = dest.with_file_name(format!(".{name}.part"));
+    let blob = Blob { name, digest: digest.clone(), size };
+    let servers = Servers::new([client.clone()]);
+    let retry = tooltool::RetryPolicy::default();
+    let via = Downloads { servers: &servers, retry: &retry, region: None, progress: &tooltool::progress::Silent };
+    let never = || -> Done<'_> { Box::pin(async { Ok(false) }) };
+    download(via, &blob, &part, dest, &never).await
 }
 
 /// An upload request declaring `files` as (name, content, visibility).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tooltool_api::auth::hawk::{RequestParts, client_header};
 use tooltool_api::time::now;
 use tooltool_e2e::proto::Visibility;
-use tooltool_e2e::{Backend, TestApp, backend_tests, upload_request};
+use tooltool_e2e::{Backend, TestApp, backend_tests, download_to, upload_request};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -56,7 +56,7 @@ async fn credentials_and_signed_urls_never_appear_in_logs(backend: Backend) {
     client.complete_until_verified(digest.as_str(), Duration::from_secs(30)).await.unwrap();
     let location = client.download_redirect(digest.as_str(), None).await.unwrap().location;
     let dir = tempfile::tempdir().unwrap();
-    client.download_to(digest.as_str(), None, &dir.path().join("f")).await.unwrap();
+    download_to(&client, &digest, None, &dir.path().join("f")).await.unwrap();
     // A refused token and a Hawk request are logged too; their secrets must not be.
     let _ = app.client_with_token("refused.token.value-0123456789").download_redirect(digest.as_str(), None).await;
     let port = app.url.rsplit(':').next().unwrap().parse().unwrap();

@@ -165,7 +165,6 @@ impl Cache {
     fn set_active(&self, on: bool) {
         self.forget_all();
         self.active.store(on, Ordering::SeqCst);
-        crate::metrics::METRICS.lookup_cache_active.set(i64::from(on));
     }
 }
 

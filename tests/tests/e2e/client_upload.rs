@@ -3,9 +3,8 @@
 use std::time::Duration;
 
 use tooltool_e2e::proto::{Manifest, Visibility};
-use tooltool_e2e::tooltool::RetryPolicy;
 use tooltool_e2e::tooltool::progress::Silent;
-use tooltool_e2e::tooltool::upload::{Uploaded, upload};
+use tooltool_e2e::tooltool::upload::{UploadOptions, Uploaded, upload};
 use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of, tooltool_cli, tooltool_cli_output};
 
 backend_tests!(
@@ -69,18 +68,8 @@ async fn upload_streams_the_files_and_a_second_upload_reports_them_stored(backen
     // Uploading again sends nothing and says the files were already stored.
     assert_eq!(tooltool_cli(dir.path(), &up).await, 0);
     let manifest = Manifest::load(&dir.path().join("manifest.tt")).unwrap();
-    let report = upload(
-        &app.client_as("releng", &["upload/*"]),
-        dir.path(),
-        &manifest.entries,
-        "again",
-        None,
-        4,
-        RetryPolicy::default(),
-        &Silent,
-    )
-    .await
-    .unwrap();
+    let opts = UploadOptions { jobs: 4, ..UploadOptions::new(dir.path(), "again") };
+    let report = upload(&app.client_as("releng", &["upload/*"]), &manifest.entries, &opts, &Silent).await.unwrap();
     assert!(report.ok());
     assert!(report.files.values().all(|r| matches!(r, Ok(Uploaded::AlreadyStored))), "{report:?}");
     assert_eq!(app.admin().search_batches("").await.unwrap().len(), 3);

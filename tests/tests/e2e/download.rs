@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tooltool_e2e::proto::Visibility;
-use tooltool_e2e::{Backend, FORBIDDEN, TestApp, backend_tests, digest_of, expect_status, upload_request};
+use tooltool_e2e::{Backend, FORBIDDEN, TestApp, backend_tests, digest_of, download_to, expect_status, upload_request};
 
 backend_tests!(
     malformed_digests_are_400_before_any_lookup,
@@ -58,7 +58,7 @@ async fn public_file_redirects_anonymous_callers_to_the_same_bytes(backend: Back
     assert!(r.location.starts_with("http://127.0.0.1:"), "{}", r.location);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("pub.bin");
-    let n = app.anonymous().download_to(d.as_str(), Some(data.len() as u64), &dest).await.unwrap();
+    let n = download_to(&app.anonymous(), &d, Some(data.len() as u64), &dest).await.unwrap();
     assert_eq!(n, data.len() as u64);
     assert_eq!(std::fs::read(&dest).unwrap(), data);
 }
@@ -94,7 +94,7 @@ async fn internal_file_redirects_with_download_internal_scope(backend: Backend) 
     }
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("secret");
-    app.client_as("insider", &["download/internal"]).download_to(d.as_str(), None, &dest).await.unwrap();
+    download_to(&app.client_as("insider", &["download/internal"]), &d, None, &dest).await.unwrap();
     assert_eq!(std::fs::read(dest).unwrap(), data);
 }
 

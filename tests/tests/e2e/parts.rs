@@ -12,8 +12,10 @@ use tooltool_e2e::proto::{self, Visibility};
 use tooltool_e2e::proxy::{Action, Proxy};
 use tooltool_e2e::tooltool::RetryPolicy;
 use tooltool_e2e::tooltool::progress::Silent;
-use tooltool_e2e::tooltool::upload::{UploadReport, Uploaded, upload};
-use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of, expect_status, manifest_entry, upload_request};
+use tooltool_e2e::tooltool::upload::{UploadOptions, UploadReport, Uploaded, upload};
+use tooltool_e2e::{
+    Backend, TestApp, backend_tests, digest_of, download_to, expect_status, manifest_entry, upload_request,
+};
 
 backend_tests!(
     a_file_of_several_parts_uploads_verifies_and_downloads_byte_exact,
@@ -79,13 +81,15 @@ fn is_s3_part(s: &tooltool_e2e::proxy::Seen) -> bool {
 
 async fn upload_dir(app: &TestApp, dir: &Path, names: &[&str], jobs: usize, retry: RetryPolicy) -> UploadReport {
     let entries: Vec<_> = names.iter().map(|n| manifest_entry(n, &std::fs::read(dir.join(n)).unwrap())).collect();
-    upload(&app.admin(), dir, &entries, "parts", Some(Visibility::Public), jobs, retry, &Silent).await.expect("upload")
+    let opts =
+        UploadOptions { default_visibility: Some(Visibility::Public), jobs, retry, ..UploadOptions::new(dir, "parts") };
+    upload(&app.admin(), &entries, &opts, &Silent).await.expect("upload")
 }
 
 async fn downloads_exactly(app: &TestApp, data: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("out");
-    app.admin().download_to(digest_of(data).as_str(), Some(data.len() as u64), &dest).await.expect("download");
+    download_to(&app.admin(), &digest_of(data), Some(data.len() as u64), &dest).await.expect("download");
     assert!(std::fs::read(&dest).unwrap() == data, "the download differs from the upload");
 }
 

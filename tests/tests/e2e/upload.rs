@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::json;
 use tooltool::Completion;
 use tooltool_e2e::proto::{UploadRequest, Visibility};
-use tooltool_e2e::{Backend, FORBIDDEN, TestApp, backend_tests, digest_of, expect_status, upload_request};
+use tooltool_e2e::{Backend, FORBIDDEN, TestApp, backend_tests, digest_of, download_to, expect_status, upload_request};
 
 backend_tests!(
     upload_round_trip_returns_the_batch_and_downloads_identical_bytes,
@@ -43,7 +43,7 @@ async fn upload_round_trip_returns_the_batch_and_downloads_identical_bytes(backe
     assert_eq!(info.instances.len(), 1);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("gcc.tar.xz");
-    app.client_as("ci", &["download/internal"]).download_to(f.digest.as_str(), Some(f.size), &dest).await.unwrap();
+    download_to(&app.client_as("ci", &["download/internal"]), &f.digest, Some(f.size), &dest).await.unwrap();
     assert_eq!(std::fs::read(dest).unwrap(), data);
     assert_eq!(app.anonymous().get_batch(batch.id).await.unwrap().files["gcc.tar.xz"].put_url, None);
 }
@@ -262,7 +262,7 @@ async fn racing_reput_after_verification_cannot_change_the_blob(backend: Backend
     assert!(info.has_instances);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("v");
-    app.anonymous().download_to(d.as_str(), Some(good.len() as u64), &dest).await.unwrap();
+    download_to(&app.anonymous(), &d, Some(good.len() as u64), &dest).await.unwrap();
     assert_eq!(std::fs::read(dest).unwrap(), good);
 }
 

@@ -3,8 +3,7 @@
 
 use std::path::Path;
 
-use tooltool::RetryPolicy;
-use tooltool::upload::{self, Uploaded};
+use tooltool::upload::{self, UploadOptions, Uploaded};
 
 use crate::ui::Reporter;
 use crate::{Args, FAILURE, Fail, Outcome, SUCCESS, load, server, visibility_arg};
@@ -17,17 +16,12 @@ pub async fn run(args: &Args, manifest_path: &Path, cwd: &Path, reporter: &Repor
     };
     let manifest = load(manifest_path)?;
     let client = server(args, cwd)?;
-    let report = upload::upload(
-        &client,
-        cwd,
-        &manifest.entries,
-        &message,
-        visibility_arg(args)?,
-        args.jobs.into(),
-        RetryPolicy::default(),
-        reporter,
-    )
-    .await?;
+    let opts = UploadOptions {
+        default_visibility: visibility_arg(args)?,
+        jobs: args.jobs.into(),
+        ..UploadOptions::new(cwd, message)
+    };
+    let report = upload::upload(&client, &manifest.entries, &opts, reporter).await?;
     let already: Vec<&str> = report
         .files
         .iter()

@@ -1,15 +1,32 @@
 //! Configuration, read once from the environment at start.
 //!
-//! Every variable is listed with its default in docs/configuration.md. A malformed value is an error that
-//! names the variable; secrets are wrapped in [`Secret`] so `Debug` never prints them.
+//! Every variable is listed with its default in docs/configuration.md (a test checks the table
+//! against the variables read here, both ways). Each concern reads its own variables, in its own
+//! file: `http`, `auth`, `db`, `blobs`, `uploads`, `events`, `replication`. Each read goes through
+//! `Env`, so a malformed value is an error that names the variable; secrets are wrapped in
+//! [`Secret`] so `Debug` never prints them. The settings stay one flat [`Settings`], which every
+//! part of the server reads.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use tooltool_proto::DEFAULT_SCOPE_PREFIX;
+
+mod auth;
+mod blobs;
+mod db;
+mod events;
+mod http;
+mod replication;
+mod tuf;
+mod uploads;
+
+pub use auth::InternalMetadata;
+pub use blobs::{BlobSettings, CdnSettings, DEFAULT_S3_TIMEOUT, S3Settings};
+pub use uploads::{MIN_PART_SIZE, PartSettings};
 
 /// A value that must never be printed.
 #[derive(Clone)]
@@ -29,91 +46,6 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
-    }
-}
-
-/// Where blobs live.
-#[derive(Debug, Clone)]
-pub enum BlobSettings {
-    /// Files under `<data dir>/blobs`, served and received by the server itself.
-    Local {
-        /// The region name recorded for instances in this store.
-        region: String,
-    },
-    /// S3 (or S3-compatible) buckets, one per region, reached with aws-sdk-s3 and presigned
-    /// URLs. The first is the default upload region (`TOOLTOOL_S3_REGIONS`, or the single
-    /// `TOOLTOOL_S3_BUCKET`).
-    S3(Vec<S3Settings>),
-}
-
-/// The S3 bucket of one region.
-#[derive(Debug, Clone)]
-pub struct S3Settings {
-    /// Bucket name (`TOOLTOOL_S3_BUCKET`).
-    pub bucket: String,
-    /// AWS region, also the instance region name (`TOOLTOOL_S3_REGION`).
-    pub region: String,
-    /// Endpoint override for S3-compatible stores (`TOOLTOOL_S3_ENDPOINT`).
-    pub endpoint: Option<String>,
-    /// Path-style addressing (`TOOLTOOL_S3_FORCE_PATH_STYLE`).
-    pub force_path_style: bool,
-    /// Static access key; without it the AWS default credential chain is used.
-    pub access_key_id: Option<String>,
-    /// Static secret key, paired with `access_key_id`.
-    pub secret_access_key: Option<Secret>,
-    /// How long a GET, HEAD, PUT, DELETE or list waits for S3's answer, its retries included
-    /// (`TOOLTOOL_S3_TIMEOUT`). Server-side copies and streamed bodies keep a longer wait.
-    pub timeout: Duration,
-}
-
-/// The default of [`S3Settings::timeout`]: under `TOOLTOOL_VERIFY_WAIT`'s default, so that
-/// `upload/complete` against an S3 that does not answer is 503 `storage-unavailable`, not 409.
-pub const DEFAULT_S3_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Who sees internal files' metadata on the search, batch and file routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InternalMetadata {
-    /// Everyone, as in the original service (the default).
-    Open,
-    /// Only callers holding `download/internal`, as `/events` and the TUF `internal`
-    /// repository: to anyone else an internal file is unknown (404) and absent from searches,
-    /// and so is a batch that names one.
-    Restricted,
-}
-
-/// Downloads through a CDN (CloudFront signed URLs), all three variables or none.
-#[derive(Debug, Clone)]
-pub struct CdnSettings {
-    /// The distribution's URL or host (`TOOLTOOL_CDN_URL`).
-    pub url: String,
-    /// The CloudFront key pair (or public key) id (`TOOLTOOL_CDN_KEY_ID`).
-    pub key_id: String,
-    /// The PEM file of the private key (`TOOLTOOL_CDN_PRIVATE_KEY`).
-    pub private_key: PathBuf,
-}
-
-/// S3's smallest part of a multipart upload (but the last).
-pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
-
-/// Uploads in parts (PROTOCOL.md "Large files: uploads in parts").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartSettings {
-    /// Files at or above this size, declared by a client that can send parts, go up in parts
-    /// (`TOOLTOOL_MULTIPART_THRESHOLD`).
-    pub threshold: u64,
-    /// The size of every part but the last (`TOOLTOOL_PART_SIZE`, at least [`MIN_PART_SIZE`];
-    /// raised for a file that would otherwise need more than S3's 10,000 parts).
-    pub part_size: u64,
-    /// The largest file a client that cannot send parts may declare
-    /// (`TOOLTOOL_MAX_SINGLE_PUT`); larger is 400 `file-too-large`.
-    pub max_single_put: u64,
-    /// Part URLs handed out per answer (`TOOLTOOL_PART_URL_BATCH`).
-    pub url_batch: u32,
-}
-
-impl Default for PartSettings {
-    fn default() -> Self {
-        Self { threshold: 64 << 20, part_size: 64 << 20, max_single_put: 5 << 30, url_batch: 100 }
     }
 }
 
@@ -294,193 +226,13 @@ impl Settings {
 
     /// Reads the settings through `get`, which returns a variable's value if set.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let data_dir = PathBuf::from(get("TOOLTOOL_DATA_DIR").unwrap_or_else(|| "tooltool-data".into()));
+        let env = Env { get: &get };
+        let data_dir = PathBuf::from(env.get("TOOLTOOL_DATA_DIR").unwrap_or_else(|| "tooltool-data".into()));
         let mut s = Self::embedded(data_dir);
-        if let Some(v) = get("HOST") {
-            s.host = v;
-        }
-        if let Some(v) = get("PORT") {
-            s.port = parse_var("PORT", &v)?;
-        }
-        if let Some(v) = get("DATABASE_URL") {
-            if !(v.starts_with("sqlite:") || v.starts_with("postgres://") || v.starts_with("postgresql://")) {
-                bail!("DATABASE_URL must start with sqlite:, postgres:// or postgresql://");
-            }
-            s.database_url = v;
-        }
-        s.public_url = get("TOOLTOOL_PUBLIC_URL")
-            .map(|v| {
-                url::Url::parse(&v)
-                    .with_context(|| format!("TOOLTOOL_PUBLIC_URL is not a URL: {v:?}"))
-                    .map(|_| v.trim_end_matches('/').to_owned())
-            })
-            .transpose()?;
-        s.sentry_dsn = get("SENTRY_DSN").map(Secret::new);
-        s.secret_key = get("TOOLTOOL_SECRET_KEY").map(Secret::new);
-        if let Some(k) = &s.secret_key
-            && k.expose().len() < 32
+        for read in
+            [http::read, auth::read, db::read, blobs::read, uploads::read, events::read, replication::read, tuf::read]
         {
-            bail!("TOOLTOOL_SECRET_KEY must be at least 32 characters long");
-        }
-        if let Some(v) = get("TOOLTOOL_OLD_SECRET_KEYS") {
-            s.old_secret_keys = v.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect();
-        }
-        if let Some(v) = get("TOOLTOOL_JWT_ISSUER") {
-            s.jwt_issuer = v;
-        }
-        if let Some(v) = get("TOOLTOOL_JWT_AUDIENCE") {
-            s.jwt_audience = v;
-        }
-        if let Some(v) = get("TOOLTOOL_SCOPE_PREFIX") {
-            s.scope_prefix = v.trim_end_matches('/').to_owned();
-        }
-        if let Some(v) = get("TOOLTOOL_ANONYMOUS_PUBLIC_DOWNLOAD") {
-            s.anonymous_public_download = parse_bool("TOOLTOOL_ANONYMOUS_PUBLIC_DOWNLOAD", &v)?;
-        }
-        for (name, field) in [
-            ("TOOLTOOL_DOWNLOAD_URL_TTL", &mut s.download_url_ttl),
-            ("TOOLTOOL_UPLOAD_URL_TTL", &mut s.upload_url_ttl),
-            ("TOOLTOOL_STAGING_GRACE", &mut s.staging_grace),
-            ("TOOLTOOL_VERIFY_WAIT", &mut s.verify_wait),
-            ("TOOLTOOL_AUTH_REFRESH", &mut s.auth_refresh),
-            ("TOOLTOOL_LOOKUP_MAX_AGE", &mut s.lookup_max_age),
-            ("TOOLTOOL_REQUEST_TIMEOUT", &mut s.request_timeout),
-            ("TOOLTOOL_EVENTS_RETENTION", &mut s.events_retention),
-            ("TOOLTOOL_REPLICATION_INTERVAL", &mut s.replication_interval),
-            ("TOOLTOOL_REPLICATION_LEASE", &mut s.replication_lease),
-            ("TOOLTOOL_REGION_PROBE", &mut s.region_probe),
-            ("TOOLTOOL_TASKCLUSTER_TIMEOUT", &mut s.taskcluster_timeout),
-            ("TOOLTOOL_SEARCH_TIMEOUT", &mut s.search_timeout),
-        ] {
-            if let Some(v) = get(name) {
-                *field = parse_duration(name, &v)?;
-            }
-        }
-        s.taskcluster_root_url = get("TOOLTOOL_TASKCLUSTER_ROOT_URL")
-            .map(|v| match url::Url::parse(&v) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(v.trim_end_matches('/').to_owned()),
-                _ => bail!("TOOLTOOL_TASKCLUSTER_ROOT_URL is not an http(s) URL: {v:?}"),
-            })
-            .transpose()?;
-        if let Some(v) = get("TOOLTOOL_TRUST_FORWARDED") {
-            s.trust_forwarded = parse_bool("TOOLTOOL_TRUST_FORWARDED", &v)?;
-        }
-        if let Some(v) = get("TOOLTOOL_MAX_BODY_BYTES") {
-            s.max_body_bytes = parse_var("TOOLTOOL_MAX_BODY_BYTES", &v)?;
-        }
-        if let Some(v) = get("TOOLTOOL_WORKERS") {
-            s.workers = parse_var("TOOLTOOL_WORKERS", &v)?;
-        }
-        if let Some(v) = get("TOOLTOOL_INTERNAL_METADATA") {
-            s.internal_metadata = match v.as_str() {
-                "open" => InternalMetadata::Open,
-                "restricted" => InternalMetadata::Restricted,
-                _ => bail!("TOOLTOOL_INTERNAL_METADATA must be open or restricted, not {v:?}"),
-            };
-        }
-        if let Some(v) = get("TOOLTOOL_MAX_FILE_SIZE") {
-            s.max_file_size = parse_var("TOOLTOOL_MAX_FILE_SIZE", &v)?;
-        }
-        if let Some(v) = get("TOOLTOOL_FREE_SPACE_RESERVE") {
-            s.free_space_reserve = parse_var("TOOLTOOL_FREE_SPACE_RESERVE", &v)?;
-        }
-        if let Some(v) = get("TOOLTOOL_SEARCH_CONCURRENCY") {
-            s.search_concurrency = parse_var("TOOLTOOL_SEARCH_CONCURRENCY", &v)?;
-            if s.search_concurrency == 0 {
-                bail!("TOOLTOOL_SEARCH_CONCURRENCY must be at least 1");
-            }
-        }
-        if let Some(v) = get("TOOLTOOL_LOOKUP_CACHE") {
-            s.lookup_cache = parse_var("TOOLTOOL_LOOKUP_CACHE", &v)?;
-        }
-        if let Some(v) = get("TOOLTOOL_AMQP_URL") {
-            if !v.starts_with("amqp://") {
-                bail!("TOOLTOOL_AMQP_URL must start with amqp:// (this build has no TLS to the broker)");
-            }
-            s.amqp_url = Some(Secret::new(v));
-        }
-        if let Some(v) = get("TOOLTOOL_AMQP_EXCHANGE") {
-            s.amqp_exchange = v;
-        }
-        if let Some(v) = get("TOOLTOOL_REPLICATION") {
-            s.replication = parse_bool("TOOLTOOL_REPLICATION", &v)?;
-        }
-        if let Some(v) = get("TOOLTOOL_REPLICATION_PART_SIZE") {
-            s.replication_part_size = parse_var("TOOLTOOL_REPLICATION_PART_SIZE", &v)?;
-            if s.replication_part_size < MIN_PART_SIZE {
-                bail!("TOOLTOOL_REPLICATION_PART_SIZE must be at least {MIN_PART_SIZE} bytes (S3's smallest part)");
-            }
-        }
-        if let Some(v) = get("TOOLTOOL_SCRUB_INTERVAL") {
-            s.scrub_interval = match v.as_str() {
-                "off" => None,
-                _ => match parse_duration("TOOLTOOL_SCRUB_INTERVAL", &v)? {
-                    d if d.is_zero() => bail!("TOOLTOOL_SCRUB_INTERVAL must be longer than 0 (or off)"),
-                    d => Some(d),
-                },
-            };
-        }
-        if let Some(v) = get("TOOLTOOL_SCRUB_RATE") {
-            s.scrub_rate = parse_var("TOOLTOOL_SCRUB_RATE", &v)?;
-            if !(s.scrub_rate.is_finite() && s.scrub_rate > 0.0) {
-                bail!("TOOLTOOL_SCRUB_RATE must be a positive number of megabytes per second, not {v:?}");
-            }
-        }
-        if let Some(v) = get("TOOLTOOL_TUF_ONLINE_KEYS") {
-            s.tuf_online_keys = v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from).collect();
-        }
-        if let Some(v) = get("TOOLTOOL_MULTIPART_THRESHOLD") {
-            s.parts.threshold = parse_var("TOOLTOOL_MULTIPART_THRESHOLD", &v)?;
-        }
-        if let Some(v) = get("TOOLTOOL_PART_SIZE") {
-            s.parts.part_size = parse_var("TOOLTOOL_PART_SIZE", &v)?;
-            if s.parts.part_size < MIN_PART_SIZE {
-                bail!("TOOLTOOL_PART_SIZE must be at least {MIN_PART_SIZE} bytes (S3's smallest part)");
-            }
-        }
-        if let Some(v) = get("TOOLTOOL_MAX_SINGLE_PUT") {
-            s.parts.max_single_put = parse_var("TOOLTOOL_MAX_SINGLE_PUT", &v)?;
-        }
-        if let Some(v) = get("TOOLTOOL_PART_URL_BATCH") {
-            s.parts.url_batch = parse_var("TOOLTOOL_PART_URL_BATCH", &v)?;
-            if s.parts.url_batch == 0 {
-                bail!("TOOLTOOL_PART_URL_BATCH must be at least 1");
-            }
-        }
-        s.cdn = match (get("TOOLTOOL_CDN_URL"), get("TOOLTOOL_CDN_KEY_ID"), get("TOOLTOOL_CDN_PRIVATE_KEY")) {
-            (None, None, None) => None,
-            (Some(url), Some(key_id), Some(key)) => Some(CdnSettings { url, key_id, private_key: key.into() }),
-            _ => bail!(
-                "TOOLTOOL_CDN_URL, TOOLTOOL_CDN_KEY_ID and TOOLTOOL_CDN_PRIVATE_KEY go together: set all three or none"
-            ),
-        };
-        let shared = S3Settings {
-            bucket: String::new(),
-            region: get("TOOLTOOL_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
-            endpoint: get("TOOLTOOL_S3_ENDPOINT"),
-            force_path_style: get("TOOLTOOL_S3_FORCE_PATH_STYLE")
-                .map(|v| parse_bool("TOOLTOOL_S3_FORCE_PATH_STYLE", &v))
-                .transpose()?
-                .unwrap_or(false),
-            access_key_id: get("TOOLTOOL_S3_ACCESS_KEY_ID"),
-            secret_access_key: get("TOOLTOOL_S3_SECRET_ACCESS_KEY").map(Secret::new),
-            timeout: match get("TOOLTOOL_S3_TIMEOUT") {
-                Some(v) => match parse_duration("TOOLTOOL_S3_TIMEOUT", &v)? {
-                    d if d.is_zero() => bail!("TOOLTOOL_S3_TIMEOUT must be longer than 0"),
-                    d => d,
-                },
-                None => DEFAULT_S3_TIMEOUT,
-            },
-        };
-        match (get("TOOLTOOL_S3_REGIONS"), get("TOOLTOOL_S3_BUCKET")) {
-            (Some(_), Some(_)) => bail!("TOOLTOOL_S3_REGIONS and TOOLTOOL_S3_BUCKET are exclusive: set one"),
-            (Some(list), None) => s.blobs = BlobSettings::S3(parse_regions(&list, &shared)?),
-            (None, Some(bucket)) => s.blobs = BlobSettings::S3(vec![S3Settings { bucket, ..shared }]),
-            (None, None) => {
-                if let Some(region) = get("TOOLTOOL_REGION") {
-                    s.blobs = BlobSettings::Local { region };
-                }
-            }
+            read(&env, &mut s)?;
         }
         Ok(s)
     }
@@ -489,46 +241,6 @@ impl Settings {
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
-}
-
-/// Parses `TOOLTOOL_S3_REGIONS`: comma-separated `REGION=BUCKET` or `REGION=BUCKET@ENDPOINT`,
-/// the first being the default upload region. Credentials and addressing come from `shared`;
-/// a region without its own endpoint uses `TOOLTOOL_S3_ENDPOINT` (or AWS).
-fn parse_regions(list: &str, shared: &S3Settings) -> anyhow::Result<Vec<S3Settings>> {
-    const VAR: &str = "TOOLTOOL_S3_REGIONS";
-    let mut out: Vec<S3Settings> = Vec::new();
-    for item in list.split(',').map(str::trim) {
-        let Some((region, rest)) = item.split_once('=') else {
-            bail!("{VAR}: {item:?} is not REGION=BUCKET or REGION=BUCKET@ENDPOINT");
-        };
-        let (region, rest) = (region.trim(), rest.trim());
-        let (bucket, endpoint) = match rest.split_once('@') {
-            Some((b, e)) => (b.trim(), Some(e.trim())),
-            None => (rest, None),
-        };
-        let valid_name = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !valid_name(region) {
-            bail!("{VAR}: {region:?} is not a region name (letters, digits, '-', '_', '.')");
-        }
-        if !valid_name(bucket) {
-            bail!("{VAR}: region {region} has no valid bucket name ({bucket:?})");
-        }
-        if let Some(e) = endpoint
-            && url::Url::parse(e).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true)
-        {
-            bail!("{VAR}: the endpoint of region {region} is not an http(s) URL: {e:?}");
-        }
-        if out.iter().any(|r| r.region == region) {
-            bail!("{VAR}: region {region} is listed twice");
-        }
-        out.push(S3Settings {
-            bucket: bucket.to_owned(),
-            region: region.to_owned(),
-            endpoint: endpoint.map(|e| e.trim_end_matches('/').to_owned()).or_else(|| shared.endpoint.clone()),
-            ..shared.clone()
-        });
-    }
-    Ok(out)
 }
 
 /// The default SQLite URL for a data directory (created if missing).
@@ -557,6 +269,70 @@ pub fn parse_duration(name: &str, v: &str) -> anyhow::Result<Duration> {
         return Ok(Duration::from_secs(secs));
     }
     humantime::parse_duration(v).map_err(|e| anyhow::anyhow!("{name} has an invalid duration {v:?}: {e}"))
+}
+
+/// The environment as the settings read it: every typed read names its variable in its error.
+struct Env<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    /// The value of `name`, if set.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.get)(name)
+    }
+
+    /// `name` parsed as a `T` (a number, usually), if set.
+    fn parse<T: std::str::FromStr>(&self, name: &str) -> anyhow::Result<Option<T>>
+    where
+        T::Err: fmt::Display,
+    {
+        self.get(name).map(|v| parse_var(name, &v)).transpose()
+    }
+
+    /// `name` as a duration ([`parse_duration`]), if set.
+    fn duration(&self, name: &str) -> anyhow::Result<Option<Duration>> {
+        self.get(name).map(|v| parse_duration(name, &v)).transpose()
+    }
+
+    /// `name` as a switch (`true`/`false`, `on`/`off`, …), if set.
+    fn bool(&self, name: &str) -> anyhow::Result<Option<bool>> {
+        self.get(name).map(|v| parse_bool(name, &v)).transpose()
+    }
+
+    /// Sets `field` to the value of `name`, if set.
+    fn set(&self, name: &str, field: &mut String) {
+        if let Some(v) = self.get(name) {
+            *field = v;
+        }
+    }
+
+    /// Sets `field` to `name` parsed ([`Env::parse`]), if set.
+    fn set_parsed<T: std::str::FromStr>(&self, name: &str, field: &mut T) -> anyhow::Result<()>
+    where
+        T::Err: fmt::Display,
+    {
+        if let Some(v) = self.parse(name)? {
+            *field = v;
+        }
+        Ok(())
+    }
+
+    /// Sets `field` to `name` as a duration ([`Env::duration`]), if set.
+    fn set_duration(&self, name: &str, field: &mut Duration) -> anyhow::Result<()> {
+        if let Some(v) = self.duration(name)? {
+            *field = v;
+        }
+        Ok(())
+    }
+
+    /// Sets `field` to `name` as a switch ([`Env::bool`]), if set.
+    fn set_bool(&self, name: &str, field: &mut bool) -> anyhow::Result<()> {
+        if let Some(v) = self.bool(name)? {
+            *field = v;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -810,6 +586,34 @@ mod tests {
             let err = from(&[(name, bad)]).unwrap_err().to_string();
             assert!(err.contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn the_configuration_doc_lists_every_variable_read_and_no_other() {
+        // Read by the logger (`telemetry::init`) before the settings: `RUST_LOG` through
+        // `EnvFilter`'s default, `LOG_FORMAT` directly.
+        const LOGGING: [&str; 2] = ["RUST_LOG", "LOG_FORMAT"];
+        let asked = std::cell::RefCell::new(std::collections::BTreeSet::new());
+        Settings::from_lookup(|k| {
+            asked.borrow_mut().insert(k.to_owned());
+            None
+        })
+        .unwrap();
+        let mut read = asked.into_inner();
+        read.extend(LOGGING.map(String::from));
+
+        // The first column of the table: one or more `NAME`s.
+        let doc = include_str!("../../../docs/configuration.md");
+        let documented: std::collections::BTreeSet<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split(" |").next())
+            .flat_map(|cell| cell.split('`').filter(|n| !n.is_empty() && !n.starts_with(',')).map(String::from))
+            .collect();
+        assert!(documented.len() > 40, "the table was not found: {documented:?}");
+        let undocumented: Vec<_> = read.difference(&documented).collect();
+        assert!(undocumented.is_empty(), "docs/configuration.md lacks {undocumented:?}");
+        let unread: Vec<_> = documented.difference(&read).collect();
+        assert!(unread.is_empty(), "docs/configuration.md lists {unread:?}, which nothing reads");
     }
 
     #[test]
