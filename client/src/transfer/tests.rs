@@ -20,7 +20,7 @@ use crate::test_server::{SIG, TOKEN, blob_server, client, digest_of, dir_entries
 async fn download_to(client: &ApiClient, digest: &Digest, size: Option<u64>, dest: &Path) -> Result<u64, Error> {
     let name = dest.file_name().expect("a file path").to_string_lossy().into_owned();
     let part = dest.with_file_name(format!(".{name}.part"));
-    let blob = Blob { name, digest: digest.clone(), size };
+    let blob = Blob { name, digest: digest.clone(), size, sha256: None };
     let servers = Servers::new([client.clone()]);
     let via = Downloads { servers: &servers, retry: &RetryPolicy::default(), region: None, progress: &Silent };
     let never = || -> BoxFuture<'_, Result<bool, Error>> { Box::pin(async { Ok(false) }) };
@@ -121,7 +121,7 @@ async fn the_upload_engine_retries_a_put_after_the_retry_after_it_was_given() {
     std::fs::write(&path, &data).unwrap();
     // Backoff alone would wait 10 ms: the server's Retry-After must win.
     let retry = RetryPolicy { base_delay: Duration::from_millis(10), ..RetryPolicy::default() };
-    let blob = Blob { name: "f".into(), digest: d.clone(), size: Some(data.len() as u64) };
+    let blob = Blob { name: "f".into(), digest: d.clone(), size: Some(data.len() as u64), sha256: None };
     upload(&client(&base), &format!("{base}put?sig={SIG}"), &path, &blob, &retry, &Silent).await.unwrap();
     let p = puts.lock().unwrap().clone();
     assert_eq!(p.len(), 2);
