@@ -13,6 +13,9 @@
 //!   root made by the ceremony. ngclient pins root version 1 as served, and polls (no timing is
 //!   asserted) while the signer follows uploads, visibility changes, deletions and root
 //!   rotations.
+//! - The project's own client (`tooltool fetch --tuf-root`), in [`client`].
+
+mod client;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
