@@ -129,9 +129,13 @@ impl Verifier {
                 return Ok(t);
             }
         }
+        let unpinned = match self.repos.iter().any(|r| r.name == "internal") {
+            false if self.client.is_authenticated() => "; no root is pinned for internal (--tuf-root internal=FILE)",
+            _ => "",
+        };
         Err(Error::Untrusted(format!(
             "sha512 {digest} is not a current target of the signed repository {}: the server does not vouch for it \
-             (never signed, withdrawn, or the wrong digest)",
+             (never signed, withdrawn, or the wrong digest){unpinned}",
             looked.join(" nor ")
         )))
     }
