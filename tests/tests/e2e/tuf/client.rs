@@ -2,7 +2,8 @@
 //! server signs: it fetches verified files from `public`, and `internal` with a token; it
 //! fetches metadata lazily (one bin per looked-up name) and a warm run asks for the timestamp
 //! once (requests counted at a proxy in front of the server); it refuses a file whose bin was
-//! altered in the database (the bin no longer has the sha256 the signed snapshot gives it), and a withdrawn file even when its blob is still in the cache.
+//! altered in the database (the bin no longer has the sha256 the signed snapshot gives it), a
+//! timestamp older than the one it cached (a rollback), and a withdrawn file even when its blob is still in the cache.
 //! ngclient (python-tuf) says when the signer has caught up, so nothing here waits on timing.
 
 use std::collections::BTreeSet;
@@ -18,6 +19,7 @@ backend_tests!(
     the_client_verifies_public_and_internal_files_lazily_and_a_warm_fetch_asks_one_timestamp,
     the_client_refuses_a_file_whose_bin_was_altered_in_the_database,
     the_client_refuses_a_withdrawn_file_though_the_cache_still_holds_it,
+    the_client_refuses_a_timestamp_older_than_the_one_it_cached,
 );
 
 /// Writes `files` (name, bytes) as the manifest of `dir`.
@@ -172,4 +174,42 @@ async fn the_client_refuses_a_withdrawn_file_though_the_cache_still_holds_it(bac
     assert_ne!(code, 0, "{out}");
     assert!(out.contains(&format!("sha512 {d} is not a current target of the signed repository public")), "{out}");
     assert!(!again.path().join("gone.bin").exists(), "nothing is written");
+}
+
+async fn the_client_refuses_a_timestamp_older_than_the_one_it_cached(backend: Backend) {
+    let s = signed_app(backend, 1).await;
+    let (a, b) = (b"first, signed".to_vec(), b"second, signed later".to_vec());
+    let da = s.app.upload("a.bin", &a, Visibility::Public).await;
+    let root = s.pinned_root("public").await;
+    s.wait_listed("public", root.path(), da.as_str()).await;
+    let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    write_manifest(dir.path(), &[("a.bin".into(), a.clone())]);
+    let cache_arg = cache.path().to_str().unwrap();
+    let pin = root.path().to_str().unwrap();
+    let args = ["--url", s.app.url.as_str(), "-c", cache_arg, "--tuf-root", pin, "fetch"];
+    let (code, out) = tooltool_cli_output(dir.path(), &args).await;
+    assert_eq!(code, 0, "{out}");
+    let version =
+        |bytes: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["signed"]["version"].clone();
+    let cached = || version(std::fs::read(cache.path().join("tuf/public/timestamp.json")).unwrap());
+    let first = cached();
+
+    // A newer timestamp, which the next fetch caches.
+    let db = s.app.upload("b.bin", &b, Visibility::Public).await;
+    s.wait_listed("public", root.path(), db.as_str()).await;
+    let (code, out) = tooltool_cli_output(dir.path(), &args).await;
+    assert_eq!(code, 0, "{out}");
+    let newer = cached();
+    assert!(newer.as_u64() > first.as_u64(), "{first} then {newer}");
+
+    // The server now serves an older timestamp (its newest ones removed behind its back).
+    s.app
+        .sql(&format!("DELETE FROM tuf_metadata WHERE repo = 'public' AND role = 'timestamp' AND version > {first}"))
+        .await;
+    let served = version(s.get("/tuf/public/metadata/timestamp.json", false).await.bytes().await.unwrap().to_vec());
+    assert_eq!(served, first);
+    let (code, out) = tooltool_cli_output(dir.path(), &args).await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains(&format!("timestamp version {first} is older than the trusted {newer}: a rollback")), "{out}");
+    assert_eq!(cached(), newer, "the cache keeps the newer timestamp");
 }
