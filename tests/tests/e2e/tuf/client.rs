@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use tooltool_e2e::proto::{Manifest, PatchOp, Visibility};
+use tooltool_e2e::proto::{Digest, Manifest, PatchOp, Visibility};
 use tooltool_e2e::proxy::{Kind, Proxy};
 use tooltool_e2e::{Backend, backend_tests, tooltool_cli_output};
 
@@ -38,6 +38,15 @@ fn metadata_requests(proxy: &Proxy, from: usize) -> Vec<String> {
 }
 
 impl SignedApp {
+    /// Uploads `data` as the public `name` and waits until public lists it: its digest, and
+    /// public's root version 1 pinned in a file.
+    async fn listed_public(&self, name: &str, data: &[u8]) -> (Digest, tempfile::NamedTempFile) {
+        let d = self.app.upload(name, data, Visibility::Public).await;
+        let root = self.pinned_root("public").await;
+        self.wait_listed("public", root.path(), d.as_str()).await;
+        (d, root)
+    }
+
     /// Waits until `repo` lists `digest` (ngclient finds it).
     async fn wait_listed(&self, repo: &str, root: &Path, digest: &str) {
         let token = self.admin_token();
@@ -121,9 +130,7 @@ fn bin_name_in(file: &str) -> String {
 async fn the_client_refuses_a_file_whose_bin_was_altered_in_the_database(backend: Backend) {
     let s = signed_app(backend, 1).await;
     let data = b"listed in a bin that will be altered".to_vec();
-    let d = s.app.upload("t.bin", &data, Visibility::Public).await;
-    let root = s.pinned_root("public").await;
-    s.wait_listed("public", root.path(), d.as_str()).await;
+    let (d, root) = s.listed_public("t.bin", &data).await;
     let dir = tempfile::tempdir().unwrap();
     write_manifest(dir.path(), &[("t.bin".into(), data.clone())]);
     let pin = root.path().to_str().unwrap();
@@ -153,9 +160,7 @@ async fn the_client_refuses_a_file_whose_bin_was_altered_in_the_database(backend
 async fn the_client_refuses_a_withdrawn_file_though_the_cache_still_holds_it(backend: Backend) {
     let s = signed_app(backend, 1).await;
     let data = b"a file to be withdrawn".to_vec();
-    let d = s.app.upload("gone.bin", &data, Visibility::Public).await;
-    let root = s.pinned_root("public").await;
-    s.wait_listed("public", root.path(), d.as_str()).await;
+    let (d, root) = s.listed_public("gone.bin", &data).await;
     let (first, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     write_manifest(first.path(), &[("gone.bin".into(), data.clone())]);
     let cache_arg = cache.path().to_str().unwrap();
@@ -179,9 +184,7 @@ async fn the_client_refuses_a_withdrawn_file_though_the_cache_still_holds_it(bac
 async fn the_client_refuses_a_timestamp_older_than_the_one_it_cached(backend: Backend) {
     let s = signed_app(backend, 1).await;
     let (a, b) = (b"first, signed".to_vec(), b"second, signed later".to_vec());
-    let da = s.app.upload("a.bin", &a, Visibility::Public).await;
-    let root = s.pinned_root("public").await;
-    s.wait_listed("public", root.path(), da.as_str()).await;
+    let (_, root) = s.listed_public("a.bin", &a).await;
     let (dir, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     write_manifest(dir.path(), &[("a.bin".into(), a.clone())]);
     let cache_arg = cache.path().to_str().unwrap();
