@@ -253,5 +253,9 @@ pub async fn backfill_sha256(
             }
         }
     }
+    if filled > 0 {
+        // A sha256 recorded makes a file a TUF target, and records no event for the signer.
+        db.tuf_rescan().await?;
+    }
     Ok(BackfillReport { filled, read: report })
 }

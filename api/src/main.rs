@@ -12,10 +12,11 @@ use tooltool_api::db::{AuditFilter, ScrubFilter};
 use tooltool_api::import::{ImportOptions, Progress};
 use tooltool_api::settings::parse_duration;
 use tooltool_api::time::rfc3339;
+use tooltool_api::tuf::{self, ceremony};
 use tooltool_api::{
     Application, Settings, load_secrets, open_db, open_stores, replicate_once, scrub_once, telemetry, tokens,
 };
-use tooltool_proto::Digest;
+use tooltool_proto::{Digest, Visibility};
 
 #[derive(Parser)]
 #[command(name = "tooltool-api", version, about = "The tooltool artifact store server")]
@@ -108,6 +109,106 @@ enum Command {
     /// The events feed (every event, whatever its audience).
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Signed metadata (TUF): the offline root ceremony, and loading its roots (docs/tuf.md).
+    #[command(subcommand)]
+    Tuf(TufCommand),
+}
+
+#[derive(Subcommand)]
+enum TufCommand {
+    /// Generate an Ed25519 key: FILE (PKCS#8 v1 PEM, mode 0600) and FILE.pub (its public key).
+    /// Offline.
+    Keygen {
+        /// The key file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Root files: init, sign, verify, rotate (offline), publish (to the database).
+    #[command(subcommand)]
+    Root(TufRootCommand),
+    /// Make the signer read every file again, instead of the events after its cursor (after an
+    /// outage longer than TOOLTOOL_EVENTS_RETENTION, or a repair by hand).
+    Rescan,
+    /// Load a first root, signed by its threshold, into the database: nothing is signed before.
+    Bootstrap {
+        /// The signed root file (version 1).
+        #[arg(long)]
+        root: PathBuf,
+        /// Only this repository (`public` or `internal`; default both).
+        #[arg(long)]
+        repo: Option<Visibility>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TufRootCommand {
+    /// Write an unsigned root version 1. Offline.
+    Init {
+        /// A root key (its .pub file, or the key); repeatable.
+        #[arg(long = "root-key", required = true)]
+        root_keys: Vec<PathBuf>,
+        /// How many root keys must sign a root.
+        #[arg(long, default_value_t = 1)]
+        threshold: u64,
+        /// An online key (targets, bins, snapshot, timestamp); repeatable.
+        #[arg(long = "online-key", required = true)]
+        online_keys: Vec<PathBuf>,
+        /// Lifetime.
+        #[arg(long, default_value = "365d")]
+        expires: String,
+        /// The root file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a key holder's signature to a root file, in place. Offline.
+    Sign {
+        /// The root file.
+        file: PathBuf,
+        /// The signing key.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a root's signatures: its own threshold and, with --previous, the previous root's.
+    /// Offline.
+    Verify {
+        /// The root file.
+        file: PathBuf,
+        /// The root it follows.
+        #[arg(long)]
+        previous: Option<PathBuf>,
+    },
+    /// Write the unsigned next version of a root. Offline.
+    Rotate {
+        /// The current root file.
+        #[arg(long)]
+        from: PathBuf,
+        /// A root key to add; repeatable.
+        #[arg(long = "add-root-key")]
+        add_root_keys: Vec<PathBuf>,
+        /// The key id of a root key to remove; repeatable.
+        #[arg(long = "remove-root-key")]
+        remove_root_keys: Vec<String>,
+        /// The online keys, replacing the current ones; repeatable.
+        #[arg(long = "online-key")]
+        online_keys: Vec<PathBuf>,
+        /// A new root threshold.
+        #[arg(long)]
+        threshold: Option<u64>,
+        /// Lifetime.
+        #[arg(long, default_value = "365d")]
+        expires: String,
+        /// The root file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Load the next root version into the database, checked against the current one.
+    Publish {
+        /// The signed root file.
+        file: PathBuf,
+        /// Only this repository (default both).
+        #[arg(long)]
+        repo: Option<Visibility>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,6 +320,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::BackfillSha256 { rate } => backfill_sha256(&settings, rate).await,
             Command::Events(EventsCommand::Tail { after, follow }) => tail_events(&settings, after, follow).await,
+            Command::Tuf(cmd) => tuf(&settings, cmd).await,
             Command::Audit { action, actor, target, limit } => {
                 let filter = AuditFilter { action, actor, target, ..Default::default() };
                 for entry in Admin::open(&settings).await?.audit(&filter, limit).await? {
@@ -228,6 +330,84 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+async fn tuf(settings: &Settings, cmd: TufCommand) -> anyhow::Result<()> {
+    let lifetime = |text: &str| -> anyhow::Result<i64> {
+        Ok(tooltool_api::time::now() + parse_duration("--expires", text)?.as_secs() as i64)
+    };
+    let publics =
+        |paths: &[PathBuf]| paths.iter().map(|p| ceremony::read_public(p)).collect::<anyhow::Result<Vec<_>>>();
+    let repos = |repo: Option<Visibility>| repo.map_or(tuf::repo::REPOS.to_vec(), |r| vec![r]);
+    match cmd {
+        TufCommand::Keygen { out } => {
+            let key = ceremony::keygen(&out)?;
+            println!("{}", serde_json::json!({"keyid": key.keyid(), "public": key.public()}));
+        }
+        TufCommand::Root(TufRootCommand::Init { root_keys, threshold, online_keys, expires, out }) => {
+            let root = ceremony::init(&publics(&root_keys)?, threshold, &publics(&online_keys)?, lifetime(&expires)?)?;
+            ceremony::write_root(&out, &root)?;
+        }
+        TufCommand::Root(TufRootCommand::Sign { file, key }) => {
+            let mut root = ceremony::read_root(&file)?.envelope;
+            ceremony::sign(&mut root, &tuf::repo::read_key(&key)?)?;
+            ceremony::write_root(&file, &root)?;
+        }
+        TufCommand::Root(TufRootCommand::Verify { file, previous }) => {
+            let root = ceremony::read_root(&file)?;
+            let previous = previous.map(|p| ceremony::read_root(&p)).transpose()?;
+            root.check(previous.as_ref())?;
+            println!(
+                "root version {} is signed by its threshold{}",
+                root.version,
+                match previous {
+                    Some(_) => " and by the previous root's",
+                    None => "",
+                }
+            );
+        }
+        TufCommand::Root(TufRootCommand::Rotate {
+            from,
+            add_root_keys,
+            remove_root_keys,
+            online_keys,
+            threshold,
+            expires,
+            out,
+        }) => {
+            let change = ceremony::Rotation {
+                add_root_keys: publics(&add_root_keys)?,
+                remove_root_keys,
+                online: (!online_keys.is_empty()).then(|| publics(&online_keys)).transpose()?,
+                threshold,
+                expires: lifetime(&expires)?,
+            };
+            ceremony::write_root(&out, &ceremony::rotate(&ceremony::read_root(&from)?, change)?)?;
+        }
+        TufCommand::Rescan => {
+            let db = open_db(settings).await?;
+            db.check_migrated().await?;
+            db.tuf_rescan().await?;
+            println!("the signer reads every file at its next pass");
+        }
+        TufCommand::Bootstrap { root, repo } => {
+            let (db, body) = (open_db(settings).await?, std::fs::read(&root)?);
+            db.check_migrated().await?;
+            for repo in repos(repo) {
+                tuf::repo::bootstrap(&db, repo, &body, tooltool_api::time::now()).await?;
+                println!("{repo}: root version 1 loaded; the signer signs the repository now");
+            }
+        }
+        TufCommand::Root(TufRootCommand::Publish { file, repo }) => {
+            let (db, body) = (open_db(settings).await?, std::fs::read(&file)?);
+            db.check_migrated().await?;
+            for repo in repos(repo) {
+                let root = tuf::repo::publish_root(&db, repo, &body, tooltool_api::time::now()).await?;
+                println!("{repo}: root version {} published; the signer signs every role again", root.version);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `OLD=NEW` of `--region`.

@@ -69,6 +69,12 @@ pub struct Metrics {
     pub scrub_copies_repaired: IntCounter,
     /// Age in seconds of the oldest proof of any stored copy (0 without copies).
     pub scrub_oldest_unproven: prometheus::IntGauge,
+    /// The newest version of each TUF role, by repository and role.
+    pub tuf_role_version: IntGaugeVec,
+    /// Seconds until each TUF role expires (negative once expired), by repository and role.
+    pub tuf_role_expires: IntGaugeVec,
+    /// Events the TUF signer has not applied yet, by repository.
+    pub tuf_events_lag: IntGaugeVec,
 }
 
 fn build() -> Metrics {
@@ -156,7 +162,18 @@ fn build() -> Metrics {
         "Age of the oldest proof of any stored copy (0 without copies)",
     )
     .expect("valid metric");
-    let collectors: [(Box<dyn prometheus::core::Collector>, &str); 24] = [
+    let tuf_role_version =
+        IntGaugeVec::new(Opts::new("tuf_role_version", "Newest version of each TUF role"), &["repo", "role"])
+            .expect("valid metric");
+    let tuf_role_expires = IntGaugeVec::new(
+        Opts::new("tuf_role_expires_seconds", "Seconds until each TUF role expires (bins: the first to expire)"),
+        &["repo", "role"],
+    )
+    .expect("valid metric");
+    let tuf_events_lag =
+        IntGaugeVec::new(Opts::new("tuf_events_lag", "Events the TUF signer has not applied yet"), &["repo"])
+            .expect("valid metric");
+    let collectors: [(Box<dyn prometheus::core::Collector>, &str); 27] = [
         (Box::new(requests.clone()), "counter"),
         (Box::new(latency.clone()), "histogram"),
         (Box::new(redirects.clone()), "counter"),
@@ -181,6 +198,9 @@ fn build() -> Metrics {
         (Box::new(scrub_copies_lost.clone()), "counter"),
         (Box::new(scrub_copies_repaired.clone()), "counter"),
         (Box::new(scrub_oldest_unproven.clone()), "gauge"),
+        (Box::new(tuf_role_version.clone()), "gauge"),
+        (Box::new(tuf_role_expires.clone()), "gauge"),
+        (Box::new(tuf_events_lag.clone()), "gauge"),
     ];
     let mut families = Vec::new();
     for (m, kind) in collectors {
@@ -231,6 +251,9 @@ fn build() -> Metrics {
         scrub_copies_lost,
         scrub_copies_repaired,
         scrub_oldest_unproven,
+        tuf_role_version,
+        tuf_role_expires,
+        tuf_events_lag,
     }
 }
 

@@ -37,6 +37,22 @@ pub fn create_file(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Writes `contents` into a new file `path`, 0600, synced; `false` (and nothing written) if it
+/// exists already. How generated secrets (the master secret, TUF keys) are kept.
+pub fn write_new(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path) {
+        Ok(mut f) => {
+            f.write_all(contents)?;
+            f.sync_all()?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Options that create a new file 0600 (writing, truncating).
 pub fn file_options() -> tokio::fs::OpenOptions {
     let mut opts = tokio::fs::OpenOptions::new();

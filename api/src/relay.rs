@@ -21,7 +21,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareO
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 
-use crate::db::{Db, EventRow, RelayLock};
+use crate::db::{Db, EventRow, LeaderLock};
 use crate::settings::Secret;
 use tooltool_proto::Event;
 use tooltool_proto::events::{CLOUDEVENTS_CONTENT_TYPE, routing_key};
@@ -162,7 +162,7 @@ impl Relay {
         }
     }
 
-    async fn connect_and_relay(&self, lock: &mut RelayLock, backoff: &mut Duration) -> Stop {
+    async fn connect_and_relay(&self, lock: &mut LeaderLock, backoff: &mut Duration) -> Stop {
         let connected = async {
             let conn = Connection::connect(self.url.expose(), ConnectionProperties::default()).await?;
             let channel = conn.create_channel().await?;
@@ -195,7 +195,7 @@ impl Relay {
     }
 
     /// Publishes batches until something fails.
-    async fn relay(&self, lock: &mut RelayLock, channel: &Channel) -> Stop {
+    async fn relay(&self, lock: &mut LeaderLock, channel: &Channel) -> Stop {
         loop {
             if let Err(e) = lock.check().await {
                 return Stop::LostLock(e.into());

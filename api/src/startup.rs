@@ -4,7 +4,7 @@
 //! Also the assembly the one-shot commands share (`open_db`, `open_stores`, `replicate_once`,
 //! `scrub_once`, the secrets and keys).
 
-use crate::{auth, blobs, copies, db, health, http, private, relay, replication, scrub, uploads};
+use crate::{auth, blobs, copies, db, health, http, private, relay, replication, scrub, time, tuf, uploads};
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
@@ -50,6 +50,7 @@ impl Application {
         let tokens = tokens(&settings, &secrets);
         let (blobs, local) = build_stores(&settings, &secrets, &public_url).await?;
         let workers = settings.workers;
+        let signer = tuf_signer(&settings, &db).await?;
         let state = web::Data::new(AppState::new(settings, db, blobs, local, tokens)?);
         state.clients.reload(&state.db, &state.tokens).await.context("cannot load client credentials")?;
         let refresh = auth::client_cache::refresh_loop(
@@ -81,6 +82,7 @@ impl Application {
                 }
             });
         }
+        tokio::spawn(signer.run());
         let app_state = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
@@ -117,6 +119,22 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// The TUF signer of this server, with its online keys. On the embedded default, a repository
+/// without a root first gets one signed by a key kept under the data directory, and its
+/// metadata is signed before the server answers, so a fresh `cargo run` serves a verifiable
+/// repository; elsewhere the signer signs once an operator has bootstrapped (`tuf bootstrap`).
+async fn tuf_signer(settings: &Settings, db: &Db) -> anyhow::Result<tuf::signer::Signer> {
+    let keys = Arc::new(tuf::repo::OnlineKeys::load(settings)?);
+    if settings.is_sqlite() {
+        tuf::repo::zero_config(settings, db, &keys, time::now()).await.context("cannot set up the TUF repositories")?;
+    }
+    let signer = tuf::signer::Signer::new(db.clone(), keys);
+    if db.backend() == Backend::Sqlite {
+        signer.pass(time::now()).await.context("cannot sign the TUF repositories")?;
+    }
+    Ok(signer)
 }
 
 /// The service URL: `TOOLTOOL_PUBLIC_URL`, or the address the server listens on at `port`. The
@@ -317,26 +335,14 @@ pub fn derive_key(secret: &[u8], purpose: &str) -> [u8; 32] {
 
 fn read_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
     use rand::RngCore;
-    use std::io::Write;
     if let Some(dir) = path.parent() {
         private::create_dir(dir)?;
     }
     let mut key = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut key);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    match opts.open(path) {
-        Ok(mut f) => {
-            let mut text = String::new();
-            tooltool_proto::push_hex(&mut text, &key);
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e.into()),
-    }
+    let mut text = String::new();
+    tooltool_proto::push_hex(&mut text, &key);
+    private::write_new(path, text.as_bytes())?;
     let text = std::fs::read_to_string(path)?;
     anyhow::ensure!(text.trim().len() >= 32, "the secret key file is too short");
     Ok(text.trim().as_bytes().to_vec())

@@ -227,7 +227,7 @@ mod tests {
     fn blob(data: &[u8]) -> Blob {
         let mut c = Sha512Counter::new();
         c.update(data);
-        Blob { name: "b".into(), digest: c.finish().0, size: Some(data.len() as u64) }
+        Blob { name: "b".into(), digest: c.finish().0, size: Some(data.len() as u64), sha256: None }
     }
 
     /// A cache holding `data` as a verified, recorded entry whose record vouches for it.

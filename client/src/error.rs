@@ -56,6 +56,10 @@ pub enum Error {
         /// What was expected and what arrived.
         what: String,
     },
+    /// Signed metadata (TUF) refused: a role that does not verify, a rollback, an expiry, or a
+    /// file the signed repositories do not list as it is.
+    #[error("TUF: {0}")]
+    Untrusted(String),
     /// The credentials could not be read or are malformed.
     #[error("invalid credentials: {0}")]
     Credentials(String),

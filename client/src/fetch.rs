@@ -9,6 +9,11 @@
 //! 3. Otherwise the transfer engine downloads it ([`crate::transfer::download`]): into the
 //!    cache, then copied out, or straight into the destination without a cache.
 //!
+//! With a pinned TUF root ([`FetchOptions::tuf_roots`], or one kept in the cache folder), every
+//! record is first looked up in the signed targets of the first server ([`crate::tuf`]): a
+//! digest that is not a current target is refused, and a download must have the target's
+//! length, sha256 and sha512 before it is renamed into place.
+//!
 //! A tooltool server that refuses connections is given up after a few quick tries, for every
 //! file at once; the failures then carry [`Error::Unreachable`].
 
@@ -25,6 +30,7 @@ use crate::index::DestIndex;
 use crate::progress::{Progress, ProgressExt};
 use crate::retry::RetryPolicy;
 use crate::transfer::{self, Blob, Downloads, Servers};
+use crate::tuf::{PinnedRoot, Verifier};
 use crate::unpack::{self, UnpackLimits};
 
 /// Options of a fetch.
@@ -44,6 +50,9 @@ pub struct FetchOptions {
     pub retry: RetryPolicy,
     /// Limits of unpacking.
     pub unpack: UnpackLimits,
+    /// TUF roots to verify against (`--tuf-root`); a root already in the cache folder is used
+    /// without one.
+    pub tuf_roots: Vec<PinnedRoot>,
 }
 
 impl FetchOptions {
@@ -57,6 +66,7 @@ impl FetchOptions {
             region: None,
             retry: RetryPolicy::default(),
             unpack: UnpackLimits::default(),
+            tuf_roots: Vec::new(),
         }
     }
 }
@@ -104,28 +114,22 @@ pub async fn fetch(
 ) -> Vec<Outcome> {
     let cache = match opts.cache.as_deref().map(|c| Cache::open(c, opts.verify_cache)).transpose() {
         Ok(c) => c,
-        Err(e) => {
-            let hint = Some("check the --cache-folder path and its permissions".to_owned());
-            progress.error(&format!("{e} ({})", hint.as_deref().unwrap_or_default()));
-            return entries
-                .iter()
-                .map(|en| Outcome {
-                    name: en.filename.to_string(),
-                    result: Err(FetchError {
-                        name: en.filename.to_string(),
-                        hint: hint.clone(),
-                        error: Error::Protocol(e.to_string()),
-                    }),
-                })
-                .collect();
-        }
+        Err(e) => return fail_all(entries, &e, "check the --cache-folder path and its permissions", progress),
+    };
+    let verifier = match servers.is_empty() {
+        true => Ok(None),
+        false => Verifier::new(servers.client(0).clone(), &opts.tuf_roots, opts.cache.as_deref()),
+    };
+    let verifier = match verifier {
+        Ok(v) => v,
+        Err(e) => return fail_all(entries, &e, "check the --tuf-root files", progress),
     };
     let index = DestIndex::load(&opts.dest);
-    let (cache_ref, index_ref) = (&cache, &index);
+    let (cache_ref, index_ref, verifier_ref) = (&cache, &index, &verifier);
     let mut outcomes: Vec<(usize, Outcome)> = stream::iter(entries.iter().enumerate().map(|(i, entry)| async move {
         let (cache, index) = (cache_ref, index_ref);
         let name = entry.filename.to_string();
-        let result = fetch_one(servers, entry, opts, cache.as_ref(), index, progress).await;
+        let result = fetch_one(servers, entry, opts, cache.as_ref(), verifier_ref.as_ref(), index, progress).await;
         let result = result.map_err(|error| FetchError { name: name.clone(), hint: hint(&error), error });
         match &result {
             Ok(Source::Present) => progress.info(&format!("{name}: already present and valid")),
@@ -145,6 +149,17 @@ pub async fn fetch(
     }
     report_unreachable(&outcomes, progress);
     outcomes.into_iter().map(|(_, o)| o).collect()
+}
+
+/// Every record failed with `error` (a setup that failed before any could start).
+fn fail_all(entries: &[ManifestEntry], error: &Error, hint: &str, progress: &dyn Progress) -> Vec<Outcome> {
+    progress.error(&format!("{error} ({hint})"));
+    let failed =
+        |name: String| FetchError { name, hint: Some(hint.to_owned()), error: Error::Protocol(error.to_string()) };
+    entries
+        .iter()
+        .map(|en| Outcome { name: en.filename.to_string(), result: Err(failed(en.filename.to_string())) })
+        .collect()
 }
 
 /// One message per server that was down, with the number of files it cost.
@@ -175,6 +190,9 @@ fn hint(error: &Error) -> Option<String> {
         Error::Api { status: 404, .. } => "no server in --url has this file: check the manifest's digest, or upload it",
         Error::Api { status, .. } if *status >= 500 => "the server is failing: try again later",
         Error::Http { .. } => "check the network and the --url; running fetch again resumes where it stopped",
+        Error::Untrusted(_) => {
+            "the signed metadata (TUF) does not vouch for this file: check the manifest's digest and the --tuf-root"
+        }
         Error::Mismatch { .. } => "the stored bytes do not match the manifest: check the manifest's size and digest",
         Error::Io { .. } => "check that the directory is writable and that the disk has space",
         _ => return None,
@@ -187,12 +205,26 @@ async fn fetch_one(
     entry: &ManifestEntry,
     opts: &FetchOptions,
     cache: Option<&Cache>,
+    verifier: Option<&Verifier>,
     index: &DestIndex,
     progress: &dyn Progress,
 ) -> Result<Source, Error> {
     let name = entry.filename.as_str();
     let dest = opts.dest.join(name);
-    let blob = Blob { name: name.to_owned(), digest: entry.digest.clone(), size: entry.size };
+    let mut blob = Blob { name: name.to_owned(), digest: entry.digest.clone(), size: entry.size, sha256: None };
+    if let Some(verifier) = verifier {
+        let target = verifier.target(&entry.digest).await?;
+        if entry.size.is_some_and(|s| s != target.length) {
+            return Err(Error::Untrusted(format!(
+                "{name}: the manifest says {} bytes, the signed target of {} {}",
+                entry.size.unwrap_or(0),
+                target.repo,
+                target.length
+            )));
+        }
+        progress.detail(&format!("{name}: a signed target of {}", target.repo));
+        (blob.size, blob.sha256) = (Some(target.length), Some(target.sha256));
+    }
     let via = Downloads { servers, retry: &opts.retry, region: opts.region.as_deref(), progress };
     let source = if index.vouches(name, &dest, &entry.digest) {
         progress.detail(&format!("{name}: present, vouched for by the destination index"));

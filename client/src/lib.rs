@@ -8,8 +8,9 @@
 //! through one engine, [`transfer`], which streams them to and from disk in constant memory
 //! while hashing them, with one retry policy ([`retry`]).
 //!
-//! Modules import only downwards: `error` ← `api::response` ← `api` ← `retry` ← `transfer` ←
-//! {`fetch`, `upload`, `parts`, `cache`, `unpack`} ← the `tooltool` command line (`client/cli`).
+//! Modules import only downwards: `error` ← `api::response` ← `api` ← {`retry`, `tuf`} ←
+//! `transfer` ← {`fetch`, `upload`, `parts`, `cache`, `unpack`} ← the `tooltool` command line
+//! (`client/cli`). `fetch` checks files against signed metadata through [`tuf`].
 //!
 //! Errors ([`Error`]) always name the URL or file involved; URLs are shown without their query
 //! string, so neither tokens nor presigned signatures end up in messages or logs.
@@ -32,6 +33,7 @@ pub mod parts;
 pub mod progress;
 pub mod retry;
 pub mod transfer;
+pub mod tuf;
 pub mod unpack;
 pub mod upload;
 

@@ -86,6 +86,9 @@ pub struct Blob {
     pub digest: Digest,
     /// The size the bytes must have, when known.
     pub size: Option<u64>,
+    /// The sha256 the bytes must have, when a signed target gives it ([`crate::tuf`]): the
+    /// complete part is read once more for it before the rename.
+    pub sha256: Option<String>,
 }
 
 /// Says whether the destination became valid meanwhile (another process finished the same
@@ -480,6 +483,17 @@ async fn finish(blob: &Blob, part: &mut Part, dest: &Path) -> Result<(), Error> 
         return Err(Error::Mismatch {
             what: format!("{}: the received bytes have sha512 {digest}, the manifest says {}", blob.name, blob.digest),
         });
+    }
+    if let Some(expected) = &blob.sha256 {
+        let owned = part.path.clone();
+        let got = blocking(&part.path, move || tooltool_sha512::hash_reader_both(&mut std::fs::File::open(&owned)?))
+            .await?
+            .sha256;
+        if &got != expected {
+            return Err(Error::Mismatch {
+                what: format!("{}: the received bytes have sha256 {got}, the signed target says {expected}", blob.name),
+            });
+        }
     }
     tokio::fs::rename(&part.path, dest).await.map_err(|e| Error::io(dest, e))?;
     Ok(())

@@ -147,7 +147,8 @@ pub async fn upload(
         let digest = declared_file.digest.to_string();
         if seen.insert(digest.clone()) {
             let (path, size) = paths[&name].clone();
-            let blob = Blob { name: name.clone(), digest: declared_file.digest.clone(), size: Some(size) };
+            let blob =
+                Blob { name: name.clone(), digest: declared_file.digest.clone(), size: Some(size), sha256: None };
             to_send.push((name, how, path, blob));
         } else {
             twins.push((name, digest));

@@ -6,6 +6,7 @@
 //! to check it again.
 
 mod body;
+pub mod canonical;
 pub mod events;
 pub mod json;
 mod manifest;

@@ -223,6 +223,26 @@ impl TestApp {
         format!("{}{path}", self.url)
     }
 
+    /// Runs `statement` on the server's database, behind its back (a state an older version
+    /// left, or a fault).
+    pub async fn sql(&self, statement: &str) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.settings.database_url).await.expect("connect to the server's database");
+        sqlx::query(statement).execute(&pool).await.expect(statement);
+    }
+
+    /// Replaces the stored copy of `digest` with `bytes`, behind the server's back (a blob
+    /// altered in storage).
+    pub async fn overwrite_blob(&self, digest: &Digest, bytes: Vec<u8>) {
+        match &self.s3 {
+            Some(s3) => {
+                let key = format!("sha512/{digest}");
+                s3.client().put_object().bucket(&s3.bucket).key(&key).body(bytes.into()).send().await.unwrap();
+            }
+            None => std::fs::write(self.data_dir.path().join("blobs/sha512").join(digest.as_str()), bytes).unwrap(),
+        }
+    }
+
     /// Uploads `data` under `name` as `admin` and waits for verification; returns its digest.
     pub async fn upload(&self, name: &str, data: &[u8], visibility: proto::Visibility) -> Digest {
         let client = self.admin();

@@ -26,7 +26,7 @@ pub async fn download_to(
     type Done<'a> = std::pin::Pin<Box<dyn Future<Output = Result<bool, tooltool::Error>> + Send + 'a>>;
     let name = dest.file_name().expect("a file path").to_string_lossy().into_owned();
     let part = dest.with_file_name(format!(".{name}.part"));
-    let blob = Blob { name, digest: digest.clone(), size };
+    let blob = Blob { name, digest: digest.clone(), size, sha256: None };
     let servers = Servers::new([client.clone()]);
     let retry = tooltool::RetryPolicy::default();
     let via = Downloads { servers: &servers, retry: &retry, region: None, progress: &tooltool::progress::Silent };

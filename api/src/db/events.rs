@@ -21,6 +21,8 @@ use tooltool_proto::{Audience, Digest, EventData, EventType, Visibility};
 const ORDER_LOCK: i64 = 0x7474_6576_0001;
 /// The session advisory lock held by the one relay across replicas (PostgreSQL).
 const RELAY_LOCK: i64 = 0x7474_6576_0002;
+/// The session advisory lock held by the one TUF signer across replicas (PostgreSQL).
+const SIGNER_LOCK: i64 = 0x7474_6576_0003;
 /// How often a long poll looks at the table for events committed by other replicas.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -126,6 +128,12 @@ impl Outbox {
     }
 }
 
+/// The largest event seq, 0 with none.
+pub(super) async fn last_seq<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(ex: E) -> Result<i64> {
+    let row = sqlx::query("SELECT MAX(seq) AS seq FROM events").fetch_one(ex).await?;
+    Ok(row.try_get::<Option<i64>, _>("seq")?.unwrap_or(0))
+}
+
 const EVENT_COLUMNS: &str = "seq, id, type, source, time, subject, audience, data, published";
 
 fn event_from_row(row: &AnyRow) -> Result<EventRow> {
@@ -156,14 +164,14 @@ fn audience_clause(audiences: &[Audience]) -> String {
     format!("audience IN ({})", names.join(", "))
 }
 
-/// The leadership of the one relay: on PostgreSQL a session advisory lock held by a
-/// connection of its own (released when it closes, so a dead replica frees it); on SQLite
-/// nothing, the one process being the only relay.
-pub struct RelayLock {
+/// The leadership of the one relay, or of the one TUF signer: on PostgreSQL a session
+/// advisory lock held by a connection of its own (released when it closes, so a dead replica
+/// frees it); on SQLite nothing, the one process being the only one.
+pub struct LeaderLock {
     conn: Option<sqlx::AnyConnection>,
 }
 
-impl RelayLock {
+impl LeaderLock {
     /// Fails if the lock was lost (its connection broke).
     pub async fn check(&mut self) -> Result<()> {
         if let Some(conn) = &mut self.conn {
@@ -184,6 +192,11 @@ impl Db {
         tx.commit().await?;
         self.outbox.committed();
         Ok(())
+    }
+
+    /// The largest event seq so far (0 with none).
+    pub async fn last_event_seq(&self) -> Result<i64> {
+        last_seq(&self.read).await
     }
 
     /// Up to `limit` events after `after` that one of `audiences` may see, oldest first.
@@ -270,16 +283,25 @@ impl Db {
     }
 
     /// Tries to become the relay: `None` while another replica is.
-    pub async fn relay_lock(&self) -> Result<Option<RelayLock>> {
+    pub async fn relay_lock(&self) -> Result<Option<LeaderLock>> {
+        self.leader_lock(RELAY_LOCK).await
+    }
+
+    /// Tries to become the TUF signer: `None` while another replica is.
+    pub async fn signer_lock(&self) -> Result<Option<LeaderLock>> {
+        self.leader_lock(SIGNER_LOCK).await
+    }
+
+    async fn leader_lock(&self, key: i64) -> Result<Option<LeaderLock>> {
         if self.backend == Backend::Sqlite {
-            return Ok(Some(RelayLock { conn: None }));
+            return Ok(Some(LeaderLock { conn: None }));
         }
         let mut conn = sqlx::AnyConnection::connect(&self.url).await?;
         let locked: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS locked")
-            .bind(RELAY_LOCK)
+            .bind(key)
             .fetch_one(&mut conn)
             .await?
             .try_get("locked")?;
-        Ok(locked.then_some(RelayLock { conn: Some(conn) }))
+        Ok(locked.then_some(LeaderLock { conn: Some(conn) }))
     }
 }

@@ -1,5 +1,6 @@
 //! The metadata store: files and their verified instances per region, upload batches, pending
-//! uploads, copies between regions, clients, the audit trail and Hawk nonces, on SQLite
+//! uploads, copies between regions, clients, the audit trail, Hawk nonces and the signed TUF
+//! metadata, on SQLite
 //! (embedded default) or PostgreSQL (production). One module per table; [`lookup`] holds the download path's read.
 //!
 //! One SQL dialect story: runtime queries through sqlx's `Any` driver, written in the subset
@@ -29,11 +30,12 @@ mod pending;
 mod replications;
 mod scrub;
 mod search;
+mod tuf;
 
 pub use audit::{AuditFilter, AuditRow};
 pub use batches::{BatchFileRow, BatchRow, CreatedBatch, FileBatchRow};
 pub use clients::ClientRecord;
-pub use events::{EventRow, NewEvent, RelayLock};
+pub use events::{EventRow, LeaderLock, NewEvent};
 pub use files::{FileWrite, StoredFile};
 pub use import::{BatchHead, ImportedBatch};
 pub use lookup::LISTENER_APPLICATION_NAME;
@@ -41,6 +43,7 @@ pub use pending::{Multipart, Pending};
 pub use replications::{Backlog, Claim, FailedCopy};
 pub use scrub::ScrubFilter;
 pub use search::SearchLimits;
+pub use tuf::{TufCandidate, TufRole, TufState, TufWrite};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");

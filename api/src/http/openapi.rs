@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use crate::http::error::ErrorCode;
-use crate::http::routes::{audit, blobs, download, events, files, ops, tokens, uploads};
+use crate::http::routes::{audit, blobs, download, events, files, ops, tokens, tuf, uploads};
 
 /// The document.
 #[derive(OpenApi)]
@@ -42,6 +42,8 @@ use crate::http::routes::{audit, blobs, download, events, files, ops, tokens, up
         tokens::permissions,
         audit::list,
         events::list,
+        tuf::metadata,
+        tuf::target,
         ops::lbheartbeat,
         ops::heartbeat,
         ops::version,

@@ -21,6 +21,7 @@ mod db;
 mod events;
 mod http;
 mod replication;
+mod tuf;
 mod uploads;
 
 pub use auth::InternalMetadata;
@@ -162,6 +163,10 @@ pub struct Settings {
     pub scrub_rate: f64,
     /// Uploads in parts.
     pub parts: PartSettings,
+    /// The online keys that sign the TUF repositories' targets, bins, snapshot and timestamp
+    /// (`TOOLTOOL_TUF_ONLINE_KEYS`, comma-separated PKCS#8 v1 PEM files; several while they
+    /// rotate). Unset on the embedded default: one generated under the data directory.
+    pub tuf_online_keys: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -213,6 +218,7 @@ impl Settings {
             scrub_interval: Some(Duration::from_secs(30 * 24 * 3600)),
             scrub_rate: 10.0,
             parts: PartSettings::default(),
+            tuf_online_keys: Vec::new(),
         }
     }
 
@@ -226,7 +232,9 @@ impl Settings {
         let env = Env { get: &get };
         let data_dir = PathBuf::from(env.get("TOOLTOOL_DATA_DIR").unwrap_or_else(|| "tooltool-data".into()));
         let mut s = Self::embedded(data_dir);
-        for read in [http::read, auth::read, db::read, blobs::read, uploads::read, events::read, replication::read] {
+        for read in
+            [http::read, auth::read, db::read, blobs::read, uploads::read, events::read, replication::read, tuf::read]
+        {
             read(&env, &mut s)?;
         }
         Ok(s)

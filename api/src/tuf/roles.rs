@@ -65,6 +65,15 @@ impl MetaFile {
     fn json(&self) -> Value {
         json!({"version": self.version, "length": self.length, "hashes": {"sha256": self.sha256}})
     }
+
+    /// Reads an entry of a snapshot's or timestamp's `meta` as [`MetaFile::json`] writes it.
+    pub fn from_json(v: &Value) -> Option<Self> {
+        Some(Self {
+            version: v["version"].as_u64()?,
+            length: v["length"].as_u64()?,
+            sha256: v["hashes"]["sha256"].as_str()?.to_owned(),
+        })
+    }
 }
 
 fn role(kind: &str, version: u64, expires: i64) -> Value {

@@ -95,6 +95,11 @@ pub struct Args {
     /// fetch: hash every cache hit instead of trusting the record made when it was verified.
     #[arg(long)]
     pub verify_cache: bool,
+    /// fetch: verify every file against the signed targets (TUF) of this pinned root, as
+    /// `[REPO=]FILE` (REPO `public`, the default, or `internal`); repeat for both. Kept in the
+    /// cache folder, where later runs find it.
+    #[arg(long = "tuf-root", value_name = "[REPO=]FILE", action = ArgAction::Append)]
+    pub tuf_root: Vec<String>,
     /// Files transferred at once.
     #[arg(short = 'j', long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,

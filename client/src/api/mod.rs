@@ -229,6 +229,36 @@ impl ApiClient {
         self.base.as_str()
     }
 
+    /// Whether requests carry credentials.
+    pub fn is_authenticated(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// `GET /tuf/<repo>/metadata/<file>`: its bytes, refused past `limit`; `None` on 404 (a
+    /// root version that does not exist yet ends a rotation walk).
+    pub async fn tuf_metadata(&self, repo: &str, file: &str, limit: u64) -> Result<Option<Vec<u8>>, Error> {
+        let url = self.route(&["tuf", repo, "metadata", file]);
+        let mut resp = self.send(&Method::GET, &url, self.request(Method::GET, &url)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            drain(resp).await;
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(api_error(&Method::GET, &url, resp, false).await);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| Error::http(url.as_str(), e))? {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(Error::Untrusted(format!(
+                    "GET {}: longer than the {limit} bytes allowed",
+                    redact_url(url.as_str())
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body))
+    }
+
     /// The URL of a route: the base URL plus these path segments, each percent-encoded.
     fn route(&self, segments: &[&str]) -> Url {
         let mut url = self.base.clone();

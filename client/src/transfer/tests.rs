@@ -20,11 +20,36 @@ use crate::test_server::{SIG, TOKEN, blob_server, client, digest_of, dir_entries
 async fn download_to(client: &ApiClient, digest: &Digest, size: Option<u64>, dest: &Path) -> Result<u64, Error> {
     let name = dest.file_name().expect("a file path").to_string_lossy().into_owned();
     let part = dest.with_file_name(format!(".{name}.part"));
-    let blob = Blob { name, digest: digest.clone(), size };
+    let blob = Blob { name, digest: digest.clone(), size, sha256: None };
+    download_blob(client, &blob, &part, dest).await
+}
+
+/// Downloads `blob` into `part`, then `dest`, through [`download`].
+async fn download_blob(client: &ApiClient, blob: &Blob, part: &Path, dest: &Path) -> Result<u64, Error> {
     let servers = Servers::new([client.clone()]);
     let via = Downloads { servers: &servers, retry: &RetryPolicy::default(), region: None, progress: &Silent };
     let never = || -> BoxFuture<'_, Result<bool, Error>> { Box::pin(async { Ok(false) }) };
-    download(via, &blob, &part, dest, &never).await
+    download(via, blob, part, dest, &never).await
+}
+
+/// With a sha256 to match (a signed target's), bytes of the right size and sha512 but another
+/// sha256 are not renamed into place.
+#[tokio::test]
+async fn a_download_must_have_the_sha256_asked_for_too() {
+    let data: &'static [u8] = b"bytes with a signed sha256";
+    let (base, _) = blob_server(data).await;
+    let c = client(&base);
+    let dir = tempfile::tempdir().unwrap();
+    let (dest, part) = (dir.path().join("s"), dir.path().join(".s.part"));
+    let sha256 = tooltool_sha512::hash_reader_both(&mut &data[..]).unwrap().sha256;
+    let mut blob = Blob { name: "s".into(), digest: digest_of(data), size: Some(data.len() as u64), sha256: None };
+    blob.sha256 = Some("0".repeat(64));
+    let err = download_blob(&c, &blob, &part, &dest).await.unwrap_err();
+    assert!(err.to_string().contains(&format!("sha256 {sha256}, the signed target says {}", "0".repeat(64))), "{err}");
+    assert!(!dest.exists());
+    blob.sha256 = Some(sha256);
+    assert_eq!(download_blob(&c, &blob, &part, &dest).await.unwrap(), data.len() as u64);
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
 }
 
 #[tokio::test]
@@ -121,7 +146,7 @@ async fn the_upload_engine_retries_a_put_after_the_retry_after_it_was_given() {
     std::fs::write(&path, &data).unwrap();
     // Backoff alone would wait 10 ms: the server's Retry-After must win.
     let retry = RetryPolicy { base_delay: Duration::from_millis(10), ..RetryPolicy::default() };
-    let blob = Blob { name: "f".into(), digest: d.clone(), size: Some(data.len() as u64) };
+    let blob = Blob { name: "f".into(), digest: d.clone(), size: Some(data.len() as u64), sha256: None };
     upload(&client(&base), &format!("{base}put?sig={SIG}"), &path, &blob, &retry, &Silent).await.unwrap();
     let p = puts.lock().unwrap().clone();
     assert_eq!(p.len(), 2);

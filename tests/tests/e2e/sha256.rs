@@ -10,7 +10,6 @@ use tooltool_api::copies;
 use tooltool_api::time::Pace;
 use tooltool_e2e::proto::Visibility;
 use tooltool_e2e::{Backend, TestApp, backend_tests, digest_of};
-use tooltool_proto::Digest;
 
 backend_tests!(
     a_verified_upload_records_the_sha256_of_its_bytes,
@@ -35,23 +34,6 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32).map(|i| (i.wrapping_add(seed).wrapping_mul(2_654_435_761) >> 13) as u8).collect()
 }
 
-async fn sql(app: &TestApp, statement: &str) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&app.settings.database_url).await.expect("connect to the server's database");
-    sqlx::query(statement).execute(&pool).await.expect(statement);
-}
-
-/// Replaces the stored copy of `digest` with `bytes`.
-async fn overwrite_blob(app: &TestApp, digest: &Digest, bytes: Vec<u8>) {
-    match &app.s3 {
-        Some(s3) => {
-            let key = format!("sha512/{digest}");
-            s3.client().put_object().bucket(&s3.bucket).key(&key).body(bytes.into()).send().await.unwrap();
-        }
-        None => std::fs::write(app.data_dir.path().join("blobs/sha512").join(digest.as_str()), bytes).unwrap(),
-    }
-}
-
 async fn a_verified_upload_records_the_sha256_of_its_bytes(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     // One small blob (both digests inline) and one past the size at which sha256 moves to a
@@ -70,10 +52,10 @@ async fn backfill_records_each_missing_sha256_once_and_a_corrupt_copy_is_no_long
     let db_ = app.upload("b.bin", &b, Visibility::Internal).await;
     let dc = app.upload("c.bin", &c, Visibility::Public).await;
     // As a database from before sha256 was hashed; and c's copy altered in storage meanwhile.
-    sql(&app, "UPDATE files SET sha256 = NULL").await;
+    app.sql("UPDATE files SET sha256 = NULL").await;
     let mut altered = c.clone();
     altered[0] ^= 1;
-    overwrite_blob(&app, &dc, altered).await;
+    app.overwrite_blob(&dc, altered).await;
 
     // The server's own handles, so that its lookup cache hears of the lost copy at once (a
     // separate process on SQLite is heard of only after TOOLTOOL_LOOKUP_MAX_AGE).

@@ -20,15 +20,25 @@ pub async fn download(
     query: web::Query<RegionQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let digest = Digest::parse_owned(path.into_inner())?;
-    let caller = caller?;
-    let file = state.db.file(&digest).await?.filter(|f| !f.instances.is_empty());
+    redirect(&state, &caller?, &digest, query.region.as_deref()).await
+}
+
+/// File → permission → signed URL → 302: the answer of `/sha512/<digest>`, and of the TUF
+/// repositories' target URLs.
+pub async fn redirect(
+    state: &AppState,
+    caller: &Caller,
+    digest: &Digest,
+    region: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let file = state.db.file(digest).await?.filter(|f| !f.instances.is_empty());
     let file = file.ok_or_else(|| ApiError::not_found("No stored file has this digest"))?;
     caller.require(Scope::download(file.visibility))?;
     let store = state
         .blobs
-        .for_download(&file.instances, query.region.as_deref())
+        .for_download(&file.instances, region)
         .ok_or_else(|| ApiError::not_found("No configured region holds a copy of this file"))?;
-    let url = state.blobs.download_url(store, &digest, state.settings.download_url_ttl).await?;
+    let url = state.blobs.download_url(store, digest, state.settings.download_url_ttl).await?;
     crate::metrics::METRICS.redirects.inc();
     Ok(HttpResponse::Found().insert_header((LOCATION, url)).insert_header((CACHE_CONTROL, "no-store")).finish())
 }

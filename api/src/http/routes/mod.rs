@@ -14,6 +14,7 @@ pub(crate) mod events;
 pub(crate) mod files;
 pub(crate) mod ops;
 pub(crate) mod tokens;
+pub(crate) mod tuf;
 pub mod ui;
 pub(crate) mod uploads;
 
@@ -82,6 +83,8 @@ routes! {
     "/token": post => tokens::derive;
     "/audit": get => audit::list;
     "/events": get => events::list;
+    "/tuf/{repo}/metadata/{file}": get => tuf::metadata;
+    "/tuf/{repo}/targets/{name}": get => tuf::target, head => tuf::target;
     "/__permissions__": get => tokens::permissions;
     "/__lbheartbeat__": get => ops::lbheartbeat, head => ops::lbheartbeat;
     "/__heartbeat__": get => ops::heartbeat, head => ops::heartbeat;

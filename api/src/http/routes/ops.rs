@@ -25,7 +25,9 @@ pub async fn lbheartbeat() -> HttpResponse {
 /// configured, `checks.broker` says what the events relay does (`ok`, `standby`: another
 /// replica relays, `starting`, `unavailable`); a broker that is not `ok` or `standby` makes the
 /// status `warning`, still 200. Files whose every copy the scrubber found lost are counted in
-/// `checks.lost_files` (only when there are some), also a `warning`.
+/// `checks.lost_files` (only when there are some), also a `warning`. Each bootstrapped TUF
+/// repository has `checks.tuf:<repo>`: `ok`, or `expiring: <roles>` (a `warning`) for roles
+/// within their warning margin of expiry (`tuf::status::warning_margin`).
 #[utoipa::path(method(get, head), path = "/__heartbeat__", tag = "operations", responses((status = 200, description = "Database and blob stores answer (status warning: some regions, or the broker, do not, or files lost every copy)"), (status = 503, description = "A check failed; the body names it")))]
 pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
     let db = tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await;
@@ -81,7 +83,24 @@ pub async fn heartbeat(state: web::Data<AppState>) -> HttpResponse {
     if lost > 0 {
         checks.insert("lost_files".into(), lost.into());
     }
-    let warning = failing > 0 || lost > 0 || matches!(relay, RelayState::Unavailable | RelayState::Starting);
+    // A TUF role close to expiry (the signer is stalled, or the root needs its ceremony) is a
+    // warning: clients still verify until it expires.
+    let mut expiring = 0;
+    match tokio::time::timeout(CHECK_TIMEOUT, crate::tuf::status::read(&state.db)).await {
+        Ok(Ok(repos)) => {
+            let now = crate::time::now();
+            for status in repos {
+                let roles = status.expiring(now);
+                expiring += roles.len();
+                let check = if roles.is_empty() { "ok".to_owned() } else { format!("expiring: {}", roles.join(", ")) };
+                checks.insert(format!("tuf:{}", status.repo), check.into());
+            }
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "heartbeat: cannot read the TUF repositories"),
+        Err(_) => tracing::error!("heartbeat: reading the TUF repositories timed out"),
+    }
+    let warning =
+        failing > 0 || lost > 0 || expiring > 0 || matches!(relay, RelayState::Unavailable | RelayState::Starting);
     let status = match (healthy, warning) {
         (false, _) => "error",
         (true, true) => "warning",
@@ -129,6 +148,11 @@ async fn gather(state: &AppState) -> String {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "metrics: could not read the oldest proof"),
         Err(_) => tracing::error!("metrics: reading the oldest proof timed out"),
+    }
+    match tokio::time::timeout(CHECK_TIMEOUT, crate::tuf::status::update_metrics(&state.db)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "metrics: could not read the TUF repositories"),
+        Err(_) => tracing::error!("metrics: reading the TUF repositories timed out"),
     }
     m.render(state.settings.amqp_url.is_some())
 }

@@ -6,6 +6,9 @@
 //! Names are sorted by code point (Python's `sorted` of `str`). The metadata written here is
 //! ASCII only (hex digests, RFC 3339 `Z` times, role names): olpc-cjson, which tough uses,
 //! would NFC-normalise other strings and disagree, so a non-ASCII string is refused.
+//!
+//! One encoder for both ends: the server signs these bytes (`tooltool_api::tuf`), the client
+//! verifies them (`tooltool::tuf`).
 
 use serde_json::Value;
 
