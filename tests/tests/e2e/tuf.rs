@@ -497,8 +497,8 @@ async fn a_file_without_sha256_is_no_target_until_backfilled(backend: Backend) {
     s.app.sql("UPDATE tuf_state SET last_seq = NULL").await;
     s.ngclient_until("public", root.path(), d.as_str(), None, not_found).await;
 
-    let mut pace = tooltool_api::copies::Pace::new(None);
-    let report = tooltool_api::copies::backfill_sha256(&s.app.state.db, &s.app.state.blobs, &mut pace, "test", &|_| {})
+    let pace = tooltool_api::time::Pace::new(None);
+    let report = tooltool_api::copies::backfill_sha256(&s.app.state.db, &s.app.state.blobs, &pace, "test", &|_| {})
         .await
         .unwrap();
     assert_eq!(report.filled, 1);

@@ -8,9 +8,10 @@ use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{HttpResponse, web};
 
 use super::RegionQuery;
-use crate::auth::{Caller, Scope};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::auth::Scope;
+use crate::http::caller::Caller;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use tooltool_proto::{Digest, Visibility};
 
 /// A versioned metadata file never changes (consistent snapshots).
