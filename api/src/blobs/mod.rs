@@ -126,6 +126,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         size: u64,
     ) -> Result<Verification, StoreError>;
 
+    /// The size of the stored copy `sha512/<digest>` (a stat or a HEAD), `None` when there is
+    /// no such object.
+    async fn copy_size(&self, digest: &Digest) -> Result<Option<u64>, StoreError>;
+
     /// Checks the stored copy `sha512/<digest>` against its recorded `size` (and with
     /// [`CheckDepth::Full`] its digest, streaming every byte, no faster than `pace`; nothing
     /// is held in memory).
@@ -135,7 +139,16 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         size: u64,
         depth: CheckDepth,
         pace: &Pace,
-    ) -> Result<CopyCheck, StoreError>;
+    ) -> Result<CopyCheck, StoreError> {
+        let found = match depth {
+            CheckDepth::Size => self.copy_size(digest).await?.map(|len| (None, len)),
+            CheckDepth::Full => self.hash_copy(digest, size, pace).await?.map(|got| (Some(got.sha512), got.len)),
+        };
+        Ok(match found {
+            Some((sha512, len)) => copy_check(digest, size, sha512.as_ref(), len),
+            None => CopyCheck::Missing,
+        })
+    }
 
     /// Streams the stored copy `sha512/<digest>` through both digests ([`Hashes`]), reading at
     /// most one byte past `size`; `None` when there is no such object. What a
@@ -364,6 +377,9 @@ mod tests {
         }
         async fn verify_and_publish(&self, _: &str, _: &Digest, _: u64) -> Result<Verification, StoreError> {
             Ok(Verification::NotStaged)
+        }
+        async fn copy_size(&self, _: &Digest) -> Result<Option<u64>, StoreError> {
+            Ok(None)
         }
         async fn check_copy(&self, _: &Digest, _: u64, _: CheckDepth, _: &Pace) -> Result<CopyCheck, StoreError> {
             Ok(CopyCheck::Intact)

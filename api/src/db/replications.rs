@@ -117,15 +117,22 @@ impl Db {
     /// Extends `me`'s claim; false if it is no longer `me`'s (deleted, or taken after it ran
     /// out).
     pub async fn renew_copy(&self, file_id: i64, region: &str, me: &str, lease_until: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE replications SET lease_until = $4 WHERE file_id = $1 AND region = $2 AND claimed_by = $3",
-        )
-        .bind(file_id)
-        .bind(region)
-        .bind(me)
-        .bind(lease_until)
-        .execute(&self.write)
-        .await?;
+        let sql = "UPDATE replications SET lease_until = $4 WHERE file_id = $1 AND region = $2 AND claimed_by = $3";
+        self.renew_lease(sql, file_id, region, me, lease_until).await
+    }
+
+    /// Runs `sql`, which moves the lease of one claimed row on: `$1` the file, `$2` the region,
+    /// `$3` who claims it, `$4` the new end of the lease. Whether the claim was still theirs.
+    /// (A copy's claim, here, and a scrub's, in scrub.rs.)
+    pub(super) async fn renew_lease(
+        &self,
+        sql: &'static str,
+        file_id: i64,
+        region: &str,
+        me: &str,
+        lease_until: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(sql).bind(file_id).bind(region).bind(me).bind(lease_until).execute(&self.write).await?;
         Ok(done.rows_affected() == 1)
     }
 

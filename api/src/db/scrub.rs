@@ -83,17 +83,9 @@ impl Db {
 
     /// Extends `me`'s scrub claim; false if it is no longer `me`'s.
     pub async fn renew_scrub(&self, file_id: i64, region: &str, me: &str, lease_until: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE file_instances SET scrub_lease_until = $4 \
-             WHERE file_id = $1 AND region = $2 AND scrub_claimed_by = $3",
-        )
-        .bind(file_id)
-        .bind(region)
-        .bind(me)
-        .bind(lease_until)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let sql = "UPDATE file_instances SET scrub_lease_until = $4 \
+                   WHERE file_id = $1 AND region = $2 AND scrub_claimed_by = $3";
+        self.renew_lease(sql, file_id, region, me, lease_until).await
     }
 
     /// Ends `me`'s scrub claim: with `proven`, the copy's bytes were proven at that time.

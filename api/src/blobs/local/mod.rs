@@ -18,7 +18,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWriteExt;
 
 pub use self::signer::UrlSigner;
-use super::{BlobStore, CheckDepth, CopyCheck, Hashes, ReceivedPart, StoreError, Verification, copy_check, mismatch};
+use super::{BlobStore, Hashes, ReceivedPart, StoreError, Verification, mismatch};
 use crate::time::{Pace, unix_now};
 use tooltool_proto::Digest;
 
@@ -325,26 +325,12 @@ impl BlobStore for LocalStore {
         Ok(Verification::Published { sha256: got.sha256 })
     }
 
-    async fn check_copy(
-        &self,
-        digest: &Digest,
-        size: u64,
-        depth: CheckDepth,
-        pace: &Pace,
-    ) -> Result<CopyCheck, StoreError> {
-        let path = self.blob_path(digest);
-        let len = match tokio::fs::metadata(&path).await {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CopyCheck::Missing),
-            Err(e) => return Err(StoreError::msg("stat a stored copy", e)),
-        };
-        if depth == CheckDepth::Size {
-            return Ok(copy_check(digest, size, None, len));
+    async fn copy_size(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::msg("stat a stored copy", e)),
         }
-        Ok(match self.hash_copy(digest, size, pace).await? {
-            Some(got) => copy_check(digest, size, Some(&got.sha512), got.len),
-            None => CopyCheck::Missing,
-        })
     }
 
     async fn hash_copy(&self, digest: &Digest, _size: u64, pace: &Pace) -> Result<Option<Hashes>, StoreError> {

@@ -22,10 +22,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirecti
 
 use self::presign::Presigner;
 pub use self::replicate::{CopyMode, CopySizes, Replicated};
-use super::{
-    BlobStore, CheckDepth, ContentHasher, CopyCheck, Hashes, ReceivedPart, Sha512Counter, StoreError, Verification,
-    copy_check, mismatch,
-};
+use super::{BlobStore, ContentHasher, Hashes, ReceivedPart, Sha512Counter, StoreError, Verification, mismatch};
 use crate::settings::S3Settings;
 use crate::time::Pace;
 use tooltool_proto::Digest;
@@ -315,25 +312,12 @@ impl BlobStore for S3Store {
         Ok(Verification::Published { sha256: got.sha256 })
     }
 
-    async fn check_copy(
-        &self,
-        digest: &Digest,
-        size: u64,
-        depth: CheckDepth,
-        pace: &Pace,
-    ) -> Result<CopyCheck, StoreError> {
-        let key = format!("sha512/{digest}");
-        if depth == CheckDepth::Size {
-            return match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
-                Ok(head) => Ok(copy_check(digest, size, None, head.content_length().unwrap_or(-1).max(0) as u64)),
-                Err(e) if status_of(&e) == Some(404) => Ok(CopyCheck::Missing),
-                Err(e) => Err(sdk_err("head a stored copy", e)),
-            };
+    async fn copy_size(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match self.client.head_object().bucket(&self.bucket).key(format!("sha512/{digest}")).send().await {
+            Ok(head) => Ok(Some(head.content_length().unwrap_or(-1).max(0) as u64)),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(sdk_err("head a stored copy", e)),
         }
-        Ok(match self.hash_copy(digest, size, pace).await? {
-            Some(got) => copy_check(digest, size, Some(&got.sha512), got.len),
-            None => CopyCheck::Missing,
-        })
     }
 
     async fn hash_copy(&self, digest: &Digest, size: u64, pace: &Pace) -> Result<Option<Hashes>, StoreError> {

@@ -10,6 +10,22 @@ use crate::http::error::{ApiError, ErrorCode};
 use crate::http::state::AppState;
 use tooltool_proto::{Digest, FileBatch, FileInfo, PatchOp, Visibility, Wrapped};
 
+/// The file `digest` names, if `caller` may see its metadata (404 as for an unknown one if
+/// not). A malformed digest is answered before the credentials are.
+async fn visible_file(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    digest: &str,
+) -> Result<std::sync::Arc<crate::db::StoredFile>, ApiError> {
+    let digest = Digest::parse(digest)?;
+    let caller = caller?;
+    let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
+    if file.visibility == Visibility::Internal && !state.sees_internal(&caller) {
+        return Err(unknown());
+    }
+    Ok(file)
+}
+
 fn unknown() -> ApiError {
     ApiError::not_found("No file has this digest")
 }
@@ -21,12 +37,7 @@ pub async fn get(
     caller: Result<Caller, ApiError>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let digest = Digest::parse(&path)?;
-    let caller = caller?;
-    let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
-    if file.visibility == Visibility::Internal && !state.sees_internal(&caller) {
-        return Err(unknown());
-    }
+    let file = visible_file(&state, caller, &path).await?;
     let mut info = FileInfo::from(&*file);
     let proofs = state.db.proofs(file.id).await?.into_iter().filter(|(r, _)| file.instances.contains(r));
     info.proven = proofs.map(|(region, ms)| (region, crate::time::rfc3339_ms(ms))).collect();
@@ -148,12 +159,7 @@ pub async fn batches(
     caller: Result<Caller, ApiError>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let digest = Digest::parse(&path)?;
-    let caller = caller?;
-    let file = state.db.file(&digest).await?.ok_or_else(unknown)?;
-    if file.visibility == Visibility::Internal && !state.sees_internal(&caller) {
-        return Err(unknown());
-    }
+    let file = visible_file(&state, caller, &path).await?;
     let result: Vec<FileBatch> = state.db.file_batches(file.id).await?.into_iter().map(Into::into).collect();
     Ok(HttpResponse::Ok().json(Wrapped { result }))
 }
