@@ -297,7 +297,7 @@ fn main() -> anyhow::Result<()> {
                 tracing::info!("migrations applied");
                 Ok(())
             }
-            Command::Replicate => replicate_once(&settings).await,
+            Command::Replicate => replicate_once(&settings, Default::default()).await,
             Command::Token(TokenCommand::Issue { subject, scopes, ttl }) => {
                 let ttl: Duration = parse_duration("--ttl", &ttl)?;
                 let scopes: Vec<String> = scopes.iter().map(|s| full_scope(&settings.scope_prefix, s)).collect();

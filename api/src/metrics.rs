@@ -1,13 +1,13 @@
 //! Prometheus metrics, served as text at `GET /metrics`.
 //!
-//! Process-wide: the counters live in one registry for the life of the process. Route labels are
-//! the route patterns (`/sha512/{digest}`), never raw paths, so their number stays fixed.
+//! Owned, not global: [`Metrics::new`] makes a registry, and the application makes one (in
+//! `Application::build`) and hands it, as an `Arc`, to whatever counts; a one-shot command makes
+//! its own. So a test reads exact values off its own server's registry. Route labels are the
+//! route patterns (`/sha512/{digest}`), never raw paths, so their number stays fixed.
 //!
 //! The registry only: it imports nothing of the server. A gauge whose value a lower layer owns
 //! (the log writer's dropped lines, the lookup cache, the pools) is read at scrape time by the
 //! `/metrics` route's `gather`, which sits above them all.
-
-use std::sync::LazyLock;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -77,188 +77,204 @@ pub struct Metrics {
     pub tuf_events_lag: IntGaugeVec,
 }
 
-fn build() -> Metrics {
-    let registry = Registry::new_custom(Some("tooltool".into()), None).expect("valid prefix");
-    // The registry adds the prefix when it gathers; a collector's own names lack it.
-    let requests = IntCounterVec::new(
-        Opts::new("http_requests_total", "HTTP requests by route, method and status"),
-        &["route", "method", "status"],
-    )
-    .expect("valid metric");
-    let latency = HistogramVec::new(
-        HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route")
-            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
-        &["route"],
-    )
-    .expect("valid metric");
-    let redirects = IntCounter::new("redirects_total", "Download redirects issued").expect("valid metric");
-    let verified_bytes =
-        IntCounter::new("verified_bytes_total", "Bytes hashed by upload verification").expect("valid metric");
-    let verifications =
-        IntCounterVec::new(Opts::new("verifications_total", "Upload verifications by outcome"), &["outcome"])
-            .expect("valid metric");
-    let backend_errors =
-        IntCounterVec::new(Opts::new("backend_errors_total", "Metadata and blob store failures"), &["backend"])
-            .expect("valid metric");
-    let pool = IntGaugeVec::new(Opts::new("db_pool_connections", "Database pool connections"), &["pool", "state"])
+impl Metrics {
+    /// A registry with every metric of the service, the labels known in advance at zero.
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("tooltool".into()), None).expect("valid prefix");
+        // The registry adds the prefix when it gathers; a collector's own names lack it.
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+            &["route", "method", "status"],
+        )
         .expect("valid metric");
-    let log_lines_dropped =
-        IntCounter::new("log_lines_dropped_total", "Log lines dropped because the writer could not keep up")
-            .expect("valid metric");
-    let lookups =
-        IntCounterVec::new(Opts::new("lookups_total", "Download lookups by source (cache, database)"), &["source"])
-            .expect("valid metric");
-    let lookup_cache_active =
-        prometheus::IntGauge::new("lookup_cache_active", "1 while download lookups may be answered from memory")
-            .expect("valid metric");
-    let events_pending =
-        prometheus::IntGauge::new("events_pending", "Events the broker has not confirmed yet").expect("valid metric");
-    let events_oldest_pending_age = prometheus::IntGauge::new(
-        "events_oldest_pending_age_seconds",
-        "Age of the oldest event the broker has not confirmed (0 when none)",
-    )
-    .expect("valid metric");
-    let events_published =
-        IntCounter::new("events_published_total", "Events confirmed by the broker").expect("valid metric");
-    let region_up = IntGaugeVec::new(Opts::new("region_up", "1 while the region's last probe answered"), &["region"])
+        let latency = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route").buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["route"],
+        )
         .expect("valid metric");
-    let replication_pending =
-        prometheus::IntGauge::new("replication_pending", "Copies between regions not made yet").expect("valid metric");
-    let replication_oldest_pending = prometheus::IntGauge::new(
-        "replication_oldest_pending_seconds",
-        "Age of the oldest file still lacking a copy in some region",
-    )
-    .expect("valid metric");
-    let replication_copies = IntCounterVec::new(
-        Opts::new("replication_copies_total", "Copies between regions by source, target and outcome"),
-        &["from", "to", "outcome"],
-    )
-    .expect("valid metric");
-    let identity_calls = IntCounterVec::new(
-        Opts::new("identity_calls_total", "Calls to the Taskcluster deployment's authenticate-hawk by outcome"),
-        &["outcome"],
-    )
-    .expect("valid metric");
-    let identity_latency = prometheus::Histogram::with_opts(
-        HistogramOpts::new("identity_call_duration_seconds", "Latency of calls to the Taskcluster deployment")
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-    )
-    .expect("valid metric");
-    let scrub_copies =
-        IntCounterVec::new(Opts::new("scrub_copies_total", "Stored copies the scrubber read back"), &["region"])
+        let redirects = IntCounter::new("redirects_total", "Download redirects issued").expect("valid metric");
+        let verified_bytes =
+            IntCounter::new("verified_bytes_total", "Bytes hashed by upload verification").expect("valid metric");
+        let verifications =
+            IntCounterVec::new(Opts::new("verifications_total", "Upload verifications by outcome"), &["outcome"])
+                .expect("valid metric");
+        let backend_errors =
+            IntCounterVec::new(Opts::new("backend_errors_total", "Metadata and blob store failures"), &["backend"])
+                .expect("valid metric");
+        let pool = IntGaugeVec::new(Opts::new("db_pool_connections", "Database pool connections"), &["pool", "state"])
             .expect("valid metric");
-    let scrub_bytes = IntCounterVec::new(Opts::new("scrub_bytes_total", "Bytes the scrubber read back"), &["region"])
+        let log_lines_dropped =
+            IntCounter::new("log_lines_dropped_total", "Log lines dropped because the writer could not keep up")
+                .expect("valid metric");
+        let lookups =
+            IntCounterVec::new(Opts::new("lookups_total", "Download lookups by source (cache, database)"), &["source"])
+                .expect("valid metric");
+        let lookup_cache_active =
+            prometheus::IntGauge::new("lookup_cache_active", "1 while download lookups may be answered from memory")
+                .expect("valid metric");
+        let events_pending = prometheus::IntGauge::new("events_pending", "Events the broker has not confirmed yet")
+            .expect("valid metric");
+        let events_oldest_pending_age = prometheus::IntGauge::new(
+            "events_oldest_pending_age_seconds",
+            "Age of the oldest event the broker has not confirmed (0 when none)",
+        )
         .expect("valid metric");
-    let scrub_copies_lost = IntCounterVec::new(
-        Opts::new("scrub_copies_lost_total", "Copies found missing or corrupt and taken out of routing, by reason"),
-        &["reason"],
-    )
-    .expect("valid metric");
-    let scrub_copies_repaired =
-        IntCounter::new("scrub_copies_repaired_total", "Lost copies recorded again from a verified copy")
-            .expect("valid metric");
-    let scrub_oldest_unproven = prometheus::IntGauge::new(
-        "scrub_oldest_unproven_seconds",
-        "Age of the oldest proof of any stored copy (0 without copies)",
-    )
-    .expect("valid metric");
-    let tuf_role_version =
-        IntGaugeVec::new(Opts::new("tuf_role_version", "Newest version of each TUF role"), &["repo", "role"])
-            .expect("valid metric");
-    let tuf_role_expires = IntGaugeVec::new(
-        Opts::new("tuf_role_expires_seconds", "Seconds until each TUF role expires (bins: the first to expire)"),
-        &["repo", "role"],
-    )
-    .expect("valid metric");
-    let tuf_events_lag =
-        IntGaugeVec::new(Opts::new("tuf_events_lag", "Events the TUF signer has not applied yet"), &["repo"])
-            .expect("valid metric");
-    let collectors: [(Box<dyn prometheus::core::Collector>, &str); 27] = [
-        (Box::new(requests.clone()), "counter"),
-        (Box::new(latency.clone()), "histogram"),
-        (Box::new(redirects.clone()), "counter"),
-        (Box::new(verified_bytes.clone()), "counter"),
-        (Box::new(verifications.clone()), "counter"),
-        (Box::new(backend_errors.clone()), "counter"),
-        (Box::new(pool.clone()), "gauge"),
-        (Box::new(log_lines_dropped.clone()), "counter"),
-        (Box::new(lookups.clone()), "counter"),
-        (Box::new(lookup_cache_active.clone()), "gauge"),
-        (Box::new(events_pending.clone()), "gauge"),
-        (Box::new(events_oldest_pending_age.clone()), "gauge"),
-        (Box::new(events_published.clone()), "counter"),
-        (Box::new(region_up.clone()), "gauge"),
-        (Box::new(replication_pending.clone()), "gauge"),
-        (Box::new(replication_oldest_pending.clone()), "gauge"),
-        (Box::new(replication_copies.clone()), "counter"),
-        (Box::new(identity_calls.clone()), "counter"),
-        (Box::new(identity_latency.clone()), "histogram"),
-        (Box::new(scrub_copies.clone()), "counter"),
-        (Box::new(scrub_bytes.clone()), "counter"),
-        (Box::new(scrub_copies_lost.clone()), "counter"),
-        (Box::new(scrub_copies_repaired.clone()), "counter"),
-        (Box::new(scrub_oldest_unproven.clone()), "gauge"),
-        (Box::new(tuf_role_version.clone()), "gauge"),
-        (Box::new(tuf_role_expires.clone()), "gauge"),
-        (Box::new(tuf_events_lag.clone()), "gauge"),
-    ];
-    let mut families = Vec::new();
-    for (m, kind) in collectors {
-        families.extend(m.desc().iter().map(|d| (format!("tooltool_{}", d.fq_name), d.help.clone(), kind)));
-        registry.register(m).expect("metric registered once");
-    }
-    // The labels known in advance start at zero, so that a counter that never rose is served
-    // as 0 rather than missing.
-    for backend in ["database", "blob_store"] {
-        backend_errors.with_label_values(&[backend]);
-    }
-    for outcome in ["verified", "rejected"] {
-        verifications.with_label_values(&[outcome]);
-    }
-    for source in ["cache", "database"] {
-        lookups.with_label_values(&[source]);
-    }
-    for outcome in ["success", "failed", "unavailable"] {
-        identity_calls.with_label_values(&[outcome]);
-    }
-    for reason in ["missing", "corrupt"] {
-        scrub_copies_lost.with_label_values(&[reason]);
-    }
-    Metrics {
-        registry,
-        families,
-        requests,
-        latency,
-        redirects,
-        verified_bytes,
-        verifications,
-        backend_errors,
-        pool,
-        log_lines_dropped,
-        lookups,
-        lookup_cache_active,
-        events_pending,
-        events_oldest_pending_age,
-        events_published,
-        region_up,
-        replication_pending,
-        replication_oldest_pending,
-        replication_copies,
-        identity_calls,
-        identity_latency,
-        scrub_copies,
-        scrub_bytes,
-        scrub_copies_lost,
-        scrub_copies_repaired,
-        scrub_oldest_unproven,
-        tuf_role_version,
-        tuf_role_expires,
-        tuf_events_lag,
+        let events_published =
+            IntCounter::new("events_published_total", "Events confirmed by the broker").expect("valid metric");
+        let region_up =
+            IntGaugeVec::new(Opts::new("region_up", "1 while the region's last probe answered"), &["region"])
+                .expect("valid metric");
+        let replication_pending =
+            prometheus::IntGauge::new("replication_pending", "Copies between regions not made yet")
+                .expect("valid metric");
+        let replication_oldest_pending = prometheus::IntGauge::new(
+            "replication_oldest_pending_seconds",
+            "Age of the oldest file still lacking a copy in some region",
+        )
+        .expect("valid metric");
+        let replication_copies = IntCounterVec::new(
+            Opts::new("replication_copies_total", "Copies between regions by source, target and outcome"),
+            &["from", "to", "outcome"],
+        )
+        .expect("valid metric");
+        let identity_calls = IntCounterVec::new(
+            Opts::new("identity_calls_total", "Calls to the Taskcluster deployment's authenticate-hawk by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let identity_latency = prometheus::Histogram::with_opts(
+            HistogramOpts::new("identity_call_duration_seconds", "Latency of calls to the Taskcluster deployment")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )
+        .expect("valid metric");
+        let scrub_copies =
+            IntCounterVec::new(Opts::new("scrub_copies_total", "Stored copies the scrubber read back"), &["region"])
+                .expect("valid metric");
+        let scrub_bytes =
+            IntCounterVec::new(Opts::new("scrub_bytes_total", "Bytes the scrubber read back"), &["region"])
+                .expect("valid metric");
+        let scrub_copies_lost = IntCounterVec::new(
+            Opts::new("scrub_copies_lost_total", "Copies found missing or corrupt and taken out of routing, by reason"),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let scrub_copies_repaired =
+            IntCounter::new("scrub_copies_repaired_total", "Lost copies recorded again from a verified copy")
+                .expect("valid metric");
+        let scrub_oldest_unproven = prometheus::IntGauge::new(
+            "scrub_oldest_unproven_seconds",
+            "Age of the oldest proof of any stored copy (0 without copies)",
+        )
+        .expect("valid metric");
+        let tuf_role_version =
+            IntGaugeVec::new(Opts::new("tuf_role_version", "Newest version of each TUF role"), &["repo", "role"])
+                .expect("valid metric");
+        let tuf_role_expires = IntGaugeVec::new(
+            Opts::new("tuf_role_expires_seconds", "Seconds until each TUF role expires (bins: the first to expire)"),
+            &["repo", "role"],
+        )
+        .expect("valid metric");
+        let tuf_events_lag =
+            IntGaugeVec::new(Opts::new("tuf_events_lag", "Events the TUF signer has not applied yet"), &["repo"])
+                .expect("valid metric");
+        let collectors: [(Box<dyn prometheus::core::Collector>, &str); 27] = [
+            (Box::new(requests.clone()), "counter"),
+            (Box::new(latency.clone()), "histogram"),
+            (Box::new(redirects.clone()), "counter"),
+            (Box::new(verified_bytes.clone()), "counter"),
+            (Box::new(verifications.clone()), "counter"),
+            (Box::new(backend_errors.clone()), "counter"),
+            (Box::new(pool.clone()), "gauge"),
+            (Box::new(log_lines_dropped.clone()), "counter"),
+            (Box::new(lookups.clone()), "counter"),
+            (Box::new(lookup_cache_active.clone()), "gauge"),
+            (Box::new(events_pending.clone()), "gauge"),
+            (Box::new(events_oldest_pending_age.clone()), "gauge"),
+            (Box::new(events_published.clone()), "counter"),
+            (Box::new(region_up.clone()), "gauge"),
+            (Box::new(replication_pending.clone()), "gauge"),
+            (Box::new(replication_oldest_pending.clone()), "gauge"),
+            (Box::new(replication_copies.clone()), "counter"),
+            (Box::new(identity_calls.clone()), "counter"),
+            (Box::new(identity_latency.clone()), "histogram"),
+            (Box::new(scrub_copies.clone()), "counter"),
+            (Box::new(scrub_bytes.clone()), "counter"),
+            (Box::new(scrub_copies_lost.clone()), "counter"),
+            (Box::new(scrub_copies_repaired.clone()), "counter"),
+            (Box::new(scrub_oldest_unproven.clone()), "gauge"),
+            (Box::new(tuf_role_version.clone()), "gauge"),
+            (Box::new(tuf_role_expires.clone()), "gauge"),
+            (Box::new(tuf_events_lag.clone()), "gauge"),
+        ];
+        let mut families = Vec::new();
+        for (m, kind) in collectors {
+            families.extend(m.desc().iter().map(|d| (format!("tooltool_{}", d.fq_name), d.help.clone(), kind)));
+            registry.register(m).expect("metric registered once");
+        }
+        // The labels known in advance start at zero, so that a counter that never rose is served
+        // as 0 rather than missing.
+        for backend in ["database", "blob_store"] {
+            backend_errors.with_label_values(&[backend]);
+        }
+        for outcome in ["verified", "rejected"] {
+            verifications.with_label_values(&[outcome]);
+        }
+        for source in ["cache", "database"] {
+            lookups.with_label_values(&[source]);
+        }
+        for outcome in ["success", "failed", "unavailable"] {
+            identity_calls.with_label_values(&[outcome]);
+        }
+        for reason in ["missing", "corrupt"] {
+            scrub_copies_lost.with_label_values(&[reason]);
+        }
+        Self {
+            registry,
+            families,
+            requests,
+            latency,
+            redirects,
+            verified_bytes,
+            verifications,
+            backend_errors,
+            pool,
+            log_lines_dropped,
+            lookups,
+            lookup_cache_active,
+            events_pending,
+            events_oldest_pending_age,
+            events_published,
+            region_up,
+            replication_pending,
+            replication_oldest_pending,
+            replication_copies,
+            identity_calls,
+            identity_latency,
+            scrub_copies,
+            scrub_bytes,
+            scrub_copies_lost,
+            scrub_copies_repaired,
+            scrub_oldest_unproven,
+            tuf_role_version,
+            tuf_role_expires,
+            tuf_events_lag,
+        }
     }
 }
 
-/// The process's metrics.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(build);
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// The families served only when a broker is configured.
 const BROKER_FAMILIES: [&str; 3] =
@@ -306,7 +322,7 @@ mod tests {
     }
 
     fn served(with_broker: bool) -> BTreeSet<String> {
-        super::METRICS
+        super::Metrics::new()
             .render(with_broker)
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE tooltool_"))
@@ -326,7 +342,7 @@ mod tests {
 
     #[test]
     fn counters_with_known_labels_start_at_zero() {
-        let text = super::METRICS.render(false);
+        let text = super::Metrics::new().render(false);
         for series in [
             "tooltool_backend_errors_total{backend=\"database\"}",
             "tooltool_backend_errors_total{backend=\"blob_store\"}",

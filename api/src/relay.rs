@@ -104,14 +104,22 @@ pub struct Relay {
     url: Secret,
     exchange: String,
     health: RelayHealth,
+    metrics: Arc<crate::metrics::Metrics>,
     crash_after_publishing: bool,
 }
 
 impl Relay {
-    /// A relay from `db`'s outbox to `exchange` on the broker at `url`, reporting to `health`.
-    pub fn new(db: Db, url: Secret, exchange: &str, health: RelayHealth) -> Self {
+    /// A relay from `db`'s outbox to `exchange` on the broker at `url`, reporting to `health`,
+    /// counting what it publishes in `metrics`.
+    pub fn new(
+        db: Db,
+        url: Secret,
+        exchange: &str,
+        health: RelayHealth,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         health.set(RelayState::Starting);
-        Self { db, url, exchange: exchange.to_owned(), health, crash_after_publishing: false }
+        Self { db, url, exchange: exchange.to_owned(), health, metrics, crash_after_publishing: false }
     }
 
     /// Test fault: after the first batch is published and confirmed, stop before marking it
@@ -224,7 +232,7 @@ impl Relay {
             if let Err(e) = self.db.mark_published(&confirmed, crate::time::now()).await {
                 return Stop::Failed(e.into());
             }
-            crate::metrics::METRICS.events_published.inc_by(confirmed.len() as u64);
+            self.metrics.events_published.inc_by(confirmed.len() as u64);
         }
     }
 

@@ -38,13 +38,15 @@ pub struct Scrubber {
     /// This process's name in claims.
     me: Arc<str>,
     lease: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Scrubber {
-    /// A scrubber over these stores, whose claims last `lease` unless renewed.
-    pub fn new(db: Db, blobs: BlobStores, lease: Duration) -> Self {
+    /// A scrubber over these stores, whose claims last `lease` unless renewed, counting what it
+    /// reads in `metrics`.
+    pub fn new(db: Db, blobs: BlobStores, lease: Duration, metrics: Arc<crate::metrics::Metrics>) -> Self {
         let me = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        Self { db, blobs, me: me.into(), lease }
+        Self { db, blobs, me: me.into(), lease, metrics }
     }
 
     /// Scrubs every copy due `interval` after its last proof, paced to `rate` bytes per
@@ -112,7 +114,7 @@ impl Scrubber {
                 let examined =
                     while_renewing(self.lease, renew, copies::examine(&self.db, store.as_ref(), file, pace, actor))
                         .await?;
-                let m = &crate::metrics::METRICS;
+                let m = &self.metrics;
                 match examined {
                     Ok(found) => {
                         report.checked += 1;
@@ -161,13 +163,14 @@ pub async fn verify_instances(
     progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<VerifyReport> {
     let filter = ScrubFilter { region: region.map(str::to_owned), digest: None };
-    Scrubber::new(db.clone(), blobs.clone(), COMMAND_LEASE).pass(&filter, None, pace, actor, progress).await
+    let metrics = Arc::new(crate::metrics::Metrics::new()); // a command's own: nothing serves it
+    Scrubber::new(db.clone(), blobs.clone(), COMMAND_LEASE, metrics).pass(&filter, None, pace, actor, progress).await
 }
 
-/// Sets the age of the oldest proof (at each scrape of `/metrics`).
-pub async fn update_metrics(db: &Db) -> anyhow::Result<()> {
+/// Sets the age of the oldest proof in `m` (at each scrape of `/metrics`).
+pub async fn update_metrics(db: &Db, m: &crate::metrics::Metrics) -> anyhow::Result<()> {
     let oldest = db.oldest_proof().await?;
     let age = oldest.map_or(0, |o| (now_ms() - o).max(0) / 1000);
-    crate::metrics::METRICS.scrub_oldest_unproven.set(age);
+    m.scrub_oldest_unproven.set(age);
     Ok(())
 }

@@ -19,6 +19,7 @@ use crate::blobs::UrlSigner;
 use crate::blobs::{BlobStores, CdnSigner, LocalStore, S3Store};
 use crate::db::{Backend, Db};
 use crate::http::state::AppState;
+use crate::metrics::Metrics;
 use crate::settings::BlobSettings;
 use crate::settings::Settings;
 
@@ -51,7 +52,8 @@ impl Application {
         let (blobs, local) = build_stores(&settings, &secrets, &public_url).await?;
         let workers = settings.workers;
         let signer = tuf_signer(&settings, &db).await?;
-        let state = web::Data::new(AppState::new(settings, db, blobs, local, tokens)?);
+        let metrics = Arc::new(Metrics::new());
+        let state = web::Data::new(AppState::new(settings, db, blobs, local, tokens, metrics)?);
         state.clients.reload(&state.db, &state.tokens).await.context("cannot load client credentials")?;
         let refresh = auth::client_cache::refresh_loop(
             state.clients.clone(),
@@ -61,21 +63,30 @@ impl Application {
         );
         tokio::spawn(refresh);
         tokio::spawn(uploads::sweep::run(state.uploads.clone(), SWEEP_INTERVAL));
-        tokio::spawn(replication::probe::run(state.blobs.clone(), state.settings.region_probe));
+        tokio::spawn(replication::probe::run(state.blobs.clone(), state.settings.region_probe, state.metrics.clone()));
         if state.settings.replication && state.blobs.all().count() > 1 {
             tokio::spawn(state.replicator.clone().run(state.settings.replication_interval));
         }
         let db = state.db.clone();
         if let Some(interval) = state.settings.scrub_interval {
-            let scrubber =
-                scrub::Scrubber::new(state.db.clone(), state.blobs.clone(), state.settings.replication_lease);
+            let scrubber = scrub::Scrubber::new(
+                state.db.clone(),
+                state.blobs.clone(),
+                state.settings.replication_lease,
+                state.metrics.clone(),
+            );
             tokio::spawn(scrubber.run(interval, Some(state.settings.scrub_rate * 1e6)));
         }
         tokio::spawn(async move { db.follow_changes().await });
         tokio::spawn(health::watch(state.db.clone(), state.database_health.clone()));
         if let Some(url) = &state.settings.amqp_url {
-            let relay =
-                relay::Relay::new(state.db.clone(), url.clone(), &state.settings.amqp_exchange, state.relay.clone());
+            let relay = relay::Relay::new(
+                state.db.clone(),
+                url.clone(),
+                &state.settings.amqp_exchange,
+                state.relay.clone(),
+                state.metrics.clone(),
+            );
             tokio::spawn(async move {
                 if let Err(e) = relay.run().await {
                     tracing::error!(error = %e, "events relay stopped");
@@ -182,14 +193,14 @@ fn cdn_signer(settings: &Settings) -> anyhow::Result<Option<Arc<CdnSigner>>> {
 
 /// One replication pass over every configured region, as `tooltool-api replicate` runs it:
 /// probes the regions, makes every missing copy it can, and fails with a summary unless every
-/// file then has a copy in every region.
-pub async fn replicate_once(settings: &Settings) -> anyhow::Result<()> {
+/// file then has a copy in every region. Counted in `metrics`: the command's own registry.
+pub async fn replicate_once(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<()> {
     let db = open_migrated_db(settings).await?;
     let secrets = load_secrets(settings)?;
     let public_url = service_url(settings, settings.port);
     let (blobs, _) = build_stores(settings, &secrets, &public_url).await?;
-    replication::probe::probe_once(&blobs).await;
-    let replicator = replication::Replicator::new(db.clone(), blobs.clone(), settings);
+    replication::probe::probe_once(&blobs, &metrics).await;
+    let replicator = replication::Replicator::new(db.clone(), blobs.clone(), settings, metrics);
     let report = replicator.pass().await?;
     let backlog = replicator.backlog().await?;
     let missing: i64 = backlog.iter().map(|(_, b)| b.missing).sum();
@@ -222,7 +233,7 @@ pub async fn scrub_once(
 ) -> anyhow::Result<copies::VerifyReport> {
     let (db, blobs) = open_stores(settings).await?;
     let pace = crate::time::Pace::new(rate.map(|mb| mb * 1e6));
-    let scrubber = scrub::Scrubber::new(db, blobs, settings.replication_lease);
+    let scrubber = scrub::Scrubber::new(db, blobs, settings.replication_lease, Arc::new(Metrics::new()));
     let report = scrubber.pass(filter, None, &pace, actor, progress).await?;
     report.ensure_clean()?;
     Ok(report)

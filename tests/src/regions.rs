@@ -4,7 +4,7 @@
 //! `TOOLTOOL_TEST_S3_ENDPOINT_B`, same keys) and exports the s3s-fs binary as
 //! `TOOLTOOL_TEST_S3S_BIN`, so a test that must stop and restart a region starts an
 //! [`S3Server`] of its own. A region here is a bucket on one endpoint; names are unique per
-//! test, so the process-wide metrics labelled by region belong to one test.
+//! test. (Each server counts in its own metrics registry, which tests read directly.)
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

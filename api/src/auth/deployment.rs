@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::METRICS;
+use crate::metrics::Metrics;
 
 /// What the deployment is asked about one request (its documented request body).
 #[derive(Debug, Serialize)]
@@ -65,11 +65,13 @@ struct Answer {
 pub struct Deployment {
     http: reqwest::Client,
     url: String,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 impl Deployment {
-    /// A client of the deployment at `root_url`, each call bounded by `timeout`.
-    pub fn new(root_url: &str, timeout: Duration) -> anyhow::Result<Self> {
+    /// A client of the deployment at `root_url`, each call bounded by `timeout` and counted in
+    /// `metrics`.
+    pub fn new(root_url: &str, timeout: Duration, metrics: std::sync::Arc<Metrics>) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -78,20 +80,20 @@ impl Deployment {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tooltool-api/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Self { http, url: format!("{root_url}/api/auth/v1/authenticate-hawk") })
+        Ok(Self { http, url: format!("{root_url}/api/auth/v1/authenticate-hawk"), metrics })
     }
 
     /// Asks the deployment about one request.
     pub async fn authenticate(&self, question: &HawkQuestion<'_>) -> Result<Verdict, DeploymentError> {
         let started = Instant::now();
         let verdict = self.ask(question).await;
-        METRICS.identity_latency.observe(started.elapsed().as_secs_f64());
+        self.metrics.identity_latency.observe(started.elapsed().as_secs_f64());
         let outcome = match &verdict {
             Ok(Verdict::Success { .. }) => "success",
             Ok(Verdict::Failed(_)) => "failed",
             Err(_) => "unavailable",
         };
-        METRICS.identity_calls.with_label_values(&[outcome]).inc();
+        self.metrics.identity_calls.with_label_values(&[outcome]).inc();
         verdict
     }
 

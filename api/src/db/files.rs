@@ -42,7 +42,7 @@ pub struct FileWrite {
     backend: Backend,
     outbox: std::sync::Arc<Outbox>,
     events: Vec<NewEvent>,
-    /// Lost copies this transaction repaired (counted once it commits).
+    /// Lost copies this transaction repaired ([`FileWrite::repaired`]).
     repaired: u64,
     /// Declared after `tx`: fields drop in order, so the cache is cleared only after the
     /// transaction has committed or rolled back.
@@ -386,6 +386,12 @@ impl FileWrite {
         Ok(())
     }
 
+    /// The lost copies this transaction records again: repaired once it commits. The caller
+    /// counts them (`scrub_copies_repaired_total`); the store does not count.
+    pub fn repaired(&self) -> u64 {
+        self.repaired
+    }
+
     /// Commits, with the recorded events. On PostgreSQL each touched digest is first sent as a
     /// notification inside the transaction, so other replicas hear of the change exactly when
     /// it commits.
@@ -402,7 +408,6 @@ impl FileWrite {
             }
         }
         self.tx.commit().await?;
-        crate::metrics::METRICS.scrub_copies_repaired.inc_by(self.repaired);
         if !self.events.is_empty() {
             self.outbox.committed();
         }

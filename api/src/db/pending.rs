@@ -65,7 +65,7 @@ impl Db {
 
     /// Records a verified instance of a file in `region` and closes every pending upload of
     /// the file, in one transaction; returns the closed ones so their staged objects can be
-    /// removed.
+    /// removed, and the lost copies it recorded again ([`crate::db::FileWrite::repaired`]).
     /// `actor` is recorded in the `file.verified` event.
     pub async fn mark_verified(
         &self,
@@ -74,7 +74,7 @@ impl Db {
         sha256: &str,
         actor: &str,
         now: i64,
-    ) -> Result<Vec<Pending>> {
+    ) -> Result<(Vec<Pending>, u64)> {
         let file_id = file.id;
         let mut w = self.write_files().await?;
         w.add_instance(file, region, actor, now).await?;
@@ -83,8 +83,9 @@ impl Db {
             .bind(file_id)
             .fetch_all(&mut *w.tx())
             .await?;
+        let repaired = w.repaired();
         w.commit().await?;
-        rows.iter().map(pending_from_row).collect()
+        Ok((rows.iter().map(pending_from_row).collect::<Result<_>>()?, repaired))
     }
 
     /// Pending uploads whose URL expired before `before`.

@@ -130,7 +130,7 @@ pub struct ApiError {
     detail: String,
     retry_after: Option<u64>,
     /// The backend whose failure this answers, counted in `backend_errors_total` when the
-    /// error is answered ([`ResponseError::error_response`]), once.
+    /// error is answered (by the request log, [`ApiError::count_failure`]), once.
     failed: Option<Backend>,
 }
 
@@ -155,6 +155,14 @@ impl ApiError {
     /// An error of this code with a detail.
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
         Self { code, detail: detail.into(), retry_after: None, failed: None }
+    }
+
+    /// Counts the backend failure this error answers, if any, in `m`'s `backend_errors_total`:
+    /// done once per answer, by the request log, not where the error is made.
+    pub fn count_failure(&self, m: &crate::metrics::Metrics) {
+        if let Some(backend) = self.failed {
+            m.backend_errors.with_label_values(&[backend.label()]).inc();
+        }
     }
 
     /// This error, as the answer to a failure of `backend`.
@@ -219,9 +227,6 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let Some(backend) = self.failed {
-            crate::metrics::METRICS.backend_errors.with_label_values(&[backend.label()]).inc();
-        }
         let mut res = HttpResponse::build(self.code.status());
         res.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
         if let Some(secs) = self.retry_after {
@@ -340,17 +345,19 @@ mod tests {
     }
 
     #[test]
-    fn a_backend_failure_is_counted_once_when_it_is_answered_not_when_it_is_made() {
-        let counted = |backend| crate::metrics::METRICS.backend_errors.with_label_values(&[backend]).get();
-        let before = (counted("blob_store"), counted("database"));
+    fn a_backend_failure_is_counted_once_by_its_backend_and_a_conflict_not_at_all() {
+        let m = crate::metrics::Metrics::new();
+        let counted = |backend| m.backend_errors.with_label_values(&[backend]).get();
         let store = ApiError::from(crate::blobs::StoreError::unavailable("put", "connection refused"));
         let db = ApiError::from(crate::db::DbError::Other(sqlx::Error::RowNotFound));
-        assert_eq!((counted("blob_store"), counted("database")), before, "made, not answered yet");
         assert_eq!(store.error_response().status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(db.error_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!((counted("blob_store"), counted("database")), (before.0 + 1, before.1 + 1));
-        ApiError::from(crate::db::DbError::Conflict("taken".into())).error_response();
-        assert_eq!(counted("database"), before.1 + 1, "a conflict is the caller's, not a failure");
+        assert_eq!((counted("blob_store"), counted("database")), (0, 0), "rendering does not count");
+        store.count_failure(&m);
+        db.count_failure(&m);
+        assert_eq!((counted("blob_store"), counted("database")), (1, 1));
+        ApiError::from(crate::db::DbError::Conflict("taken".into())).count_failure(&m);
+        assert_eq!(counted("database"), 1, "a conflict is the caller's, not a failure");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use sentry::SentryFutureExt;
 
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::telemetry::{self, access::AccessLine};
 
 /// The header carrying the request id, both ways.
@@ -45,6 +47,8 @@ where
     let method = req.method().clone();
     let path = req.path().to_owned();
     let route = route_of(&req);
+    // The server's own registry (an `Arc` taken from the state, no allocation).
+    let metrics = req.app_data::<actix_web::web::Data<AppState>>().expect("the server's state").metrics.clone();
     let hub = telemetry::sentry_enabled().then(|| {
         let hub = Arc::new(sentry::Hub::new_from_top(sentry::Hub::main()));
         hub.configure_scope(|scope| {
@@ -66,7 +70,14 @@ where
         Err(e) => e.as_response_error().status_code(),
     };
     let elapsed = start.elapsed();
-    let m = &crate::metrics::METRICS;
+    let m = &*metrics;
+    let answered = match &res {
+        Ok(r) => r.response().error(),
+        Err(e) => Some(e),
+    };
+    if let Some(e) = answered.and_then(|e| e.as_error::<ApiError>()) {
+        e.count_failure(m);
+    }
     m.requests.with_label_values(&[&route, method.as_str(), status.as_str()]).inc();
     m.latency.with_label_values(&[&route]).observe(elapsed.as_secs_f64());
     let line = AccessLine { request_id: &id, method: method.as_str(), path: &path, status: status.as_u16(), elapsed };

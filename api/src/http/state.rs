@@ -7,6 +7,7 @@ use crate::auth::deployment::Deployment;
 use crate::auth::{Scope, Tokens};
 use crate::blobs::{BlobStores, LocalStore};
 use crate::db::Db;
+use crate::metrics::Metrics;
 use crate::relay::RelayHealth;
 use crate::replication::Replicator;
 use crate::settings::Settings;
@@ -42,6 +43,8 @@ pub struct AppState {
     /// The Taskcluster deployment that checks Hawk clients not registered here
     /// (`TOOLTOOL_TASKCLUSTER_ROOT_URL`).
     pub deployment: Option<Deployment>,
+    /// This server's metrics, served at `/metrics`; the services and jobs count into it too.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -52,17 +55,19 @@ impl AppState {
         blobs: BlobStores,
         local: Option<Arc<LocalStore>>,
         tokens: Tokens,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let prefix: Arc<str> = settings.scope_prefix.as_str().into();
-        let replicator = Replicator::new(db.clone(), blobs.clone(), &settings);
-        let uploads = Uploads::new(&settings, db.clone(), blobs.clone(), local.clone(), replicator.wake.clone());
+        let replicator = Replicator::new(db.clone(), blobs.clone(), &settings, metrics.clone());
+        let uploads =
+            Uploads::new(&settings, db.clone(), blobs.clone(), local.clone(), replicator.wake.clone(), metrics.clone());
         let anonymous_scopes =
             if settings.anonymous_public_download { vec![Scope::DownloadPublic.full(&prefix)] } else { Vec::new() }
                 .into();
         let deployment = settings
             .taskcluster_root_url
             .as_deref()
-            .map(|root| Deployment::new(root, settings.taskcluster_timeout))
+            .map(|root| Deployment::new(root, settings.taskcluster_timeout, metrics.clone()))
             .transpose()?;
         Ok(Self {
             settings,
@@ -78,6 +83,7 @@ impl AppState {
             relay: RelayHealth::default(),
             replicator,
             deployment,
+            metrics,
         })
     }
 }

@@ -53,11 +53,12 @@ pub struct Replicator {
     sizes: CopySizes,
     /// Notified when a blob was verified here, so its copies start at once.
     pub wake: Arc<Notify>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Replicator {
-    /// A replicator over these stores.
-    pub fn new(db: Db, blobs: BlobStores, settings: &Settings) -> Self {
+    /// A replicator over these stores, counting its copies in `metrics`.
+    pub fn new(db: Db, blobs: BlobStores, settings: &Settings, metrics: Arc<crate::metrics::Metrics>) -> Self {
         let me = format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..12]);
         Self {
             db,
@@ -69,6 +70,7 @@ impl Replicator {
                 part_size: settings.replication_part_size,
             },
             wake: Arc::new(Notify::new()),
+            metrics,
         }
     }
 
@@ -214,7 +216,7 @@ impl Replicator {
                     "the source copy does not match its digest: nothing copied");
                 // Nothing to remove: a rejected copy is never published in the target (its PUT
                 // is not sent, its multipart upload is aborted, its server-side copy not made).
-                count(from, target, "mismatch");
+                self.count(from, target, "mismatch");
                 let details = serde_json::json!({"from": from, "to": target, "reason": why});
                 self.audit("file.replication_rejected", file, details).await;
                 self.fail(file, from, target, attempts, &format!("source does not match: {why}")).await;
@@ -222,18 +224,18 @@ impl Replicator {
             }
             Ok(Replicated::SourceMissing) => {
                 tracing::error!(digest = %file.digest, from, "a recorded instance has no blob");
-                count(from, target, "source_missing");
+                self.count(from, target, "source_missing");
                 self.fail(file, from, target, attempts, &format!("no blob in {from}")).await;
                 Some(false)
             }
             Ok(Replicated::SourceChanged) => {
-                count(from, target, "source_changed");
+                self.count(from, target, "source_changed");
                 self.fail(file, from, target, attempts, "the source changed during the copy").await;
                 Some(false)
             }
             Err(e) => {
                 tracing::warn!(digest = %file.digest, from, to = target, error = %e, "copy failed; it will be retried");
-                count(from, target, "failed");
+                self.count(from, target, "failed");
                 self.fail(file, from, target, attempts, &e.to_string()).await;
                 Some(false)
             }
@@ -245,7 +247,9 @@ impl Replicator {
         let recorded = async {
             let mut w = self.db.write_files().await?;
             let recorded = w.record_copy(file, from, target, &self.me, now()).await?;
+            let repaired = w.repaired();
             w.commit().await?;
+            self.metrics.scrub_copies_repaired.inc_by(repaired);
             Ok::<_, crate::db::DbError>(recorded)
         }
         .await;
@@ -253,14 +257,14 @@ impl Replicator {
             Ok(true) => {
                 let (how, parts) = (mode.name(), mode.parts());
                 tracing::info!(digest = %file.digest, from, to = target, bytes = file.size, how, parts, "copy verified and recorded");
-                count(from, target, "copied");
+                self.count(from, target, "copied");
                 let details =
                     serde_json::json!({"from": from, "to": target, "size": file.size, "mode": how, "parts": parts});
                 self.audit("file.replicated", file, details).await;
                 true
             }
             Ok(false) => {
-                count(from, target, "abandoned");
+                self.count(from, target, "abandoned");
                 // Deleted meanwhile: the copy must not outlive the deletion. (Taken over by
                 // another replica: it makes the same bytes and records them; leave them.)
                 let deleted =
@@ -274,7 +278,7 @@ impl Replicator {
             }
             Err(e) => {
                 tracing::error!(error = %e, "could not record a copy");
-                count(from, target, "failed");
+                self.count(from, target, "failed");
                 false
             }
         }
@@ -298,6 +302,10 @@ impl Replicator {
         self.db.audit_or_log(ACTOR, action, file.digest.as_str(), details).await
     }
 
+    fn count(&self, from: &str, to: &str, outcome: &str) {
+        self.metrics.replication_copies.with_label_values(&[from, to, outcome]).inc();
+    }
+
     /// The copies still missing in each region.
     pub async fn backlog(&self) -> anyhow::Result<Vec<(String, Backlog)>> {
         backlog(&self.db, &self.blobs).await
@@ -314,16 +322,11 @@ pub async fn backlog(db: &Db, blobs: &BlobStores) -> anyhow::Result<Vec<(String,
     Ok(out)
 }
 
-fn count(from: &str, to: &str, outcome: &str) {
-    crate::metrics::METRICS.replication_copies.with_label_values(&[from, to, outcome]).inc();
-}
-
-/// Sets the backlog gauges (at each scrape of `/metrics`).
-pub async fn update_backlog_metrics(db: &Db, blobs: &BlobStores) -> anyhow::Result<()> {
+/// Sets the backlog gauges of `m` (at each scrape of `/metrics`).
+pub async fn update_backlog_metrics(db: &Db, blobs: &BlobStores, m: &crate::metrics::Metrics) -> anyhow::Result<()> {
     let regions = if blobs.all().count() > 1 { backlog(db, blobs).await? } else { Vec::new() };
     let missing = regions.iter().map(|(_, b)| b.missing).sum();
     let oldest = regions.iter().filter_map(|(_, b)| b.oldest).min();
-    let m = &crate::metrics::METRICS;
     m.replication_pending.set(missing);
     m.replication_oldest_pending.set(oldest.map_or(0, |o| (now() - o).max(0)));
     Ok(())

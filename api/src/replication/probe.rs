@@ -7,12 +7,13 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use crate::blobs::BlobStores;
+use crate::metrics::Metrics;
 
 /// Longest a probe waits for a region's answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Probes every region once and records what it found.
-pub async fn probe_once(blobs: &BlobStores) {
+/// Probes every region once and records what it found (in `blobs`, and `metrics`' gauges).
+pub async fn probe_once(blobs: &BlobStores, metrics: &Metrics) {
     let checks = blobs.all().map(|store| async move {
         let up = match tokio::time::timeout(PROBE_TIMEOUT, store.check()).await {
             Ok(Ok(())) => true,
@@ -33,14 +34,14 @@ pub async fn probe_once(blobs: &BlobStores) {
             }
         }
         blobs.set_up(&region, up);
-        crate::metrics::METRICS.region_up.with_label_values(&[&region]).set(up.into());
+        metrics.region_up.with_label_values(&[&region]).set(up.into());
     }
 }
 
 /// Probes every `interval` for as long as the server runs.
-pub async fn run(blobs: BlobStores, interval: Duration) {
+pub async fn run(blobs: BlobStores, interval: Duration, metrics: std::sync::Arc<Metrics>) {
     loop {
-        probe_once(&blobs).await;
+        probe_once(&blobs, &metrics).await;
         tokio::time::sleep(interval).await;
     }
 }

@@ -56,9 +56,8 @@ pub async fn read(db: &Db) -> Result<Vec<RepoStatus>, DbError> {
     Ok(out)
 }
 
-/// Sets the TUF gauges of `/metrics` from [`read`].
-pub async fn update_metrics(db: &Db) -> Result<(), DbError> {
-    let m = &crate::metrics::METRICS;
+/// Sets the TUF gauges of `m` (served at `/metrics`) from [`read`].
+pub async fn update_metrics(db: &Db, m: &crate::metrics::Metrics) -> Result<(), DbError> {
     let now = crate::time::now();
     for status in read(db).await? {
         m.tuf_events_lag.with_label_values(&[status.repo]).set(status.lag);

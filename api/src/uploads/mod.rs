@@ -43,17 +43,20 @@ pub struct Uploads {
     replicate: Arc<Notify>,
     /// The main runtime, where verifications run (they must outlive the request).
     runtime: tokio::runtime::Handle,
+    /// Where verifications are counted.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Uploads {
     /// Uploads over these stores, with `settings`' limits; each verification notifies
-    /// `replicate`. Runs its verifications on the current runtime.
+    /// `replicate` and is counted in `metrics`. Runs its verifications on the current runtime.
     pub fn new(
         settings: &Settings,
         db: Db,
         blobs: BlobStores,
         local: Option<Arc<LocalStore>>,
         replicate: Arc<Notify>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         Self {
             db,
@@ -68,6 +71,7 @@ impl Uploads {
             verifications: InFlight::default(),
             replicate,
             runtime: tokio::runtime::Handle::current(),
+            metrics,
         }
     }
 }

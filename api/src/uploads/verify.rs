@@ -98,7 +98,8 @@ async fn verify_pending(u: &Uploads, file: &StoredFile, actor: &str) -> Result<O
         match store.verify_and_publish(&pending.staging_key, &file.digest, file.size).await? {
             Verification::Published { sha256 } => {
                 let now = crate::time::now();
-                let closed = u.db.mark_verified(file, store.region(), &sha256, actor, now).await?;
+                let (closed, repaired) = u.db.mark_verified(file, store.region(), &sha256, actor, now).await?;
+                u.metrics.scrub_copies_repaired.inc_by(repaired);
                 for other in closed.iter().filter(|p| p.staging_key != pending.staging_key) {
                     if let Some(s) = u.blobs.get(&other.region)
                         && let Err(e) = parts::discard(s.as_ref(), other).await
@@ -108,8 +109,8 @@ async fn verify_pending(u: &Uploads, file: &StoredFile, actor: &str) -> Result<O
                 }
                 tracing::info!(digest = %file.digest, region = store.region(), bytes = file.size, "upload verified");
                 u.replicate.notify_one();
-                crate::metrics::METRICS.verified_bytes.inc_by(file.size);
-                crate::metrics::METRICS.verifications.with_label_values(&["verified"]).inc();
+                u.metrics.verified_bytes.inc_by(file.size);
+                u.metrics.verifications.with_label_values(&["verified"]).inc();
                 let details = serde_json::json!({"region": store.region(), "size": file.size});
                 u.db.audit_or_log(actor, "upload.verified", file.digest.as_str(), details).await;
                 let verified = u.db.file(&file.digest).await?;
@@ -119,7 +120,7 @@ async fn verify_pending(u: &Uploads, file: &StoredFile, actor: &str) -> Result<O
             }
             Verification::Mismatch(why) => {
                 tracing::warn!(digest = %file.digest, reason = %why, "upload rejected");
-                crate::metrics::METRICS.verifications.with_label_values(&["rejected"]).inc();
+                u.metrics.verifications.with_label_values(&["rejected"]).inc();
                 // A rejection changes no table (the staged bytes are gone, the pending upload
                 // stays for a retry), so its event has a transaction of its own, recorded here
                 // where the rejection is decided, after the store discarded the bytes.

@@ -162,7 +162,8 @@ async fn a_relay_killed_between_publish_and_mark_republishes_and_loses_nothing(b
     app.upload("b", b"second", Visibility::Internal).await;
     let feed = all_events(&app).await;
     assert_eq!(feed.len(), 4);
-    let relay = |db| Relay::new(db, Secret::new(broker::url()), tap.exchange(), RelayHealth::default());
+    let relay =
+        |db| Relay::new(db, Secret::new(broker::url()), tap.exchange(), RelayHealth::default(), Default::default());
     let crashed = tokio::time::timeout(RELAY_WAIT, relay(app.state.db.clone()).crash_after_publishing().run()).await;
     assert!(crashed.expect("the faulty relay stops").is_err());
     let published = tap.take(4, RELAY_WAIT).await;
@@ -217,7 +218,14 @@ async fn when_the_relay_dies_a_standing_by_replica_takes_over() {
     // No relay of its own: the test runs two, as two replicas would.
     let app = TestApp::spawn(Backend::PostgresS3).await;
     let relay = |health: &RelayHealth| {
-        Relay::new(app.state.db.clone(), Secret::new(broker::url()), tap.exchange(), health.clone()).run()
+        Relay::new(
+            app.state.db.clone(),
+            Secret::new(broker::url()),
+            tap.exchange(),
+            health.clone(),
+            app.state.metrics.clone(),
+        )
+        .run()
     };
     let (first, second) = (RelayHealth::default(), RelayHealth::default());
     let leader = tokio::spawn(relay(&first));
@@ -244,10 +252,8 @@ async fn when_the_relay_dies_a_standing_by_replica_takes_over() {
     standby.abort();
 }
 
-/// Needs no broker: the URL points at a closed port. Holds [`BROKER`] all the same: the
-/// metrics gauges are process-wide, and the outage test reads them alone.
+/// Needs no broker: the URL points at a closed port.
 async fn an_unreachable_broker_is_a_heartbeat_warning_and_downloads_still_work(backend: Backend) {
-    let _gauges = BROKER.read().await;
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let app =
         TestApp::spawn_with(backend, |s| s.amqp_url = Some(Secret::new(format!("amqp://127.0.0.1:{closed}/%2f"))))

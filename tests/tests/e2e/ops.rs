@@ -122,8 +122,6 @@ fn metric(text: &str, line_start: &str) -> f64 {
 
 async fn metrics_count_requests_by_route_redirects_and_verified_bytes(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let scrape = || async { app.http().get(app.at("/metrics")).send().await.unwrap().text().await.unwrap() };
-    let before = scrape().await;
     let data = vec![7u8; 12_345];
     let d = app.upload("m.bin", &data, Visibility::Public).await;
     app.anonymous().download_redirect(d.as_str(), None).await.unwrap();
@@ -132,16 +130,15 @@ async fn metrics_count_requests_by_route_redirects_and_verified_bytes(backend: B
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let after = res.text().await.unwrap();
-    // The registry is process-wide and tests run in parallel: compare increases, not values.
-    let grew = |name: &str, by: f64| {
-        let (b, a) = (metric(&before, name), metric(&after, name));
-        assert!(a - b >= by, "{name}: {b} -> {a}");
-    };
-    grew("tooltool_redirects_total", 1.0);
-    grew("tooltool_verified_bytes_total", data.len() as f64);
-    grew("tooltool_verifications_total{outcome=\"verified\"}", 1.0);
-    grew("tooltool_http_requests_total{method=\"GET\",route=\"/sha512/{digest}\",status=\"302\"}", 1.0);
-    grew("tooltool_http_requests_total{method=\"GET\",route=\"/sha512/{digest}\",status=\"400\"}", 1.0);
+    // The server's own registry: exact values, served as they are counted.
+    let served = |name: &str, value: f64| assert_eq!(metric(&after, name), value, "{name}:\n{after}");
+    served("tooltool_redirects_total", 1.0);
+    served("tooltool_verified_bytes_total", data.len() as f64);
+    served("tooltool_verifications_total{outcome=\"verified\"}", 1.0);
+    served("tooltool_http_requests_total{method=\"GET\",route=\"/sha512/{digest}\",status=\"302\"}", 1.0);
+    served("tooltool_http_requests_total{method=\"GET\",route=\"/sha512/{digest}\",status=\"400\"}", 1.0);
+    let m = &app.state.metrics;
+    assert_eq!((m.redirects.get(), m.verified_bytes.get()), (1, data.len() as u64));
     assert!(after.contains("tooltool_http_request_duration_seconds_bucket{route=\"/sha512/{digest}\""));
     assert!(after.contains("tooltool_db_pool_connections{"));
     assert!(!after.contains(d.as_str()), "route labels are patterns, not paths");

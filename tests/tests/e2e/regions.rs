@@ -3,9 +3,11 @@
 //! region, deletion in every region, and `tooltool-api replicate`. PostgreSQL plus two s3s-fs
 //! servers; a test that stops a region starts that region's server itself.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tooltool_api::db::AuditFilter;
+use tooltool_api::metrics::Metrics;
 use tooltool_api::replicate_once;
 use tooltool_e2e::proto::{Digest, Manifest, PatchOp, Visibility};
 use tooltool_e2e::regions::{
@@ -32,9 +34,15 @@ async fn fetch(url: &str) -> Vec<u8> {
     res.bytes().await.expect("body").to_vec()
 }
 
-/// `replication_copies_total{from,to,outcome}` (the region names are unique to the test).
-fn copies(from: &str, to: &str, outcome: &str) -> u64 {
-    tooltool_api::metrics::METRICS.replication_copies.with_label_values(&[from, to, outcome]).get()
+/// `replication_copies_total{from,to,outcome}` in the registry `m` (a server's, or a pass's).
+fn copies(m: &Metrics, from: &str, to: &str, outcome: &str) -> u64 {
+    m.replication_copies.with_label_values(&[from, to, outcome]).get()
+}
+
+/// One `tooltool-api replicate` pass, with the registry it counted in.
+async fn replicate(app: &TestApp) -> (anyhow::Result<()>, Arc<Metrics>) {
+    let m = Arc::new(Metrics::new());
+    (replicate_once(&app.settings, m.clone()).await, m)
 }
 
 async fn audits(app: &TestApp, action: &str) -> Vec<serde_json::Value> {
@@ -88,7 +96,8 @@ async fn an_upload_to_a_region_is_copied_to_the_other_endpoint_and_served_from_t
     let in_a = location(&app, &d, Some(&a)).await;
     assert!(in_a.starts_with(&objects_of(&regions[0])), "{in_a}");
     assert!(location(&app, &d, None).await.starts_with(&objects_of(&regions[0])), "default: first configured");
-    assert_eq!((copies(&a, &b, "copied"), copies(&a, &b, "mismatch")), (1, 0));
+    let m = &app.state.metrics;
+    assert_eq!((copies(m, &a, &b, "copied"), copies(m, &a, &b, "mismatch")), (1, 0));
     let replicated = audits(&app, "file.replicated").await;
     let put = serde_json::json!({"from": a, "to": b, "size": data.len(), "mode": "put", "parts": 1});
     assert_eq!(replicated, [put]);
@@ -113,8 +122,8 @@ async fn an_upload_to_a_region_is_copied_to_the_other_endpoint_and_served_from_t
     app.admin().complete_until_verified(od.as_str(), Duration::from_secs(30)).await.unwrap();
     wait_for_both(&app, &od, &a, &b).await;
     assert_eq!(fetch(&location(&app, &od, Some(&a)).await).await, other);
-    assert_eq!(copies(&b, &a, "copied"), 1);
-    replicate_once(&app.settings).await.expect("nothing left to copy");
+    assert_eq!((copies(m, &b, &a, "copied"), copies(m, &a, &b, "copied")), (1, 1));
+    replicate(&app).await.0.expect("nothing left to copy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +158,7 @@ async fn downloads_asking_for_a_stopped_region_go_to_a_healthy_one() {
     .await;
     assert_eq!(fetch(&location(&app, &d, Some(&a)).await).await, data);
     assert!(location(&app, &d, None).await.starts_with(&objects_of(&regions[1])));
-    assert_eq!(tooltool_api::metrics::METRICS.region_up.with_label_values(&[&a]).get(), 0);
+    assert_eq!(app.state.metrics.region_up.with_label_values(&[&a]).get(), 0);
     let res = app.http().get(app.at("/__heartbeat__")).send().await.unwrap();
     assert_eq!(res.status(), 200, "one region answers");
     let v: serde_json::Value = res.json().await.unwrap();
@@ -169,7 +178,7 @@ async fn downloads_asking_for_a_stopped_region_go_to_a_healthy_one() {
         location(&app, &d, Some(&a)).await.starts_with(&objects_of(&regions[0]))
     })
     .await;
-    assert_eq!(tooltool_api::metrics::METRICS.region_up.with_label_values(&[&a]).get(), 1);
+    assert_eq!(app.state.metrics.region_up.with_label_values(&[&a]).get(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,7 +222,7 @@ async fn a_copy_to_a_stopped_region_is_made_when_it_returns() {
     let data = b"waits for its second region".to_vec();
     let d = app.upload("w.bin", &data, Visibility::Public).await;
 
-    let err = replicate_once(&app.settings).await.expect_err("b cannot get its copy").to_string();
+    let err = replicate(&app).await.0.expect_err("b cannot get its copy").to_string();
     assert!(err.contains("1 copies missing") && err.contains(&format!("{b}: 1 files lack a copy")), "{err}");
     assert_eq!(instances(&app, &d).await, [a.as_str()]);
 
@@ -222,7 +231,7 @@ async fn a_copy_to_a_stopped_region_is_made_when_it_returns() {
     let in_b = location(&app, &d, Some(&b)).await;
     assert!(in_b.starts_with(&objects_of(&regions[1])), "{in_b}");
     assert_eq!(fetch(&in_b).await, data);
-    replicate_once(&app.settings).await.expect("every copy made");
+    replicate(&app).await.0.expect("every copy made");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,11 +251,12 @@ async fn bytes_altered_behind_the_servers_back_are_never_copied() {
         let put = s3.client().put_object().bucket(&s3.bucket).key(format!("sha512/{d}")).body(altered.into());
         put.send().await.expect("alter a's blob");
 
-        let err = replicate_once(&app.settings).await.expect_err("the copy is refused").to_string();
+        let (res, m) = replicate(&app).await;
+        let err = res.expect_err("the copy is refused").to_string();
         assert!(err.contains("source does not match"), "{err}");
         assert_eq!(instances(&app, &d).await, [a.as_str()], "endpoint {second_endpoint}");
         assert!(regions[1].s3.keys("sha512/").await.is_empty(), "nothing left in b (endpoint {second_endpoint})");
-        assert_eq!((copies(&a, &b, "mismatch"), copies(&a, &b, "copied")), (1, 0));
+        assert_eq!((copies(&m, &a, &b, "mismatch"), copies(&m, &a, &b, "copied")), (1, 0));
         let rejected = audits(&app, "file.replication_rejected").await;
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0]["to"], b.as_str());
@@ -272,13 +282,16 @@ async fn two_replicas_replicating_at_once_make_each_copy_once() {
         s.replication = true;
         s.replication_interval = Duration::from_millis(100);
     };
-    let _one = spawn_replica_with(&app, busy).await;
-    let _two = spawn_replica_with(&app, busy).await;
+    let one = spawn_replica_with(&app, busy).await;
+    let two = spawn_replica_with(&app, busy).await;
     for d in &digests {
         wait_for_both(&app, d, &a, &b).await;
     }
-    assert_eq!(copies(&a, &b, "copied"), 8);
-    assert_eq!(copies(&a, &b, "abandoned") + copies(&a, &b, "failed"), 0, "no copy made twice or lost");
+    // The two replicas' registries together (the first server does not replicate here).
+    let all = |outcome| [&app, &one, &two].iter().map(|r| copies(&r.state.metrics, &a, &b, outcome)).sum::<u64>();
+    assert_eq!(copies(&app.state.metrics, &a, &b, "copied"), 0);
+    assert_eq!(all("copied"), 8);
+    assert_eq!(all("abandoned") + all("failed"), 0, "no copy made twice or lost");
     assert_eq!(audits(&app, "file.replicated").await.len(), 8);
 }
 
@@ -295,13 +308,14 @@ async fn a_copy_claimed_by_a_replica_that_died_is_made_once_its_lease_runs_out()
     let claimed = app.state.db.claim_copy(file.id, &b, "killed-replica", now, now + 2).await.unwrap();
     assert_eq!(claimed.map(|c| c.attempts), Some(0));
     // While the dead replica's lease runs, nobody else may take the copy.
-    let err = replicate_once(&app.settings).await.expect_err("the copy is claimed").to_string();
+    let (res, m) = replicate(&app).await;
+    let err = res.expect_err("the copy is claimed").to_string();
     assert!(err.contains(&format!("{b}: 1 files lack a copy")), "{err}");
-    assert_eq!(copies(&a, &b, "copied"), 0);
+    assert_eq!(copies(&m, &a, &b, "copied"), 0);
 
-    let _live = spawn_replica_with(&app, |s| s.replication = true).await;
+    let live = spawn_replica_with(&app, |s| s.replication = true).await;
     wait_for_both(&app, &d, &a, &b).await;
-    assert_eq!(copies(&a, &b, "copied"), 1);
+    assert_eq!(copies(&live.state.metrics, &a, &b, "copied"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,7 +330,7 @@ async fn deleting_instances_removes_the_copies_in_every_region() {
         assert!(region.s3.keys("sha512/").await.is_empty(), "{} still holds the blob", region.name);
     }
     expect_status(app.anonymous().download_redirect(d.as_str(), Some(&b)).await, 404);
-    replicate_once(&app.settings).await.expect("a deleted file needs no copy");
+    replicate(&app).await.0.expect("a deleted file needs no copy");
     assert!(instances(&app, &d).await.is_empty());
 }
 
@@ -340,7 +354,8 @@ async fn large_blobs_cross_endpoints_in_parts_and_only_if_they_hash_right() {
     let put = s3a.client().put_object().bucket(&s3a.bucket).key(format!("sha512/{bad_d}")).body(altered.into());
     put.send().await.expect("alter a's blob");
 
-    let err = replicate_once(&app.settings).await.expect_err("the altered blob is refused").to_string();
+    let (res, m) = replicate(&app).await;
+    let err = res.expect_err("the altered blob is refused").to_string();
     assert!(err.contains("source does not match") && err.contains(bad_d.as_str()), "{err}");
     assert_eq!(instances(&app, &d).await, [a.clone(), b.clone()], "{err}");
     assert_eq!(instances(&app, &bad_d).await, [a.as_str()]);
@@ -349,7 +364,7 @@ async fn large_blobs_cross_endpoints_in_parts_and_only_if_they_hash_right() {
     let parts = serde_json::json!({"from": a, "to": b, "size": data.len(), "mode": "multipart", "parts": 3});
     assert_eq!(replicated, [parts]);
     assert_eq!(regions[1].s3.keys("").await, [format!("sha512/{d}")], "no staged parts, no bad copy");
-    assert_eq!((copies(&a, &b, "copied"), copies(&a, &b, "mismatch")), (1, 1));
+    assert_eq!((copies(&m, &a, &b, "copied"), copies(&m, &a, &b, "mismatch")), (1, 1));
 }
 
 /// Up to the largest single PUT, a copy across endpoints is one PUT straight to the final key,
@@ -383,7 +398,8 @@ async fn a_streamed_copy_publishes_only_bytes_that_hashed_right() {
         bad.push(bd);
     }
 
-    let err = replicate_once(&app.settings).await.expect_err("the altered blobs are refused").to_string();
+    let (res, m) = replicate(&app).await;
+    let err = res.expect_err("the altered blobs are refused").to_string();
     for bd in &bad {
         assert!(err.contains(bd.as_str()), "{err}");
         assert_eq!(instances(&app, bd).await, [a.as_str()]);
@@ -393,7 +409,7 @@ async fn a_streamed_copy_publishes_only_bytes_that_hashed_right() {
     let put = serde_json::json!({"from": a, "to": b, "size": SIZE, "mode": "put", "parts": 1});
     assert_eq!(audits(&app, "file.replicated").await, [put]);
     assert_eq!(regions[1].s3.keys("").await, [format!("sha512/{d}")], "nothing of the refused copies");
-    assert_eq!((copies(&a, &b, "copied"), copies(&a, &b, "mismatch")), (1, 3));
+    assert_eq!((copies(&m, &a, &b, "copied"), copies(&m, &a, &b, "mismatch")), (1, 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,5 +420,5 @@ async fn the_embedded_default_keeps_its_one_local_region() {
     assert_eq!(instances(&app, &d).await, ["local"]);
     let v: serde_json::Value = app.http().get(app.at("/__heartbeat__")).send().await.unwrap().json().await.unwrap();
     assert_eq!((v["status"].as_str(), v["checks"]["region:local"].as_str()), (Some("ok"), Some("ok")));
-    replicate_once(&app.settings).await.expect("one region: nothing to copy");
+    replicate(&app).await.0.expect("one region: nothing to copy");
 }

@@ -39,6 +39,6 @@ pub async fn redirect(
         .for_download(&file.instances, region)
         .ok_or_else(|| ApiError::not_found("No configured region holds a copy of this file"))?;
     let url = state.blobs.download_url(store, digest, state.settings.download_url_ttl).await?;
-    crate::metrics::METRICS.redirects.inc();
+    state.metrics.redirects.inc();
     Ok(HttpResponse::Found().insert_header((LOCATION, url)).insert_header((CACHE_CONTROL, "no-store")).finish())
 }

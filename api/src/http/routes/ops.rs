@@ -120,7 +120,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// log writer's dropped lines, the lookup cache, the pools, the events backlog, the replication
 /// backlog and the oldest proof. The one place they are read; none of those layers pushes them.
 async fn gather(state: &AppState) -> String {
-    let m = &crate::metrics::METRICS;
+    let m = &*state.metrics;
     let dropped = crate::telemetry::log_lines_dropped();
     m.log_lines_dropped.inc_by(dropped.saturating_sub(m.log_lines_dropped.get()));
     m.lookup_cache_active.set(i64::from(state.db.lookup_cache_active()));
@@ -138,18 +138,18 @@ async fn gather(state: &AppState) -> String {
             Err(_) => tracing::error!("metrics: counting pending events timed out"),
         }
     }
-    let backlog = crate::replication::update_backlog_metrics(&state.db, &state.blobs);
+    let backlog = crate::replication::update_backlog_metrics(&state.db, &state.blobs, m);
     match tokio::time::timeout(CHECK_TIMEOUT, backlog).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "metrics: could not read the replication backlog"),
         Err(_) => tracing::error!("metrics: reading the replication backlog timed out"),
     }
-    match tokio::time::timeout(CHECK_TIMEOUT, crate::scrub::update_metrics(&state.db)).await {
+    match tokio::time::timeout(CHECK_TIMEOUT, crate::scrub::update_metrics(&state.db, m)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "metrics: could not read the oldest proof"),
         Err(_) => tracing::error!("metrics: reading the oldest proof timed out"),
     }
-    match tokio::time::timeout(CHECK_TIMEOUT, crate::tuf::status::update_metrics(&state.db)).await {
+    match tokio::time::timeout(CHECK_TIMEOUT, crate::tuf::status::update_metrics(&state.db, m)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::error!(error = %e, "metrics: could not read the TUF repositories"),
         Err(_) => tracing::error!("metrics: reading the TUF repositories timed out"),
