@@ -122,7 +122,7 @@ impl Db {
     /// Records root version 1 of `repo` (an operator's bootstrap, or the embedded default's
     /// first start): a conflict if the repository has a root already.
     pub async fn tuf_bootstrap(&self, repo: &str, body: &str, expires: i64, now: i64) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_writing().await?;
         let exists = sqlx::query("SELECT 1 FROM tuf_state WHERE repo = $1").bind(repo).fetch_optional(&mut *tx).await?;
         if exists.is_some() {
             return Err(DbError::Conflict(format!("the TUF repository {repo} is bootstrapped already")));
@@ -139,7 +139,7 @@ impl Db {
     /// Records a new root version of `repo` (the caller has checked it against the current
     /// one): a conflict if that version exists, or if it is not the next one.
     pub async fn tuf_publish_root(&self, repo: &str, version: i64, body: &str, expires: i64, now: i64) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_writing().await?;
         let current: Option<i64> =
             sqlx::query("SELECT MAX(version) AS v FROM tuf_metadata WHERE repo = $1 AND role = 'root'")
                 .bind(repo)
@@ -158,7 +158,18 @@ impl Db {
 
     /// Starts a signing pass: one transaction for everything it writes.
     pub async fn write_tuf(&self) -> Result<TufWrite> {
-        Ok(TufWrite { tx: self.write.begin().await?, backend: self.backend })
+        Ok(TufWrite { tx: self.begin_writing().await?, backend: self.backend })
+    }
+
+    /// A transaction that reads, then writes. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): one process has one write connection, but a second process on the
+    /// same file (the embedded default's replicas in the tests) would otherwise make the
+    /// upgrade from reading to writing fail with SQLITE_BUSY, where `IMMEDIATE` waits its turn.
+    async fn begin_writing(&self) -> Result<sqlx::Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        })
     }
 }
 
